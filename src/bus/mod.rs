@@ -1,0 +1,555 @@
+//! The bus: subscriptions and topic patterns, `send` / `publish` / `request`, inboxes for plain
+//! threads, and the dead-letter topic. Knows components only as [`Reactor`] handles, found by
+//! name through the [`ReactorProvider`] the runtime gives it. Depends on `reactor` and `types`.
+
+mod reply;
+mod table;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::{self, Receiver, RecvTimeoutError};
+
+pub use reply::PendingReply;
+
+use crate::reactor::{on_reactor_thread, Reactor, Router};
+use crate::types::{
+    DeadLetter, DeadLetterReason, Error, LateReplies, Message, Name, Pattern, PublishReport,
+    ReplyHandle, SubscriptionId, Topic, DEAD_LETTER_TOPIC,
+};
+use table::{Sub, Table, Target};
+
+/// Finds a component's reactor by name. The runtime's registry implements it.
+pub(crate) trait ReactorProvider: Send + Sync {
+    fn reactor(&self, name: &str) -> Option<Reactor>;
+}
+
+/// The message bus: hierarchical topics with NATS-style patterns.
+///
+/// Cheap to clone (a handle); `Send + Sync`. Every call returns at once: delivery is a
+/// non-blocking [`Reactor::execute`] (or a non-blocking push into an [`Inbox`]), so a full
+/// recipient gives [`Error::Backpressure`] with the message handed back, never a wait.
+///
+/// - [`send`](Bus::send) delivers to one subscriber, round robin among a topic's subscribers
+///   (like a NATS queue group);
+/// - [`publish`](Bus::publish) delivers a copy to every subscriber and reports who refused;
+/// - [`request`](Bus::request) sends to one subscriber and returns a [`PendingReply`].
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::{Bus, Message};
+/// use std::time::Duration;
+///
+/// let bus = Bus::new();
+/// let inbox = bus.subscribe_inbox("orders.*", 16)?;
+/// bus.send("orders.created", Message::typed(42u32)).map_err(|e| e.without_payload())?;
+/// let got = inbox.recv_timeout(Duration::from_secs(1))?;
+/// assert_eq!(got.topic().as_str(), "orders.created");
+/// assert_eq!(got.get::<u32>(), Some(&42));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<BusInner>,
+}
+
+pub(crate) struct BusInner {
+    table: ArcSwap<Table>,
+    writer: Mutex<()>,
+    next_sub: AtomicU64,
+    provider: OnceLock<Weak<dyn ReactorProvider>>,
+    me: Weak<BusInner>,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    no_subscriber: AtomicU64,
+    dead_letters: AtomicU64,
+    dead_letters_dropped: AtomicU64,
+    late_replies: AtomicU64,
+}
+
+/// A snapshot of the bus's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BusStats {
+    /// Subscriptions now.
+    pub subscriptions: usize,
+    /// Sends, publishes and requests refused for lack of a subscriber.
+    pub no_subscriber: u64,
+    /// Messages sent to the dead-letter topic (whether or not anyone subscribes to it).
+    pub dead_letters: u64,
+    /// Dead letters that a dead-letter subscriber refused (full or stopped): counted only,
+    /// never dead-lettered again.
+    pub dead_letters_dropped: u64,
+    /// Replies that arrived after their requester stopped waiting.
+    pub late_replies: u64,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus::new()
+    }
+}
+
+impl Bus {
+    /// An empty bus with no subscriptions. A [`Runtime`](crate::Runtime) makes its own; use
+    /// [`Runtime::bus`](crate::Runtime::bus) to reach it.
+    pub fn new() -> Bus {
+        Bus {
+            inner: Arc::new_cyclic(|me| BusInner {
+                table: ArcSwap::from_pointee(Table::default()),
+                writer: Mutex::new(()),
+                next_sub: AtomicU64::new(1),
+                provider: OnceLock::new(),
+                me: me.clone(),
+                stats: Counters::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn set_provider(&self, provider: Weak<dyn ReactorProvider>) {
+        let _ = self.inner.provider.set(provider);
+    }
+
+    pub(crate) fn router(&self) -> Arc<dyn Router> {
+        self.inner.clone()
+    }
+
+    /// Never blocks. Delivers `msg` to one subscriber of `topic`.
+    ///
+    /// Subscribers take turns (round robin). If the chosen one is full or stopped, the others
+    /// are tried once each, so a send fails only when every subscriber refused. Messages from
+    /// one thread to one subscriber keep their order.
+    ///
+    /// # Errors
+    ///
+    /// The message is handed back in every case:
+    /// - [`Error::Backpressure`] when every subscriber is full (naming the last one tried);
+    /// - [`Error::Stopped`] when every subscriber has stopped;
+    /// - [`Error::NoSubscriber`] when nothing subscribes to `topic`;
+    /// - [`Error::InvalidTopic`] when `topic` is malformed (or has a wildcard).
+    pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.inner.send(topic, msg)
+    }
+
+    /// Never blocks. Delivers a copy of `msg` to every subscriber of `topic`. The copies share
+    /// the payload; at most one (the last) carries a reply handle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSubscriber`] and [`Error::InvalidTopic`] as for [`send`](Bus::send). A
+    /// subscriber that refuses does not fail the publish: it is listed in the report's
+    /// `refused` with its copy of the message.
+    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+        self.inner.publish(topic, msg)
+    }
+
+    /// Never blocks. Sends `msg` as a request to one subscriber of `topic` (as
+    /// [`send`](Bus::send)) and returns a [`PendingReply`] to wait on. The reply must come
+    /// within `timeout`.
+    ///
+    /// For a plain thread. Inside a component, use [`Context::request`](crate::Context::request):
+    /// the reply then arrives as a continuation and the reactor never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Bus::send); the message is handed back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{Bus, Message};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let service = bus.subscribe_inbox("math.double", 8)?;
+    /// let pending = bus.request("math.double", Message::typed(21u32), Duration::from_secs(1))
+    ///     .map_err(|e| e.without_payload())?;
+    ///
+    /// let mut req = service.recv()?;
+    /// let n = *req.get::<u32>().unwrap();
+    /// req.take_reply_handle().unwrap().send(Message::typed(n * 2))?;
+    ///
+    /// assert_eq!(pending.wait()?.get::<u32>(), Some(&42));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn request(
+        &self,
+        topic: &str,
+        mut msg: Message,
+        timeout: Duration,
+    ) -> Result<PendingReply, Error<Message>> {
+        let shot = reply::Oneshot::new(timeout);
+        let id = msg.id;
+        let late = self.inner.late();
+        msg.reply = Some(ReplyHandle::new(
+            Box::new(reply::Sink(Arc::clone(&shot))),
+            id,
+            late.clone(),
+        ));
+        match self.inner.send(topic, msg) {
+            Ok(()) => Ok(PendingReply::new(shot, id, late)),
+            Err(e) => Err(e.map_payload(|mut m| {
+                if let Some(r) = m.reply.take() {
+                    r.cancel();
+                }
+                m
+            })),
+        }
+    }
+
+    /// Subscribes the deployed component `component` to `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NotFound`] when no component
+    /// of that name is deployed in the runtime this bus belongs to.
+    pub fn subscribe(&self, pattern: &str, component: &str) -> Result<SubscriptionId, Error> {
+        let reactor = self
+            .inner
+            .provider
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|p| p.reactor(component))
+            .ok_or_else(|| Error::NotFound {
+                name: component.to_owned(),
+            })?;
+        self.inner.subscribe(pattern, &reactor)
+    }
+
+    /// Subscribes a reactor directly to `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a malformed pattern.
+    pub fn subscribe_reactor(
+        &self,
+        pattern: &str,
+        reactor: &Reactor,
+    ) -> Result<SubscriptionId, Error> {
+        self.inner.subscribe(pattern, reactor)
+    }
+
+    /// Subscribes a plain thread: messages matching `pattern` queue in the returned
+    /// [`Inbox`] (at most `capacity`; more are refused with `Backpressure`). Dropping the
+    /// inbox unsubscribes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::InvalidConfig`] for a zero
+    /// capacity.
+    pub fn subscribe_inbox(&self, pattern: &str, capacity: usize) -> Result<Inbox, Error> {
+        if capacity == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "an inbox needs a capacity of at least 1".into(),
+            });
+        }
+        let pattern = Pattern::new(pattern)?;
+        let (tx, rx) = channel::bounded(capacity);
+        let name: Name = format!("inbox({pattern})").into();
+        let id = self
+            .inner
+            .add(pattern, Target::Inbox { name, tx, capacity });
+        Ok(Inbox {
+            rx,
+            id,
+            bus: Arc::downgrade(&self.inner),
+        })
+    }
+
+    /// Removes a subscription; `false` if there was no such subscription.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.unsubscribe(id)
+    }
+
+    /// Removes every subscription of `reactor`; `false` if it had none.
+    pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {
+        self.inner.update(|t| t.without_reactor(reactor))
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> BusStats {
+        let s = &self.inner.stats;
+        BusStats {
+            subscriptions: self.inner.table.load().len(),
+            no_subscriber: s.no_subscriber.load(Ordering::Relaxed),
+            dead_letters: s.dead_letters.load(Ordering::Relaxed),
+            dead_letters_dropped: s.dead_letters_dropped.load(Ordering::Relaxed),
+            late_replies: s.late_replies.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl BusInner {
+    fn add(&self, pattern: Pattern, target: Target) -> SubscriptionId {
+        let id = SubscriptionId(self.next_sub.fetch_add(1, Ordering::Relaxed));
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.table.load().with(pattern, Sub { id, target });
+        self.table.store(Arc::new(next));
+        id
+    }
+
+    fn update(&self, f: impl FnOnce(&Table) -> Option<Table>) -> bool {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        match f(&self.table.load()) {
+            Some(next) => {
+                self.table.store(Arc::new(next));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The topic a message sent to `name` carries: the table's interned copy when `name` is an
+    /// exact subscription, else a fresh one (validated).
+    fn topic(table: &Table, name: &str) -> Result<Topic, Error> {
+        match table.exact.get(name).and_then(|g| g.topic.clone()) {
+            Some(t) => Ok(t),
+            None => Topic::new(name),
+        }
+    }
+
+    fn no_subscriber(&self, topic: &str, msg: Message) -> Error<Message> {
+        self.stats.no_subscriber.fetch_add(1, Ordering::Relaxed);
+        Error::NoSubscriber {
+            topic: topic.to_owned(),
+            rejected: msg,
+        }
+    }
+
+    fn prepare(
+        &self,
+        table: &Table,
+        topic: &str,
+        mut msg: Message,
+    ) -> Result<Message, Error<Message>> {
+        match Self::topic(table, topic) {
+            Ok(t) => {
+                msg.topic = t;
+                Ok(msg)
+            }
+            Err(e) => Err(e.map_payload(|()| msg)),
+        }
+    }
+}
+
+impl Router for BusInner {
+    fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        let table = self.table.load();
+        // Fast path: one exact subscriber, no wildcard to consult.
+        if table.wild.is_empty() {
+            return match table.exact.get(topic) {
+                Some(g) if g.subs.len() == 1 => {
+                    let mut msg = msg;
+                    msg.topic = g.topic.clone().expect("exact group has a topic");
+                    g.subs[0].target.deliver(msg)
+                }
+                Some(_) => self.send_round_robin(&table, topic, msg),
+                None => {
+                    let msg = self.prepare(&table, topic, msg)?;
+                    Err(self.no_subscriber(topic, msg))
+                }
+            };
+        }
+        self.send_round_robin(&table, topic, msg)
+    }
+
+    fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+        let table = self.table.load();
+        let msg = self.prepare(&table, topic, msg)?;
+        let total = table.matching(topic).count();
+        if total == 0 {
+            return Err(self.no_subscriber(topic, msg));
+        }
+        let mut report = PublishReport::default();
+        let mut subs = table.matching(topic);
+        for _ in 1..total {
+            let sub = subs.next().expect("counted");
+            match sub.target.deliver(msg.clone()) {
+                Ok(()) => report.delivered += 1,
+                Err(e) => report.refused.push(e),
+            }
+        }
+        // The last subscriber gets the original (and with it any reply handle).
+        match subs.next().expect("counted").target.deliver(msg) {
+            Ok(()) => report.delivered += 1,
+            Err(e) => report.refused.push(e),
+        }
+        Ok(report)
+    }
+
+    fn subscribe(&self, pattern: &str, reactor: &Reactor) -> Result<SubscriptionId, Error> {
+        let pattern = Pattern::new(pattern)?;
+        Ok(self.add(pattern, Target::Reactor(reactor.clone())))
+    }
+
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.update(|t| t.without(id))
+    }
+
+    fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Option<Name>) {
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        let table = self.table.load();
+        if table.matching(DEAD_LETTER_TOPIC).next().is_none() {
+            return;
+        }
+        let letter = Message::typed(DeadLetter {
+            message: msg,
+            reason,
+            component,
+        });
+        // Delivered like a publish, but a refusal is only counted: dead letters never recurse.
+        let mut letter = self
+            .prepare(&table, DEAD_LETTER_TOPIC, letter)
+            .expect("valid topic");
+        letter.source = None;
+        for sub in table.matching(DEAD_LETTER_TOPIC) {
+            if sub.target.deliver(letter.clone()).is_err() {
+                self.stats
+                    .dead_letters_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn late(&self) -> Weak<dyn LateReplies> {
+        self.me.clone()
+    }
+}
+
+impl BusInner {
+    fn send_round_robin(
+        &self,
+        table: &Table,
+        topic: &str,
+        msg: Message,
+    ) -> Result<(), Error<Message>> {
+        let msg = self.prepare(table, topic, msg)?;
+        let total = table.matching(topic).count();
+        if total == 0 {
+            return Err(self.no_subscriber(topic, msg));
+        }
+        let start = table
+            .cursor_for(topic)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed) % total);
+        let mut msg = msg;
+        let mut last: Option<Error> = None;
+        for sub in table.matching(topic).cycle().skip(start).take(total) {
+            match sub.target.deliver(msg) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let (e, m) = e.split();
+                    msg = m.expect("a refusal hands the message back");
+                    // Report Backpressure over Stopped: "retry later" is the useful answer.
+                    if !matches!(last, Some(Error::Backpressure { .. })) {
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        Err(last
+            .expect("at least one subscriber was tried")
+            .map_payload(|()| msg))
+    }
+}
+
+impl LateReplies for BusInner {
+    fn late_reply(&self, reply: Message, _why: &Error) {
+        self.stats.late_replies.fetch_add(1, Ordering::Relaxed);
+        self.dead_letter(reply, DeadLetterReason::LateReply, None);
+    }
+}
+
+/// A plain thread's subscription: a bounded queue the bus delivers into.
+///
+/// Made by [`Bus::subscribe_inbox`]. Dropping it unsubscribes; messages still queued are
+/// dropped with it (a request among them is answered at once with [`Error::NoReply`]).
+pub struct Inbox {
+    rx: Receiver<Message>,
+    id: SubscriptionId,
+    bus: Weak<BusInner>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("id", &self.id)
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+impl Inbox {
+    /// The subscription's id.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// Never blocks: the next message, if one is queued.
+    pub fn try_recv(&self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Blocks until a message comes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] when the bus is gone; [`Error::WouldDeadlock`] on a reactor thread.
+    pub fn recv(&self) -> Result<Message, Error> {
+        if on_reactor_thread() {
+            return Err(Error::WouldDeadlock);
+        }
+        self.rx.recv().map_err(|_| self.gone())
+    }
+
+    /// Blocks until a message comes or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], [`Error::Stopped`] when the bus is gone, [`Error::WouldDeadlock`]
+    /// on a reactor thread.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, Error> {
+        if on_reactor_thread() {
+            return Err(Error::WouldDeadlock);
+        }
+        self.rx.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => Error::Timeout { after: timeout },
+            RecvTimeoutError::Disconnected => self.gone(),
+        })
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// `true` when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    fn gone(&self) -> Error {
+        Error::Stopped {
+            target: "bus".into(),
+            rejected: (),
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.unsubscribe(self.id);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Requests from plain threads: a one-shot slot the replier fills and the requester waits on.
+//!
+//! The decision "delivered" versus "late" is taken under the slot's mutex, so a reply racing
+//! with the waiter's timeout is either returned to the waiter or counted late, never lost.
+//! The waiter spins briefly on an atomic flag before parking, which keeps a same-machine round
+//! trip well under a futex wake-up when the responder is quick.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::reactor::on_reactor_thread;
+use crate::types::{Error, LateReplies, Message, MessageId, ReplySink};
+
+/// Spin iterations before the waiter parks (a few microseconds).
+const SPINS: u32 = 2_000;
+
+struct Slot {
+    outcome: Option<Result<Message, Error>>,
+    closed: bool,
+    waiter: Option<Thread>,
+}
+
+pub(super) struct Oneshot {
+    ready: AtomicBool,
+    timeout: Duration,
+    slot: Mutex<Slot>,
+}
+
+impl Oneshot {
+    pub(super) fn new(timeout: Duration) -> Arc<Oneshot> {
+        Arc::new(Oneshot {
+            ready: AtomicBool::new(false),
+            timeout,
+            slot: Mutex::new(Slot {
+                outcome: None,
+                closed: false,
+                waiter: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The replier's side.
+pub(super) struct Sink(pub(super) Arc<Oneshot>);
+
+impl ReplySink for Sink {
+    fn deliver(
+        self: Box<Self>,
+        outcome: Result<Message, Error>,
+    ) -> Result<(), (Error, Result<Message, Error>)> {
+        let waiter = {
+            let mut slot = self.0.lock();
+            if slot.closed {
+                return Err((
+                    Error::Timeout {
+                        after: self.0.timeout,
+                    },
+                    outcome,
+                ));
+            }
+            slot.outcome = Some(outcome);
+            self.0.ready.store(true, Ordering::Release);
+            slot.waiter.clone()
+        };
+        if let Some(w) = waiter {
+            w.unpark();
+        }
+        Ok(())
+    }
+
+    fn cancel(self: Box<Self>) {}
+}
+
+/// A request sent from a plain thread, waiting for its reply.
+///
+/// Returned by [`Bus::request`](crate::Bus::request). [`wait`](PendingReply::wait) blocks
+/// until the reply comes or the request's timeout passes. Dropping it without waiting is
+/// allowed: a reply that then arrives is counted as late and dead-lettered.
+pub struct PendingReply {
+    shot: Arc<Oneshot>,
+    id: MessageId,
+    deadline: Instant,
+    late: Weak<dyn LateReplies>,
+}
+
+impl std::fmt::Debug for PendingReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReply")
+            .field("request", &self.id)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl PendingReply {
+    pub(super) fn new(
+        shot: Arc<Oneshot>,
+        id: MessageId,
+        late: Weak<dyn LateReplies>,
+    ) -> PendingReply {
+        let deadline = Instant::now() + shot.timeout;
+        PendingReply {
+            shot,
+            id,
+            deadline,
+            late,
+        }
+    }
+
+    /// The id of the request (replies carry it as their correlation).
+    pub fn request_id(&self) -> MessageId {
+        self.id
+    }
+
+    /// `true` once an outcome (reply or error) has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.shot.ready.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the reply arrives or the request's timeout passes.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Timeout`] when the timeout passes first; a reply arriving after that is
+    ///   counted as late and dead-lettered.
+    /// - [`Error::NoReply`] when the responder dropped the request unanswered (for example
+    ///   its component failed or stopped with the request queued).
+    /// - Whatever error the responder sent with [`ReplyHandle::fail`](crate::ReplyHandle::fail).
+    /// - [`Error::WouldDeadlock`] when called on a reactor thread, where a blocking wait would
+    ///   stall the component (use [`Context::request`](crate::Context::request) there).
+    pub fn wait(self) -> Result<Message, Error> {
+        if on_reactor_thread() {
+            return Err(Error::WouldDeadlock);
+        }
+        self.shot.lock().waiter = Some(thread::current());
+        for _ in 0..SPINS {
+            if self.is_ready() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            if self.is_ready() {
+                return self.take().expect("ready implies an outcome");
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                let mut slot = self.shot.lock();
+                return match slot.outcome.take() {
+                    Some(outcome) => outcome,
+                    None => {
+                        slot.closed = true;
+                        Err(Error::Timeout {
+                            after: self.shot.timeout,
+                        })
+                    }
+                };
+            }
+            thread::park_timeout(self.deadline - now);
+        }
+    }
+
+    fn take(&self) -> Option<Result<Message, Error>> {
+        self.shot.lock().outcome.take()
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        let unread = {
+            let mut slot = self.shot.lock();
+            slot.closed = true;
+            slot.outcome.take()
+        };
+        if let (Some(Ok(reply)), Some(late)) = (unread, self.late.upgrade()) {
+            late.late_reply(
+                reply,
+                &Error::Timeout {
+                    after: self.shot.timeout,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The subscription table: an immutable snapshot, replaced whole on every (rare) change.
+//!
+//! Readers load the current snapshot through `arc_swap` (no lock, no shared write on the read
+//! path); writers serialize on a mutex, copy the table, and swap it in. Exact patterns live in
+//! a hash map keyed by topic, so a send to a subscribed exact topic is one hash lookup and the
+//! message gets the table's interned `Topic` (no string copy). Wildcard patterns are a list
+//! scanned per send; most deployments have few.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam::channel::{Sender, TrySendError};
+
+use crate::reactor::Reactor;
+use crate::types::{Error, Message, Name, Pattern, SubscriptionId, Topic};
+
+/// Where a subscription delivers.
+#[derive(Clone)]
+pub(super) enum Target {
+    Reactor(Reactor),
+    Inbox {
+        name: Name,
+        tx: Sender<Message>,
+        capacity: usize,
+    },
+}
+
+impl Target {
+    /// Never blocks.
+    pub(super) fn deliver(&self, msg: Message) -> Result<(), Error<Message>> {
+        match self {
+            Target::Reactor(r) => r.execute(msg),
+            Target::Inbox { name, tx, capacity } => tx.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(m) => Error::Backpressure {
+                    target: name.clone(),
+                    capacity: *capacity,
+                    rejected: m,
+                },
+                TrySendError::Disconnected(m) => Error::Stopped {
+                    target: name.clone(),
+                    rejected: m,
+                },
+            }),
+        }
+    }
+
+    fn is_reactor(&self, r: &Reactor) -> bool {
+        matches!(self, Target::Reactor(mine) if mine.same(r))
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct Sub {
+    pub(super) id: SubscriptionId,
+    pub(super) target: Target,
+}
+
+/// The subscribers of one pattern, with the round-robin cursor `send` uses.
+pub(super) struct Group {
+    pub(super) pattern: Pattern,
+    /// For an exact pattern: the interned topic messages sent to it carry.
+    pub(super) topic: Option<Topic>,
+    pub(super) subs: Vec<Sub>,
+    pub(super) cursor: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+pub(super) struct Table {
+    pub(super) exact: HashMap<Arc<str>, Arc<Group>>,
+    pub(super) wild: Vec<Arc<Group>>,
+}
+
+impl Table {
+    /// Subscribers of `topic`: those of its exact group first, then of each matching wildcard
+    /// group, in subscription order.
+    pub(super) fn matching<'t>(
+        &'t self,
+        topic: &'t str,
+    ) -> impl Iterator<Item = &'t Sub> + Clone + 't {
+        let exact = self.exact.get(topic).into_iter();
+        let wild = self.wild.iter().filter(move |g| g.pattern.matches(topic));
+        exact.chain(wild).flat_map(|g| g.subs.iter())
+    }
+
+    /// The group whose cursor spreads `send`s to `topic`.
+    pub(super) fn cursor_for(&self, topic: &str) -> Option<&AtomicUsize> {
+        match self.exact.get(topic) {
+            Some(g) => Some(&g.cursor),
+            None => self
+                .wild
+                .iter()
+                .find(|g| g.pattern.matches(topic))
+                .map(|g| &g.cursor),
+        }
+    }
+
+    pub(super) fn with(&self, pattern: Pattern, sub: Sub) -> Table {
+        let mut t = self.clone();
+        let key: Arc<str> = Arc::from(pattern.as_str());
+        let old = if pattern.is_exact() {
+            t.exact.get(&key).cloned()
+        } else {
+            t.wild.iter().find(|g| g.pattern == pattern).cloned()
+        };
+        let mut subs = old.as_ref().map(|g| g.subs.clone()).unwrap_or_default();
+        subs.push(sub);
+        let group = Arc::new(Group {
+            topic: pattern
+                .is_exact()
+                .then(|| Topic::new(pattern.as_str()).expect("exact pattern is a topic")),
+            cursor: AtomicUsize::new(old.map_or(0, |g| g.cursor.load(Ordering::Relaxed))),
+            pattern,
+            subs,
+        });
+        t.put(key, group);
+        t
+    }
+
+    /// The table without subscription `id`, or `None` if it has no such subscription.
+    pub(super) fn without(&self, id: SubscriptionId) -> Option<Table> {
+        self.without_where(|s| s.id == id)
+    }
+
+    /// The table without any subscription of reactor `r`.
+    pub(super) fn without_reactor(&self, r: &Reactor) -> Option<Table> {
+        self.without_where(|s| s.target.is_reactor(r))
+    }
+
+    fn without_where(&self, gone: impl Fn(&Sub) -> bool) -> Option<Table> {
+        let groups = self.exact.values().chain(self.wild.iter());
+        let hit: Vec<Arc<Group>> = groups
+            .filter(|g| g.subs.iter().any(&gone))
+            .cloned()
+            .collect();
+        if hit.is_empty() {
+            return None;
+        }
+        let mut t = self.clone();
+        for g in hit {
+            let key: Arc<str> = Arc::from(g.pattern.as_str());
+            t.exact.remove(&key);
+            t.wild.retain(|w| !Arc::ptr_eq(w, &g));
+            let subs: Vec<Sub> = g.subs.iter().filter(|s| !gone(s)).cloned().collect();
+            if !subs.is_empty() {
+                let group = Arc::new(Group {
+                    pattern: g.pattern.clone(),
+                    topic: g.topic.clone(),
+                    subs,
+                    cursor: AtomicUsize::new(g.cursor.load(Ordering::Relaxed)),
+                });
+                t.put(key, group);
+            }
+        }
+        Some(t)
+    }
+
+    fn put(&mut self, key: Arc<str>, group: Arc<Group>) {
+        if group.pattern.is_exact() {
+            self.exact.insert(key, group);
+        } else {
+            match self.wild.iter_mut().find(|g| g.pattern == group.pattern) {
+                Some(slot) => *slot = group,
+                None => self.wild.push(group),
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.exact
+            .values()
+            .chain(self.wild.iter())
+            .map(|g| g.subs.len())
+            .sum()
+    }
+}

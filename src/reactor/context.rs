@@ -1,0 +1,422 @@
+//! The `Component` trait and the `Context` a component sees on its reactor thread.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::mailbox::Permit;
+use super::{Reactor, Router};
+use crate::types::{
+    panic_message, BoxError, Error, Message, MessageId, PublishReport, ReplyHandle, SubscriptionId,
+};
+use crate::worker::WorkerPool;
+
+/// A unit of business logic with private state, run by its own reactor thread.
+///
+/// Every method runs on that thread, one call at a time, so the state needs no locks. The
+/// runtime builds the component on its reactor thread from the factory given to
+/// [`Runtime::deploy`](crate::Runtime::deploy), so a component need not even be `Send`.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::{BoxError, Component, Context, Message};
+///
+/// struct Counter { seen: u64 }
+///
+/// impl Component for Counter {
+///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+///         self.seen += 1;
+///         if msg.expects_reply() {
+///             ctx.reply(&mut msg, Message::typed(self.seen))?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Component: Sized + 'static {
+    /// Called once on the reactor thread before the first message. An error fails
+    /// [`Runtime::start`](crate::Runtime::start) with [`Error::StartFailed`]. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides makes it unable to run.
+    fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Handles one message. A panic or an `Err` is a failure: the component is stopped, the
+    /// message and what remains in its mailbox go to the dead-letter topic with the reason,
+    /// and the rest of the runtime keeps running.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides is a failure it cannot continue from.
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError>;
+
+    /// Called once on an orderly stop, after the mailbox has been drained (or the drain
+    /// deadline passed) and after pending continuations got [`Error::Stopped`]. Not called
+    /// after a failure. Default: nothing.
+    fn stop(&mut self, ctx: &mut Context<'_, Self>) {
+        let _ = ctx;
+    }
+}
+
+type ReplyCont<C> = Box<dyn for<'a> FnOnce(&mut C, &mut Context<'a, C>, Result<Message, Error>)>;
+type JobCont<C> =
+    Box<dyn for<'a> FnOnce(&mut C, &mut Context<'a, C>, Result<Box<dyn Any + Send>, Error>)>;
+
+pub(crate) enum Cont<C: Component> {
+    Reply(ReplyCont<C>),
+    Job(JobCont<C>),
+}
+
+pub(crate) struct Pending<C: Component> {
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    pub(crate) cont: Cont<C>,
+}
+
+/// What only the reactor thread touches: continuations waiting for replies and job results,
+/// and the timers that bound them.
+pub(crate) struct Local<C: Component> {
+    pub(crate) pending: HashMap<u64, Pending<C>>,
+    pub(crate) timers: BTreeMap<(Instant, u64), ()>,
+    next_id: u64,
+}
+
+impl<C: Component> Local<C> {
+    pub(crate) fn new() -> Local<C> {
+        Local {
+            pending: HashMap::new(),
+            timers: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    fn insert(&mut self, id: u64, timeout: Option<Duration>, cont: Cont<C>) {
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        if let Some((at, _)) = deadline {
+            self.timers.insert((at, id), ());
+        }
+        self.pending.insert(id, Pending { deadline, cont });
+    }
+
+    /// Removes a pending entry and its timer.
+    pub(crate) fn take(&mut self, id: u64) -> Option<Pending<C>> {
+        let p = self.pending.remove(&id)?;
+        if let Some((at, _)) = p.deadline {
+            self.timers.remove(&(at, id));
+        }
+        Some(p)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+}
+
+/// What a reactor shares with every context it makes.
+pub(crate) struct Core {
+    pub(crate) reactor: Reactor,
+    pub(crate) router: Arc<dyn Router>,
+    pub(crate) pool: WorkerPool,
+}
+
+/// A component's view of the runtime, valid during one call on its reactor thread.
+///
+/// Sending from a context stamps the message's [`source`](Message::source) with the
+/// component's name. Continuations given to [`request`](Context::request) and
+/// [`spawn_blocking`](Context::spawn_blocking) run later on this same reactor thread, with the
+/// component and a fresh context, so they may touch the component's state freely.
+pub struct Context<'a, C: Component> {
+    pub(crate) core: &'a Core,
+    pub(crate) local: &'a mut Local<C>,
+}
+
+impl<C: Component> std::fmt::Debug for Context<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("component", &self.name())
+            .field("pending", &self.local.pending.len())
+            .finish()
+    }
+}
+
+impl<'a, C: Component> Context<'a, C> {
+    /// This component's name.
+    pub fn name(&self) -> &str {
+        self.core.reactor.name()
+    }
+
+    /// This component's reactor: a handle other threads can [`execute`](Reactor::execute) on.
+    pub fn reactor(&self) -> &Reactor {
+        &self.core.reactor
+    }
+
+    /// The runtime's worker pool, for fire-and-forget jobs. To get a result back on this
+    /// reactor, use [`spawn_blocking`](Context::spawn_blocking).
+    pub fn pool(&self) -> &WorkerPool {
+        &self.core.pool
+    }
+
+    /// Requests and jobs of this component whose continuation has not run yet.
+    pub fn pending(&self) -> usize {
+        self.local.pending.len()
+    }
+
+    fn stamp(&self, mut msg: Message) -> Message {
+        msg.source = Some(self.core.reactor.mailbox.name.clone());
+        msg
+    }
+
+    /// Never blocks. Sends `msg` to one subscriber of `topic`; see
+    /// [`Bus::send`](crate::Bus::send).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::send`](crate::Bus::send); the message is handed back.
+    pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.core.router.send(topic, self.stamp(msg))
+    }
+
+    /// Never blocks. Sends a copy of `msg` to every subscriber of `topic`; see
+    /// [`Bus::publish`](crate::Bus::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::publish`](crate::Bus::publish).
+    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+        self.core.router.publish(topic, self.stamp(msg))
+    }
+
+    /// Never blocks. Sends `msg` as a request to one subscriber of `topic`; `then` runs later
+    /// on this reactor with the reply, or with [`Error::Timeout`] once `timeout` has passed,
+    /// or with [`Error::NoReply`] if the responder drops the request unanswered.
+    ///
+    /// Room for the reply is reserved now, so a reply is never refused by this component's
+    /// full mailbox; the number of outstanding requests and jobs is bounded by the
+    /// component's `max_pending` ([`ComponentOptions::max_pending`](crate::ComponentOptions::max_pending)).
+    /// A reply that comes after the timeout is counted and dead-lettered.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Backpressure`] naming this component when `max_pending` requests and jobs
+    ///   are outstanding, or naming the responder when its mailbox is full.
+    /// - [`Error::Stopped`], [`Error::NoSubscriber`] as for [`send`](Context::send).
+    ///
+    /// In every error case the message is handed back and `then` is dropped uncalled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    /// use std::time::Duration;
+    ///
+    /// struct Asker { answers: Vec<u64> }
+    ///
+    /// impl Component for Asker {
+    ///     fn handle(&mut self, _msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let asked = ctx.request("prices.quote", Message::typed(7u64), Duration::from_secs(1),
+    ///             |this: &mut Self, _ctx, reply| {
+    ///                 if let Ok(reply) = reply {
+    ///                     this.answers.extend(reply.get::<u64>());
+    ///                 }
+    ///             });
+    ///         asked.map_err(|e| e.without_payload())?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn request<F>(
+        &mut self,
+        topic: &str,
+        msg: Message,
+        timeout: Duration,
+        then: F,
+    ) -> Result<MessageId, Error<Message>>
+    where
+        F: FnOnce(&mut C, &mut Context<'_, C>, Result<Message, Error>) + 'static,
+    {
+        let id = self.next_id();
+        let Some(permit) = Permit::acquire(&self.core.reactor.mailbox, id, false) else {
+            return Err(self.pending_full(msg));
+        };
+        let mut msg = self.stamp(msg);
+        let request_id = msg.id;
+        msg.reply = Some(ReplyHandle::new(
+            Box::new(permit),
+            request_id,
+            self.core.router.late(),
+        ));
+        match self.core.router.send(topic, msg) {
+            Ok(()) => {
+                self.local
+                    .insert(id, Some(timeout), Cont::Reply(Box::new(then)));
+                Ok(request_id)
+            }
+            Err(e) => Err(e.map_payload(|mut m| {
+                if let Some(r) = m.reply.take() {
+                    r.cancel();
+                }
+                m
+            })),
+        }
+    }
+
+    /// Answers the request `request` with `reply`, taking its reply handle.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidState`] when `request` is not a request or was answered already.
+    /// - As [`ReplyHandle::send`] when the requester no longer waits (the reply is then
+    ///   counted and dead-lettered).
+    pub fn reply(&self, request: &mut Message, reply: Message) -> Result<(), Error> {
+        match request.take_reply_handle() {
+            Some(h) => h.send(self.stamp(reply)),
+            None => Err(Error::InvalidState {
+                reason: "the message is not a request, or it was answered already",
+            }),
+        }
+    }
+
+    /// Never blocks. Runs `job` on the worker pool; `then` runs later on this reactor with its
+    /// result, or with [`Error::Panicked`] if the job panicked (the worker survives).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backpressure`] when the pool's queue is full (naming the pool) or when this
+    /// component has `max_pending` requests and jobs outstanding (naming the component);
+    /// [`Error::Stopped`] when the pool has shut down. The job is handed back and `then` is
+    /// dropped uncalled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    ///
+    /// struct Hasher { last: Option<u64> }
+    ///
+    /// impl Component for Hasher {
+    ///     fn handle(&mut self, _msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         ctx.spawn_blocking(|| (1..=20u64).product::<u64>(), |this: &mut Self, _ctx, r| {
+    ///             this.last = r.ok();
+    ///         })
+    ///         .map_err(|e| e.without_payload())?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn_blocking<R, J, F>(&mut self, job: J, then: F) -> Result<u64, Error<J>>
+    where
+        R: Send + 'static,
+        J: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
+    {
+        self.offload(None, job, then)
+    }
+
+    /// As [`spawn_blocking`](Context::spawn_blocking), with a deadline: once `timeout` has
+    /// passed, `then` gets [`Error::Timeout`]. A job that has not started by then is skipped;
+    /// one that is running cannot be killed, so its late result is discarded and counted
+    /// ([`ReactorStats::late_jobs`](crate::ReactorStats::late_jobs)).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn_blocking`](Context::spawn_blocking).
+    pub fn spawn_blocking_timeout<R, J, F>(
+        &mut self,
+        timeout: Duration,
+        job: J,
+        then: F,
+    ) -> Result<u64, Error<J>>
+    where
+        R: Send + 'static,
+        J: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
+    {
+        self.offload(Some(timeout), job, then)
+    }
+
+    fn offload<R, J, F>(
+        &mut self,
+        timeout: Option<Duration>,
+        job: J,
+        then: F,
+    ) -> Result<u64, Error<J>>
+    where
+        R: Send + 'static,
+        J: FnOnce() -> R + Send + 'static,
+        F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
+    {
+        let id = self.next_id();
+        let Some(permit) = Permit::acquire(&self.core.reactor.mailbox, id, true) else {
+            return Err(self.pending_full(job));
+        };
+        let slot = match self.core.pool.try_reserve() {
+            Ok(slot) => slot,
+            Err(e) => {
+                permit.cancel();
+                return Err(e.map_payload(|()| job));
+            }
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        slot.execute(Box::new(move || {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                // The reactor's timer gives the continuation its Timeout; this outcome will be
+                // counted there as a late job.
+                let _ = permit.deliver_job(Err(Error::Timeout {
+                    after: timeout.unwrap_or_default(),
+                }));
+                return;
+            }
+            let outcome = match catch_unwind(AssertUnwindSafe(job)) {
+                Ok(r) => Ok(Box::new(r) as Box<dyn Any + Send>),
+                Err(p) => Err(Error::Panicked {
+                    message: panic_message(&*p),
+                }),
+            };
+            // Err: the component is gone; its mailbox counted nothing, so the result is simply
+            // dropped here (the component can no longer care).
+            let _ = permit.deliver_job(outcome);
+        }));
+        let cont: JobCont<C> = Box::new(move |c, ctx, r| {
+            then(
+                c,
+                ctx,
+                r.map(|b| *b.downcast::<R>().expect("job result has the job's type")),
+            );
+        });
+        self.local.insert(id, timeout, Cont::Job(cont));
+        Ok(id)
+    }
+
+    /// Subscribes this component to `pattern` (`a.b`, `a.*`, `a.>`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] when the pattern is malformed.
+    pub fn subscribe(&self, pattern: &str) -> Result<SubscriptionId, Error> {
+        self.core.router.subscribe(pattern, &self.core.reactor)
+    }
+
+    /// Removes a subscription; `false` if it did not exist.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.core.router.unsubscribe(id)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.local.next_id += 1;
+        self.local.next_id
+    }
+
+    fn pending_full<T>(&self, rejected: T) -> Error<T> {
+        Error::Backpressure {
+            target: self.core.reactor.mailbox.name.clone(),
+            capacity: self.core.reactor.mailbox.max_pending,
+            rejected,
+        }
+    }
+}

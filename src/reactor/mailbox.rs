@@ -1,0 +1,353 @@
+//! The bounded mailbox and its wake-up protocol. See `README.md` beside this file.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use crossbeam::queue::SegQueue;
+use crossbeam::utils::{Backoff, CachePadded};
+
+use crate::types::{Error, Message, Name, ReplySink};
+
+// The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
+// the reactor sleeps.
+//
+//   bits  0..30  NORMAL  messages admitted and not yet popped (bounded by `capacity`)
+//   bits 30..60  EXTRA   replies / job results admitted and not yet popped (bounded by the
+//                        permits, never refused for lack of room)
+//   bit  60      CLOSED  the reactor refuses new messages (stop requested, or it failed)
+//   bit  61      DEAD    the reactor thread is gone: replies are refused too
+//   bit  62      SLEEPING the reactor is parked (or about to park); a pusher must wake it
+const NORMAL_ONE: u64 = 1;
+const NORMAL_MASK: u64 = (1 << 30) - 1;
+const EXTRA_ONE: u64 = 1 << 30;
+const EXTRA_MASK: u64 = NORMAL_MASK << 30;
+pub(crate) const CLOSED: u64 = 1 << 60;
+pub(crate) const DEAD: u64 = 1 << 61;
+const SLEEPING: u64 = 1 << 62;
+const COUNTS: u64 = NORMAL_MASK | EXTRA_MASK;
+
+/// The largest capacity a mailbox or permit budget may have: keeps counts clear of the flags
+/// even with every thread of a machine transiently over-admitting by one.
+pub(crate) const MAX_CAPACITY: usize = 1 << 28;
+
+/// An item in a mailbox.
+pub(crate) enum Task {
+    /// A bus message for the component's `handle`. Counted against `capacity`.
+    Message(Message),
+    /// The outcome of a request this component made. Travels on a permit.
+    Reply {
+        id: u64,
+        outcome: Result<Message, Error>,
+    },
+    /// The outcome of a job this component offloaded. Travels on a permit.
+    Job {
+        id: u64,
+        outcome: Result<Box<dyn Any + Send>, Error>,
+    },
+}
+
+impl Task {
+    fn weight(&self) -> u64 {
+        match self {
+            Task::Message(_) => NORMAL_ONE,
+            _ => EXTRA_ONE,
+        }
+    }
+}
+
+/// Counters written by the reactor thread (and by pushers only on their failure paths), kept
+/// off the state word's cache line.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) handled: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) late_replies: AtomicU64,
+    pub(crate) late_jobs: AtomicU64,
+    pub(crate) failures: AtomicU64,
+}
+
+pub(crate) struct Mailbox {
+    pub(crate) name: Name,
+    pub(crate) capacity: usize,
+    pub(crate) max_pending: usize,
+    state: CachePadded<AtomicU64>,
+    queue: SegQueue<Task>,
+    // Permits handed out and not yet returned (their item not yet popped).
+    pending: CachePadded<AtomicUsize>,
+    // The reactor thread, set when it starts; read only by a pusher that saw SLEEPING.
+    thread: Mutex<Option<Thread>>,
+    pub(crate) counters: CachePadded<Counters>,
+}
+
+impl Mailbox {
+    pub(crate) fn new(name: Name, capacity: usize, max_pending: usize) -> Mailbox {
+        Mailbox {
+            name,
+            capacity,
+            max_pending,
+            state: CachePadded::new(AtomicU64::new(0)),
+            queue: SegQueue::new(),
+            pending: CachePadded::new(AtomicUsize::new(0)),
+            thread: Mutex::new(None),
+            counters: CachePadded::new(Counters::default()),
+        }
+    }
+
+    /// Admits and queues a bus message. Never blocks.
+    pub(crate) fn push(&self, msg: Message) -> Result<(), Error<Message>> {
+        let prev = self.state.fetch_add(NORMAL_ONE, Ordering::AcqRel);
+        if prev & CLOSED != 0 {
+            self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+            return Err(Error::Stopped {
+                target: self.name.clone(),
+                rejected: msg,
+            });
+        }
+        if (prev & NORMAL_MASK) as usize >= self.capacity {
+            self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Backpressure {
+                target: self.name.clone(),
+                capacity: self.capacity,
+                rejected: msg,
+            });
+        }
+        self.queue.push(Task::Message(msg));
+        if prev & SLEEPING != 0 {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a reply or job result on a permit: no capacity check (its room was reserved),
+    /// refused only once the reactor thread is gone.
+    fn push_extra(&self, task: Task) -> Result<(), Task> {
+        let prev = self.state.fetch_add(EXTRA_ONE, Ordering::AcqRel);
+        if prev & DEAD != 0 {
+            self.state.fetch_sub(EXTRA_ONE, Ordering::AcqRel);
+            return Err(task);
+        }
+        self.queue.push(task);
+        if prev & SLEEPING != 0 {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    fn wake(&self) {
+        // Only the pusher that clears the bit unparks; a racing second pusher sees it clear.
+        if self.state.fetch_and(!SLEEPING, Ordering::AcqRel) & SLEEPING != 0 {
+            if let Some(t) = &*self.thread.lock().unwrap_or_else(|e| e.into_inner()) {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Sets `flag` (CLOSED, or DEAD|CLOSED) and wakes the reactor so it sees it. Returns the
+    /// state before.
+    pub(crate) fn set_flag(&self, flag: u64) -> u64 {
+        let prev = self.state.fetch_or(flag, Ordering::AcqRel);
+        if prev & SLEEPING != 0 {
+            self.wake();
+        }
+        prev
+    }
+
+    pub(crate) fn state(&self) -> u64 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn normal_len(state: u64) -> usize {
+        (state & NORMAL_MASK) as usize
+    }
+
+    pub(crate) fn has_items(state: u64) -> bool {
+        state & COUNTS != 0
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    // ---- reactor-thread side -------------------------------------------------------------
+
+    pub(crate) fn set_thread(&self, t: Thread) {
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    }
+
+    /// Pops up to `max` items into `buf` and returns their admission in one RMW. Items that
+    /// were admitted but whose push has not landed yet stay counted; the caller sees a
+    /// non-zero count and comes back for them.
+    pub(crate) fn pop_batch(&self, buf: &mut Vec<Task>, max: usize) -> usize {
+        let (mut weight, mut extras, start) = (0, 0, buf.len());
+        while buf.len() - start < max {
+            let Some(t) = self.queue.pop() else { break };
+            weight += t.weight();
+            extras += usize::from(!matches!(t, Task::Message(_)));
+            buf.push(t);
+        }
+        if weight != 0 {
+            self.state.fetch_sub(weight, Ordering::AcqRel);
+        }
+        if extras != 0 {
+            self.pending.fetch_sub(extras, Ordering::AcqRel);
+        }
+        buf.len() - start
+    }
+
+    /// Called by the reactor when it found nothing to do: spins briefly, then parks until a
+    /// push, a flag, or `timeout` wakes it.
+    pub(crate) fn idle(&self, spins: u32, timeout: Option<Duration>) {
+        for _ in 0..spins {
+            if self.state.load(Ordering::Acquire) & (COUNTS | CLOSED) != 0 {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        let cur = self.state.load(Ordering::Acquire);
+        if cur & (COUNTS | CLOSED) != 0 {
+            return;
+        }
+        // Announce the sleep only if nothing is admitted: any later push sees SLEEPING.
+        if self
+            .state
+            .compare_exchange(cur, cur | SLEEPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        match timeout {
+            Some(d) => thread::park_timeout(d),
+            None => thread::park(),
+        }
+        self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
+    }
+
+    /// Pops every remaining item once the reactor is DEAD, waiting out pushes that were
+    /// admitted but have not landed. Nothing can be admitted any more, so this ends.
+    pub(crate) fn drain_dead(&self, mut each: impl FnMut(Task)) {
+        debug_assert!(self.state() & DEAD != 0);
+        let backoff = Backoff::new();
+        let mut buf = Vec::new();
+        loop {
+            if self.pop_batch(&mut buf, 64) > 0 {
+                buf.drain(..).for_each(&mut each);
+                backoff.reset();
+            } else if Mailbox::has_items(self.state()) {
+                backoff.snooze();
+            } else {
+                return;
+            }
+        }
+    }
+}
+
+/// A reserved place for one reply or job result in a mailbox. While it is held, the item it
+/// will carry is guaranteed room. Dropped unused, it delivers `Err(NoReply)` in its place so
+/// the waiting continuation is not stranded.
+pub(crate) struct Permit {
+    mailbox: Arc<Mailbox>,
+    id: u64,
+    job: bool,
+    armed: bool,
+}
+
+impl Permit {
+    /// Reserves one place, or `None` when `max_pending` places are out already.
+    pub(crate) fn acquire(mailbox: &Arc<Mailbox>, id: u64, job: bool) -> Option<Permit> {
+        let prev = mailbox.pending.fetch_add(1, Ordering::AcqRel);
+        if prev >= mailbox.max_pending {
+            mailbox.pending.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Permit {
+            mailbox: Arc::clone(mailbox),
+            id,
+            job,
+            armed: true,
+        })
+    }
+
+    /// The place goes back unused and nobody is told (the request never left).
+    pub(crate) fn cancel(mut self) {
+        self.armed = false;
+        self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Delivers a job's outcome. On `Err` the reactor is gone and the outcome comes back.
+    pub(crate) fn deliver_job(
+        mut self,
+        outcome: Result<Box<dyn Any + Send>, Error>,
+    ) -> Result<(), Result<Box<dyn Any + Send>, Error>> {
+        match self.push(Task::Job {
+            id: self.id,
+            outcome,
+        }) {
+            Ok(()) => Ok(()),
+            Err(Task::Job { outcome, .. }) => Err(outcome),
+            Err(_) => unreachable!("a job permit carries a job"),
+        }
+    }
+
+    fn push(&mut self, task: Task) -> Result<(), Task> {
+        self.armed = false;
+        self.mailbox.push_extra(task).inspect_err(|_| {
+            // The item will never be popped, so the place comes back here.
+            self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.armed {
+            let error = Error::NoReply {
+                reason: "the reply slot was dropped unused".into(),
+            };
+            let id = self.id;
+            let task = if self.job {
+                Task::Job {
+                    id,
+                    outcome: Err(error),
+                }
+            } else {
+                Task::Reply {
+                    id,
+                    outcome: Err(error),
+                }
+            };
+            let _ = self.push(task);
+        }
+    }
+}
+
+impl ReplySink for Permit {
+    fn deliver(
+        mut self: Box<Self>,
+        outcome: Result<Message, Error>,
+    ) -> Result<(), (Error, Result<Message, Error>)> {
+        let target = self.mailbox.name.clone();
+        match self.push(Task::Reply {
+            id: self.id,
+            outcome,
+        }) {
+            Ok(()) => Ok(()),
+            Err(Task::Reply { outcome, .. }) => Err((
+                Error::Stopped {
+                    target,
+                    rejected: (),
+                },
+                outcome,
+            )),
+            Err(_) => unreachable!("a reply permit carries a reply"),
+        }
+    }
+
+    fn cancel(self: Box<Self>) {
+        Permit::cancel(*self);
+    }
+}

@@ -1,0 +1,403 @@
+//! The reactor thread: start, run loop, drain, stop. See `README.md` beside this file.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::Sender;
+
+use super::context::{Component, Cont, Context, Core, Local};
+use super::mailbox::{Mailbox, Task, CLOSED, DEAD};
+use crate::types::{panic_message, DeadLetterReason, Error, Message};
+
+/// Messages taken from the queue per pass: bounds the time between timer checks and
+/// amortises the admission counter's RMW.
+const BATCH: usize = 64;
+/// Spin iterations before parking (a few hundred ns): catches a reply already on its way
+/// without paying a futex round trip.
+const SPINS: u32 = 200;
+
+thread_local! {
+    static ON_REACTOR: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `true` on a reactor thread, where blocking waits are refused.
+pub(crate) fn on_reactor_thread() -> bool {
+    ON_REACTOR.with(Cell::get)
+}
+
+/// How a reactor thread ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Exit {
+    pub(crate) handled: u64,
+    pub(crate) drained: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) failure: Option<DeadLetterReason>,
+}
+
+/// Builds a component on its own thread.
+pub(crate) type Factory<C> = Arc<dyn Fn() -> C + Send + Sync>;
+
+/// Spawns the reactor thread. It builds the component, runs `start`, and reports the outcome
+/// on `started` before handling any message; its last act is to send its [`Exit`] on `done`.
+pub(crate) fn spawn<C: Component>(
+    core: Core,
+    factory: Factory<C>,
+    drain_timeout: Duration,
+    builder: thread::Builder,
+    started: Sender<Result<(), String>>,
+    done: Sender<Exit>,
+) -> std::io::Result<JoinHandle<()>> {
+    builder.spawn(move || {
+        ON_REACTOR.with(|f| f.set(true));
+        core.reactor.mailbox.set_thread(thread::current());
+        let exit = run(&core, &factory, drain_timeout, &started);
+        drop(core);
+        let _ = done.send(exit);
+    })
+}
+
+/// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
+/// queued messages.
+pub(crate) fn abandon_unstarted(reactor: &super::Reactor, router: &Arc<dyn super::Router>) -> u64 {
+    let mb = &reactor.mailbox;
+    mb.set_flag(DEAD | CLOSED);
+    let mut abandoned = 0;
+    mb.drain_dead(|task| {
+        if let Task::Message(mut m) = task {
+            abandoned += 1;
+            mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = m.reply.take() {
+                let _ = r.fail(Error::NoReply {
+                    reason: format!("`{}` never started", mb.name),
+                });
+            }
+            router.dead_letter(m, DeadLetterReason::Stopped, Some(mb.name.clone()));
+        }
+    });
+    abandoned
+}
+
+/// Why the component stopped handling messages, with the message it failed on.
+struct Failure {
+    message: Option<Message>,
+    reason: DeadLetterReason,
+}
+
+fn run<C: Component>(
+    core: &Core,
+    factory: &Factory<C>,
+    drain_timeout: Duration,
+    started: &Sender<Result<(), String>>,
+) -> Exit {
+    let mb = &*core.reactor.mailbox;
+    let mut local = Local::<C>::new();
+    let mut exit = Exit::default();
+
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        let mut comp = factory();
+        comp.start(&mut Context {
+            core,
+            local: &mut local,
+        })
+        .map(|()| comp)
+        .map_err(|e| e.to_string())
+    }));
+    let mut comp = match built {
+        Ok(Ok(c)) => {
+            let _ = started.send(Ok(()));
+            c
+        }
+        Ok(Err(reason)) => return start_failed(core, exit, reason, started),
+        Err(p) => {
+            return start_failed(
+                core,
+                exit,
+                format!("panicked: {}", panic_message(&*p)),
+                started,
+            )
+        }
+    };
+
+    let mut batch: Vec<Task> = Vec::with_capacity(BATCH);
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let n = mb.pop_batch(&mut batch, BATCH);
+        let mut tasks = batch.drain(..);
+        let mut handled = 0u64;
+        let mut failed = None;
+        for task in tasks.by_ref() {
+            handled += u64::from(matches!(task, Task::Message(_)));
+            if let Err(f) = dispatch(&mut comp, core, &mut local, task) {
+                failed = Some(f);
+                break;
+            }
+        }
+        let rest: Vec<Task> = tasks.collect();
+        exit.handled += handled;
+        if drain_deadline.is_some() {
+            exit.drained += handled;
+        }
+        mb.counters.handled.fetch_add(handled, Ordering::Relaxed);
+        if let Some(f) = failed {
+            return fail(core, exit, f, rest);
+        }
+        if !local.timers.is_empty() {
+            if let Err(f) = fire_timers(&mut comp, core, &mut local) {
+                return fail(core, exit, f, Vec::new());
+            }
+        }
+
+        let state = mb.state();
+        if state & CLOSED != 0 {
+            let now = Instant::now();
+            let deadline = *drain_deadline.get_or_insert(now + drain_timeout);
+            if Mailbox::normal_len(state) == 0 || now >= deadline {
+                break;
+            }
+            if n == 0 {
+                // An admitted message has not landed yet; it will within a few instructions.
+                thread::yield_now();
+            }
+            continue;
+        }
+        if n == 0 {
+            let timeout = local
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            mb.idle(SPINS, timeout);
+        }
+    }
+
+    // Orderly stop: continuations still waiting learn that they never will be answered.
+    let stopped = || Error::Stopped {
+        target: mb.name.clone(),
+        rejected: (),
+    };
+    let mut ids: Vec<u64> = local.pending.keys().copied().collect();
+    ids.sort_unstable();
+    let mut failure = None;
+    for id in ids {
+        if let Some(p) = local.take(id) {
+            if let Err(f) = run_cont(&mut comp, core, &mut local, p.cont, stopped()) {
+                failure = Some(f.reason);
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            comp.stop(&mut Context {
+                core,
+                local: &mut local,
+            })
+        }));
+        if let Err(p) = r {
+            failure = Some(DeadLetterReason::Panicked(panic_message(&*p)));
+        }
+    }
+    if failure.is_some() {
+        mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    exit.failure = failure;
+    finish(core, exit, DeadLetterReason::Stopped)
+}
+
+fn start_failed(
+    core: &Core,
+    exit: Exit,
+    reason: String,
+    started: &Sender<Result<(), String>>,
+) -> Exit {
+    let _ = started.send(Err(reason.clone()));
+    let mut exit = finish(core, exit, DeadLetterReason::Stopped);
+    exit.failure = Some(DeadLetterReason::Failed(reason));
+    exit
+}
+
+/// Runs one task. `Err` means the component failed and must stop.
+fn dispatch<C: Component>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+    task: Task,
+) -> Result<(), Failure> {
+    match task {
+        Task::Message(msg) => {
+            // Kept so the message can be dead-lettered if the handler fails: a clone shares
+            // the payload, so this costs reference counts, not a copy.
+            let keep = msg.clone();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                comp.handle(msg, &mut Context { core, local })
+            }));
+            match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Failure {
+                    message: Some(keep),
+                    reason: DeadLetterReason::Failed(e.to_string()),
+                }),
+                Err(p) => Err(Failure {
+                    message: Some(keep),
+                    reason: DeadLetterReason::Panicked(panic_message(&*p)),
+                }),
+            }
+        }
+        Task::Reply { id, outcome } => match local.take(id) {
+            Some(p) => run_cont(comp, core, local, p.cont, outcome),
+            None => {
+                late_reply(core, outcome);
+                Ok(())
+            }
+        },
+        Task::Job { id, outcome } => match local.take(id) {
+            Some(p) => run_cont(comp, core, local, p.cont, outcome),
+            None => {
+                core.reactor
+                    .mailbox
+                    .counters
+                    .late_jobs
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        },
+    }
+}
+
+/// An outcome a continuation can take: a reply or a job result.
+trait Outcome {
+    fn call<C: Component>(self, cont: Cont<C>, comp: &mut C, ctx: &mut Context<'_, C>);
+}
+
+impl Outcome for Result<Message, Error> {
+    fn call<C: Component>(self, cont: Cont<C>, comp: &mut C, ctx: &mut Context<'_, C>) {
+        match cont {
+            Cont::Reply(f) => f(comp, ctx, self),
+            Cont::Job(f) => f(comp, ctx, self.map(|m| Box::new(m) as _)),
+        }
+    }
+}
+
+impl Outcome for Result<Box<dyn std::any::Any + Send>, Error> {
+    fn call<C: Component>(self, cont: Cont<C>, comp: &mut C, ctx: &mut Context<'_, C>) {
+        match cont {
+            Cont::Job(f) => f(comp, ctx, self),
+            // Ids are unique per reactor and a job id is only ever given a job permit.
+            Cont::Reply(_) => unreachable!("job outcome for a request id"),
+        }
+    }
+}
+
+impl Outcome for Error {
+    fn call<C: Component>(self, cont: Cont<C>, comp: &mut C, ctx: &mut Context<'_, C>) {
+        match cont {
+            Cont::Reply(f) => f(comp, ctx, Err(self)),
+            Cont::Job(f) => f(comp, ctx, Err(self)),
+        }
+    }
+}
+
+fn run_cont<C: Component, O: Outcome>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+    cont: Cont<C>,
+    outcome: O,
+) -> Result<(), Failure> {
+    catch_unwind(AssertUnwindSafe(|| {
+        outcome.call(cont, comp, &mut Context { core, local })
+    }))
+    .map_err(|p| Failure {
+        message: None,
+        reason: DeadLetterReason::Panicked(panic_message(&*p)),
+    })
+}
+
+fn fire_timers<C: Component>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+) -> Result<(), Failure> {
+    let now = Instant::now();
+    while let Some((&(at, id), ())) = local.timers.first_key_value() {
+        if at > now {
+            break;
+        }
+        if let Some(p) = local.take(id) {
+            let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
+            run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
+        }
+    }
+    Ok(())
+}
+
+fn late_reply(core: &Core, outcome: Result<Message, Error>) {
+    let mb = &core.reactor.mailbox;
+    mb.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+    if let Ok(reply) = outcome {
+        core.router
+            .dead_letter(reply, DeadLetterReason::LateReply, Some(mb.name.clone()));
+    }
+}
+
+/// The component failed: dead-letter the message it failed on and everything still queued.
+fn fail(core: &Core, mut exit: Exit, f: Failure, rest: Vec<Task>) -> Exit {
+    let mb = &core.reactor.mailbox;
+    mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+    mb.set_flag(CLOSED);
+    if let Some(m) = f.message {
+        dead_letter(core, m, f.reason.clone());
+    }
+    for task in rest {
+        exit.abandoned += u64::from(abandon(core, task, &f.reason));
+    }
+    let mut exit = finish(core, exit, f.reason.clone());
+    exit.failure = Some(f.reason);
+    exit
+}
+
+/// The thread's last act: refuse everything, then account for what is left.
+fn finish(core: &Core, mut exit: Exit, reason: DeadLetterReason) -> Exit {
+    let mb = &core.reactor.mailbox;
+    mb.set_flag(DEAD | CLOSED);
+    let mut abandoned = 0;
+    mb.drain_dead(|task| abandoned += u64::from(abandon(core, task, &reason)));
+    exit.abandoned += abandoned;
+    exit
+}
+
+/// Accounts for a task that will not be handled; `true` if it was a bus message.
+fn abandon(core: &Core, task: Task, reason: &DeadLetterReason) -> bool {
+    match task {
+        Task::Message(m) => {
+            dead_letter(core, m, reason.clone());
+            true
+        }
+        Task::Reply { outcome, .. } => {
+            late_reply(core, outcome);
+            false
+        }
+        Task::Job { .. } => {
+            core.reactor
+                .mailbox
+                .counters
+                .late_jobs
+                .fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+fn dead_letter(core: &Core, mut m: Message, reason: DeadLetterReason) {
+    let mb = &core.reactor.mailbox;
+    mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    // A request that will not be handled: tell the requester now rather than at its timeout.
+    if let Some(r) = m.reply.take() {
+        let _ = r.fail(Error::NoReply {
+            reason: format!("`{}`: {reason}", mb.name),
+        });
+    }
+    core.router.dead_letter(m, reason, Some(mb.name.clone()));
+}

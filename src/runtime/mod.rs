@@ -1,0 +1,569 @@
+//! The runtime: configuration, deploy / start / stop, the registry of reactors (which the bus
+//! reaches through `ReactorProvider`), and the shutdown report. Depends on every other module.
+//!
+//! The stop sequence is described in `README.md` beside this file.
+
+mod report;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver};
+
+pub use report::{ComponentReport, ShutdownReport};
+
+use crate::bus::{Bus, ReactorProvider};
+use crate::reactor::{self, Component, Core, Exit, Factory, Reactor, MAX_CAPACITY};
+use crate::types::{Error, Name, Pattern};
+use crate::worker::{PoolShutdown, WorkerPool};
+
+/// How long `stop` waits for a reactor thread beyond its drain deadline before it gives up on
+/// joining it (a handler that never returns cannot be interrupted).
+const JOIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Builds a [`Runtime`]. Every setter documents its default.
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    workers: usize,
+    worker_queue: usize,
+    mailbox_capacity: usize,
+    max_pending: usize,
+    drain_timeout: Duration,
+    thread_name_prefix: String,
+    reactor_stack_size: usize,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            workers: thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_queue: 1024,
+            mailbox_capacity: 1024,
+            max_pending: 256,
+            drain_timeout: Duration::from_secs(5),
+            thread_name_prefix: String::new(),
+            reactor_stack_size: 512 * 1024,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Worker pool threads. Default: the machine's available parallelism.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Worker pool queue capacity (jobs waiting, not running). Default: 1024.
+    pub fn worker_queue(mut self, n: usize) -> Self {
+        self.worker_queue = n;
+        self
+    }
+
+    /// Default mailbox capacity of each component (messages waiting). Default: 1024.
+    /// Overridden per component by [`ComponentOptions::mailbox`].
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = n;
+        self
+    }
+
+    /// Default bound on a component's outstanding requests and jobs (each reserves room for
+    /// its reply). Default: 256. Overridden by [`ComponentOptions::max_pending`].
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// How long each component may take, once asked to stop, to drain its mailbox. Messages
+    /// left after it are dead-lettered. Default: 5 s. Overridden by
+    /// [`ComponentOptions::drain_timeout`].
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = d;
+        self
+    }
+
+    /// Prefix of every thread name: reactors are `{prefix}{component}`, workers
+    /// `{prefix}worker-{i}`. Default: empty. (Linux shows the first 15 bytes.)
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Stack size of each reactor thread. Default: 512 KiB (only touched pages use memory).
+    pub fn reactor_stack_size(mut self, bytes: usize) -> Self {
+        self.reactor_stack_size = bytes;
+        self
+    }
+
+    /// Creates the runtime and its worker pool. Components are deployed next.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero or out-of-range size; [`Error::Spawn`] when a
+    /// worker thread cannot be created.
+    pub fn build(self) -> Result<Runtime, Error> {
+        check_capacity("mailbox capacity", self.mailbox_capacity)?;
+        check_capacity("max pending", self.max_pending)?;
+        let pool = WorkerPool::builder()
+            .num_threads(self.workers)
+            .queue_capacity(self.worker_queue)
+            .thread_name(format!("{}worker", self.thread_name_prefix))
+            .build()?;
+        let bus = Bus::new();
+        let registry = Arc::new(Registry::default());
+        let provider: Arc<dyn ReactorProvider> = registry.clone();
+        bus.set_provider(Arc::downgrade(&provider));
+        Ok(Runtime {
+            bus,
+            pool,
+            registry,
+            config: self,
+            state: Mutex::new(State::default()),
+        })
+    }
+}
+
+fn check_capacity(what: &str, n: usize) -> Result<(), Error> {
+    if n == 0 || n > MAX_CAPACITY {
+        return Err(Error::InvalidConfig {
+            reason: format!("{what} must be between 1 and {MAX_CAPACITY}, not {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// Per-component settings for [`Runtime::deploy_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ComponentOptions {
+    mailbox: Option<usize>,
+    max_pending: Option<usize>,
+    drain_timeout: Option<Duration>,
+    subscriptions: Vec<String>,
+}
+
+impl ComponentOptions {
+    /// The runtime's defaults and no subscription.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Mailbox capacity: messages that may wait. Default: the runtime's
+    /// ([`RuntimeBuilder::mailbox_capacity`], 1024).
+    pub fn mailbox(mut self, n: usize) -> Self {
+        self.mailbox = Some(n);
+        self
+    }
+
+    /// Bound on outstanding requests and jobs. Default: the runtime's
+    /// ([`RuntimeBuilder::max_pending`], 256).
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = Some(n);
+        self
+    }
+
+    /// Drain deadline at stop. Default: the runtime's ([`RuntimeBuilder::drain_timeout`]).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = Some(d);
+        self
+    }
+
+    /// Subscribes the component to `pattern` at deploy. May be given several times.
+    pub fn subscribe(mut self, pattern: impl Into<String>) -> Self {
+        self.subscriptions.push(pattern.into());
+        self
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    by_name: RwLock<HashMap<Name, Reactor>>,
+}
+
+impl ReactorProvider for Registry {
+    fn reactor(&self, name: &str) -> Option<Reactor> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// Starts a component of a type known only at deploy.
+trait Launch: Send {
+    fn launch(
+        &self,
+        rt: &Runtime,
+        d: &Deployed,
+        started: channel::Sender<Result<(), String>>,
+    ) -> Result<(JoinHandle<()>, Receiver<Exit>), Error>;
+}
+
+struct Launcher<C> {
+    factory: Factory<C>,
+}
+
+impl<C: Component> Launch for Launcher<C> {
+    fn launch(
+        &self,
+        rt: &Runtime,
+        d: &Deployed,
+        started: channel::Sender<Result<(), String>>,
+    ) -> Result<(JoinHandle<()>, Receiver<Exit>), Error> {
+        let core = Core {
+            reactor: d.reactor.clone(),
+            router: rt.bus.router(),
+            pool: rt.pool.clone(),
+        };
+        let thread = format!("{}{}", rt.config.thread_name_prefix, d.name);
+        let builder = thread::Builder::new()
+            .name(thread.clone())
+            .stack_size(rt.config.reactor_stack_size);
+        let (done_tx, done_rx) = channel::bounded(1);
+        reactor::spawn(
+            core,
+            Arc::clone(&self.factory),
+            d.drain_timeout,
+            builder,
+            started,
+            done_tx,
+        )
+        .map(|h| (h, done_rx))
+        .map_err(|source| Error::Spawn { thread, source })
+    }
+}
+
+struct Deployed {
+    name: Name,
+    reactor: Reactor,
+    drain_timeout: Duration,
+    launcher: Box<dyn Launch>,
+    thread: Option<(JoinHandle<()>, Receiver<Exit>)>,
+}
+
+#[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
+enum Phase {
+    #[default]
+    Created,
+    Running,
+    Stopped,
+}
+
+#[derive(Default)]
+struct State {
+    phase: Phase,
+    components: Vec<Deployed>,
+}
+
+/// Owns the components, their reactor threads, the bus and the worker pool.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+/// use std::time::Duration;
+///
+/// struct Doubler;
+///
+/// impl Component for Doubler {
+///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+///         let n = *msg.get::<u64>().ok_or("expected a u64")?;
+///         ctx.reply(&mut msg, Message::typed(n * 2))?;
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = Runtime::builder().workers(1).build()?;
+/// rt.deploy_with("doubler", ComponentOptions::new().subscribe("math.double"), || Doubler)?;
+/// rt.start()?;
+/// let reply = rt.bus()
+///     .request("math.double", Message::typed(21u64), Duration::from_secs(1))
+///     .map_err(|e| e.without_payload())?
+///     .wait()?;
+/// assert_eq!(reply.get::<u64>(), Some(&42));
+/// let report = rt.stop()?;
+/// assert_eq!(report.component("doubler").unwrap().handled, 1);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+///
+/// # Shutdown
+///
+/// [`stop`](Runtime::stop) stops components in reverse deploy order. Each reactor first
+/// refuses new messages ([`Error::Stopped`]), then drains its mailbox until it is empty or its
+/// drain deadline passes, gives pending continuations [`Error::Stopped`], calls the
+/// component's `stop`, and exits; messages left are dead-lettered and counted as abandoned.
+/// `stop` waits for each thread up to its drain deadline plus one second: a handler that never
+/// returns cannot be interrupted, so such a thread is left running and reported with
+/// `joined: false`. The worker pool goes last: queued jobs finish, then its threads are joined
+/// within the default drain deadline. `stop` returns a [`ShutdownReport`].
+///
+/// Dropping a runtime that is running stops it the same way (and discards the report), so a
+/// dropped runtime leaves no thread behind unless a handler or job never returns. Dropping one
+/// that was never started dead-letters whatever was queued for its components.
+pub struct Runtime {
+    bus: Bus,
+    pool: WorkerPool,
+    registry: Arc<Registry>,
+    config: RuntimeBuilder,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Runtime")
+            .field("phase", &st.phase)
+            .field(
+                "components",
+                &st.components.iter().map(|d| &d.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults documented on each setter.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A runtime with every default.
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeBuilder::build`].
+    pub fn new() -> Result<Runtime, Error> {
+        Runtime::builder().build()
+    }
+
+    /// The bus, to send, publish, request and subscribe from outside components.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The worker pool.
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+
+    /// The reactor of the component named `name`.
+    pub fn reactor(&self, name: &str) -> Option<Reactor> {
+        self.registry.reactor(name)
+    }
+
+    /// Names of the deployed components, in deploy order.
+    pub fn components(&self) -> Vec<Name> {
+        self.lock()
+            .components
+            .iter()
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deploys a component with default options; see [`deploy_with`](Runtime::deploy_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`deploy_with`](Runtime::deploy_with).
+    pub fn deploy<C, F>(&self, name: &str, factory: F) -> Result<Reactor, Error>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        self.deploy_with(name, ComponentOptions::new(), factory)
+    }
+
+    /// Deploys a component under the unique `name`, built by `factory` on its own reactor
+    /// thread. Its subscriptions take effect at once: messages sent before [`start`](Runtime::start)
+    /// wait in the mailbox. On a running runtime the component starts before this returns.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidConfig`] for a bad name (empty, whitespace, leading `$`) or capacity;
+    /// - [`Error::InvalidTopic`] for a malformed subscription pattern;
+    /// - [`Error::AlreadyDeployed`] when the name is taken;
+    /// - [`Error::InvalidState`] after [`stop`](Runtime::stop);
+    /// - [`Error::StartFailed`], [`Error::Spawn`] when the runtime is running and the
+    ///   component cannot start (it is then removed again).
+    pub fn deploy_with<C, F>(
+        &self,
+        name: &str,
+        options: ComponentOptions,
+        factory: F,
+    ) -> Result<Reactor, Error>
+    where
+        C: Component,
+        F: Fn() -> C + Send + Sync + 'static,
+    {
+        if name.is_empty() || name.starts_with('$') || name.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "component name {name:?} must be non-empty, without whitespace or leading `$`"
+                ),
+            });
+        }
+        let capacity = options.mailbox.unwrap_or(self.config.mailbox_capacity);
+        let max_pending = options.max_pending.unwrap_or(self.config.max_pending);
+        check_capacity("mailbox capacity", capacity)?;
+        check_capacity("max pending", max_pending)?;
+        let patterns = options
+            .subscriptions
+            .iter()
+            .map(Pattern::new)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut st = self.lock();
+        if st.phase == Phase::Stopped {
+            return Err(Error::InvalidState {
+                reason: "the runtime has stopped; deploy into a new one",
+            });
+        }
+        let name: Name = Name::from(name);
+        let reactor = Reactor::new(name.clone(), capacity, max_pending);
+        {
+            let mut reg = self
+                .registry
+                .by_name
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if reg.contains_key(&name) {
+                return Err(Error::AlreadyDeployed { name });
+            }
+            reg.insert(name.clone(), reactor.clone());
+        }
+        for p in &patterns {
+            self.bus.subscribe_reactor(p.as_str(), &reactor)?;
+        }
+        let mut deployed = Deployed {
+            name: name.clone(),
+            reactor: reactor.clone(),
+            drain_timeout: options.drain_timeout.unwrap_or(self.config.drain_timeout),
+            launcher: Box::new(Launcher {
+                factory: Arc::new(factory) as Factory<C>,
+            }),
+            thread: None,
+        };
+        if st.phase == Phase::Running {
+            if let Err(e) = self.launch(&mut deployed) {
+                self.forget(&deployed);
+                return Err(e);
+            }
+        }
+        st.components.push(deployed);
+        Ok(reactor)
+    }
+
+    fn forget(&self, d: &Deployed) {
+        self.bus.unsubscribe_reactor(&d.reactor);
+        self.registry
+            .by_name
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&d.name);
+        reactor::abandon_unstarted(&d.reactor, &self.bus.router());
+    }
+
+    /// Spawns `d`'s thread and waits until its component has started.
+    fn launch(&self, d: &mut Deployed) -> Result<(), Error> {
+        let (tx, rx) = channel::bounded(1);
+        let (handle, done) = d.launcher.launch(self, d, tx)?;
+        // The thread always reports (it catches panics in the factory and in `start`); a
+        // closed channel would mean it died some other way.
+        let outcome = rx
+            .recv()
+            .unwrap_or_else(|_| Err("the reactor thread died during start".into()));
+        match outcome {
+            Ok(()) => {
+                d.thread = Some((handle, done));
+                Ok(())
+            }
+            Err(reason) => {
+                let _ = handle.join();
+                Err(Error::StartFailed {
+                    component: d.name.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Starts every deployed component, in deploy order: each one's `start` has returned
+    /// before the next is built.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StartFailed`] or [`Error::Spawn`] when a component cannot start: the
+    /// components already started are stopped again (in reverse order) and the runtime is
+    /// left stopped. [`Error::InvalidState`] when called twice or after `stop`.
+    pub fn start(&self) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.phase != Phase::Created {
+            return Err(Error::InvalidState {
+                reason: "start may be called once, on a runtime not yet started",
+            });
+        }
+        st.phase = Phase::Running;
+        for i in 0..st.components.len() {
+            if let Err(e) = self.launch(&mut st.components[i]) {
+                drop(st);
+                let _ = self.stop();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the runtime; see `# Shutdown` on [`Runtime`]. Returns what each component did.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when the runtime was stopped already.
+    pub fn stop(&self) -> Result<ShutdownReport, Error> {
+        let started = Instant::now();
+        let mut st = self.lock();
+        if st.phase == Phase::Stopped {
+            return Err(Error::InvalidState {
+                reason: "the runtime was stopped already",
+            });
+        }
+        st.phase = Phase::Stopped;
+        let router = self.bus.router();
+        let mut components = Vec::with_capacity(st.components.len());
+        for d in st.components.iter_mut().rev() {
+            let mut report = ComponentReport::new(d.name.clone());
+            match d.thread.take() {
+                Some((handle, done)) => {
+                    d.reactor.close();
+                    match done.recv_timeout(d.drain_timeout + JOIN_GRACE) {
+                        Ok(exit) => {
+                            let _ = handle.join();
+                            report.record(&exit);
+                        }
+                        Err(_) => report.joined = false,
+                    }
+                }
+                None => report.abandoned = reactor::abandon_unstarted(&d.reactor, &router),
+            }
+            components.push(report);
+        }
+        let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
+        Ok(ShutdownReport {
+            components,
+            pool,
+            bus: self.bus.stats(),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,549 @@
+//! The message envelope, its payload, and the reply handle a request carries.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{Error, Name};
+use super::topic::Topic;
+
+/// A process-unique message id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct MessageId(u64);
+
+impl MessageId {
+    /// The id as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// A fresh id. Threads take ids in blocks, so the shared counter is touched once every
+    /// `BLOCK` messages instead of once per message.
+    pub(crate) fn next() -> MessageId {
+        const BLOCK: u64 = 1024;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        RANGE.with(|r| {
+            let (mut next, mut end) = r.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            r.set((next + 1, end));
+            MessageId(next)
+        })
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a message carries.
+///
+/// JSON is for anything that crosses a boundary (HTTP, NATS, history); `Typed` carries any
+/// in-process value without serialization. All variants clone by reference count, so a
+/// [`publish`](crate::Bus::publish) to many subscribers never copies the payload.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum Payload {
+    /// No payload.
+    #[default]
+    Empty,
+    /// A JSON document.
+    Json(Arc<Value>),
+    /// Raw bytes.
+    Bytes(Arc<[u8]>),
+    /// An in-process value of any `Send + Sync` type.
+    Typed(Typed),
+}
+
+/// An in-process value inside a [`Payload::Typed`], with the name of its type for diagnostics.
+#[derive(Clone)]
+pub struct Typed {
+    value: Arc<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
+impl fmt::Debug for Typed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Typed({})", self.type_name)
+    }
+}
+
+impl Typed {
+    /// The name of the value's type, as `std::any::type_name` gives it.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Payload::Empty => f.write_str("Empty"),
+            Payload::Json(v) => write!(f, "Json({v})"),
+            Payload::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Payload::Typed(t) => write!(f, "Typed({})", t.type_name),
+        }
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(v: Value) -> Self {
+        Payload::Json(Arc::new(v))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload::Bytes(v.into())
+    }
+}
+
+/// Where a reply to a request goes. Implemented by the reactor (a reserved mailbox slot) and
+/// by the bus (a one-shot slot a plain thread waits on).
+pub(crate) trait ReplySink: Send + Sync {
+    /// Delivers the outcome of the request. On failure (the requester is gone or stopped
+    /// waiting) the outcome comes back with the error that says why.
+    fn deliver(
+        self: Box<Self>,
+        outcome: Result<Message, Error>,
+    ) -> Result<(), (Error, Result<Message, Error>)>;
+
+    /// The request will never be answered through this sink (it is being cancelled before it
+    /// was sent); releases what the sink reserved without notifying anyone.
+    fn cancel(self: Box<Self>);
+}
+
+/// Where late replies go: counted and dead-lettered. Implemented by the bus.
+pub(crate) trait LateReplies: Send + Sync {
+    /// Accounts for a reply nobody will read.
+    fn late_reply(&self, reply: Message, why: &Error);
+}
+
+/// The right (and duty) to answer one request.
+///
+/// A request's message carries one; [`Message::take_reply_handle`] moves it out, and
+/// [`ReplyHandle::send`] answers. Dropping it unanswered tells the requester at once with
+/// [`Error::NoReply`] instead of letting it wait for its timeout.
+pub struct ReplyHandle {
+    sink: Option<Box<dyn ReplySink>>,
+    correlation: MessageId,
+    late: Weak<dyn LateReplies>,
+}
+
+impl ReplyHandle {
+    pub(crate) fn new(
+        sink: Box<dyn ReplySink>,
+        correlation: MessageId,
+        late: Weak<dyn LateReplies>,
+    ) -> ReplyHandle {
+        ReplyHandle {
+            sink: Some(sink),
+            correlation,
+            late,
+        }
+    }
+
+    /// The id of the request this answers.
+    pub fn correlation(&self) -> MessageId {
+        self.correlation
+    }
+
+    /// Answers the request with `reply`; the reply's correlation is set to the request's id.
+    ///
+    /// # Errors
+    ///
+    /// When the requester no longer waits: [`Error::Timeout`] if its timeout passed,
+    /// [`Error::Stopped`] if its component stopped. The reply is then counted as late and sent
+    /// to the dead-letter topic, so it is never lost silently.
+    pub fn send(mut self, mut reply: Message) -> Result<(), Error> {
+        reply.correlation = Some(self.correlation);
+        self.finish(Ok(reply))
+    }
+
+    /// Answers the request with an error instead of a reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`ReplyHandle::send`]; nothing is dead-lettered since there is no reply message.
+    pub fn fail(mut self, error: Error) -> Result<(), Error> {
+        self.finish(Err(error))
+    }
+
+    /// Releases the reserved reply slot without telling the requester: used when the request
+    /// could not be sent at all and its error goes back to the requester directly.
+    pub(crate) fn cancel(mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.cancel();
+        }
+    }
+
+    fn finish(&mut self, outcome: Result<Message, Error>) -> Result<(), Error> {
+        let Some(sink) = self.sink.take() else {
+            return Ok(());
+        };
+        match sink.deliver(outcome) {
+            Ok(()) => Ok(()),
+            Err((why, outcome)) => {
+                if let (Ok(reply), Some(late)) = (outcome, self.late.upgrade()) {
+                    late.late_reply(reply, &why);
+                }
+                Err(why)
+            }
+        }
+    }
+}
+
+impl Drop for ReplyHandle {
+    fn drop(&mut self) {
+        if self.sink.is_some() {
+            let reason = if std::thread::panicking() {
+                "the responder panicked"
+            } else {
+                "the responder dropped the request unanswered"
+            };
+            let _ = self.finish(Err(Error::NoReply {
+                reason: reason.to_owned(),
+            }));
+        }
+    }
+}
+
+impl fmt::Debug for ReplyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyHandle")
+            .field("correlation", &self.correlation)
+            .field("answered", &self.sink.is_none())
+            .finish()
+    }
+}
+
+/// The envelope every bus message travels in.
+///
+/// A message is built without a topic; [`Bus::send`](crate::Bus::send),
+/// [`publish`](crate::Bus::publish) and [`request`](crate::Bus::request) set it to the topic
+/// it was sent on. Its id is unique in the process. No clock is read unless you ask for a
+/// timestamp ([`Message::stamped`]), to keep the hot path free of clock reads.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::Message;
+/// use serde_json::json;
+///
+/// let m = Message::json(json!({"sku": "A-1", "qty": 2})).with_header("tenant", "acme");
+/// assert_eq!(m.as_json().unwrap()["qty"], 2);
+/// assert_eq!(m.header("tenant"), Some("acme"));
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Order { qty: u32 }
+/// let m = Message::typed(Order { qty: 2 });
+/// assert_eq!(m.get::<Order>(), Some(&Order { qty: 2 }));
+/// assert_eq!(m.take::<Order>().ok(), Some(Order { qty: 2 }));
+/// ```
+pub struct Message {
+    pub(crate) id: MessageId,
+    pub(crate) topic: Topic,
+    payload: Payload,
+    headers: Vec<(String, String)>,
+    timestamp: Option<SystemTime>,
+    pub(crate) source: Option<Name>,
+    pub(crate) correlation: Option<MessageId>,
+    pub(crate) reply: Option<ReplyHandle>,
+}
+
+impl Message {
+    /// A message carrying `payload`.
+    pub fn new(payload: impl Into<Payload>) -> Message {
+        Message {
+            id: MessageId::next(),
+            topic: Topic::unset(),
+            payload: payload.into(),
+            headers: Vec::new(),
+            timestamp: None,
+            source: None,
+            correlation: None,
+            reply: None,
+        }
+    }
+
+    /// A message with no payload.
+    pub fn empty() -> Message {
+        Message::new(Payload::Empty)
+    }
+
+    /// A message carrying a JSON document.
+    pub fn json(value: Value) -> Message {
+        Message::new(value)
+    }
+
+    /// A message carrying raw bytes.
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Message {
+        Message::new(bytes.into())
+    }
+
+    /// A message carrying an in-process value, not serialized.
+    pub fn typed<T: Any + Send + Sync>(value: T) -> Message {
+        Message::new(Payload::Typed(Typed {
+            value: Arc::new(value),
+            type_name: std::any::type_name::<T>(),
+        }))
+    }
+
+    /// A message carrying `value` serialized to JSON.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's error when `value` cannot be represented as JSON.
+    pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Result<Message, serde_json::Error> {
+        Ok(Message::json(serde_json::to_value(value)?))
+    }
+
+    /// Adds a header (a name/value pair carried beside the payload).
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the timestamp to now.
+    pub fn stamped(mut self) -> Message {
+        self.timestamp = Some(SystemTime::now());
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, at: SystemTime) -> Message {
+        self.timestamp = Some(at);
+        self
+    }
+
+    /// The message's process-unique id.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The topic it was sent on (empty before it is sent).
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The JSON payload, if the payload is JSON.
+    pub fn as_json(&self) -> Option<&Value> {
+        match &self.payload {
+            Payload::Json(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The byte payload, if the payload is bytes.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.payload {
+            Payload::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The typed payload, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        match &self.payload {
+            Payload::Typed(t) => t.value.downcast_ref(),
+            _ => None,
+        }
+    }
+
+    /// Takes the typed payload out, if it is a `T` and no clone of this message shares it;
+    /// otherwise gives the message back unchanged.
+    pub fn take<T: Any + Send + Sync>(mut self) -> Result<T, Message> {
+        let Payload::Typed(t) = std::mem::take(&mut self.payload) else {
+            return Err(self);
+        };
+        match t.value.downcast::<T>() {
+            Ok(arc) => match Arc::try_unwrap(arc) {
+                Ok(v) => Ok(v),
+                Err(arc) => {
+                    self.payload = Payload::Typed(Typed {
+                        value: arc,
+                        type_name: t.type_name,
+                    });
+                    Err(self)
+                }
+            },
+            Err(value) => {
+                self.payload = Payload::Typed(Typed {
+                    value,
+                    type_name: t.type_name,
+                });
+                Err(self)
+            }
+        }
+    }
+
+    /// Deserializes the JSON payload into a `T`.
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's error when the payload is not JSON or does not fit `T`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match &self.payload {
+            Payload::Json(v) => T::deserialize(&**v),
+            Payload::Bytes(b) => serde_json::from_slice(b),
+            _ => Err(serde::de::Error::custom("the payload is not JSON")),
+        }
+    }
+
+    /// The headers, in the order they were added.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// When the message was stamped, if it was.
+    pub fn timestamp(&self) -> Option<SystemTime> {
+        self.timestamp
+    }
+
+    /// The component that sent it, when it was sent from a component's
+    /// [`Context`](crate::Context).
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// On a reply: the id of the request it answers.
+    pub fn correlation(&self) -> Option<MessageId> {
+        self.correlation
+    }
+
+    /// `true` when this message is a request still waiting for its answer.
+    pub fn expects_reply(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// Moves the reply handle out of a request, to answer it later or from another thread.
+    pub fn take_reply_handle(&mut self) -> Option<ReplyHandle> {
+        self.reply.take()
+    }
+}
+
+/// A clone shares the payload (by reference count) and copies the envelope, id included.
+/// It never carries the reply handle: only one party can answer a request.
+impl Clone for Message {
+    fn clone(&self) -> Message {
+        Message {
+            id: self.id,
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            headers: self.headers.clone(),
+            timestamp: self.timestamp,
+            source: self.source.clone(),
+            correlation: self.correlation,
+            reply: None,
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Message");
+        d.field("id", &self.id.0)
+            .field("topic", &self.topic)
+            .field("payload", &self.payload);
+        if !self.headers.is_empty() {
+            d.field("headers", &self.headers);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        if let Some(c) = self.correlation {
+            d.field("correlation", &c.0);
+        }
+        if self.reply.is_some() {
+            d.field("expects_reply", &true);
+        }
+        d.finish()
+    }
+}
+
+/// Why a message went to the dead-letter topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// The component's handler panicked (with this message, or with this message queued).
+    Panicked(String),
+    /// The component's handler returned an error.
+    Failed(String),
+    /// The component stopped before handling it (left after the drain deadline, or queued when
+    /// it failed to start).
+    Stopped,
+    /// A reply that arrived after its request timed out, or after its requester stopped.
+    LateReply,
+}
+
+impl fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadLetterReason::Panicked(m) => write!(f, "handler panicked: {m}"),
+            DeadLetterReason::Failed(m) => write!(f, "handler failed: {m}"),
+            DeadLetterReason::Stopped => f.write_str("component stopped"),
+            DeadLetterReason::LateReply => f.write_str("late reply"),
+        }
+    }
+}
+
+/// A message that could not be handled, as published on the dead-letter topic
+/// ([`DEAD_LETTER_TOPIC`](crate::DEAD_LETTER_TOPIC)) in a [`Payload::Typed`].
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The message.
+    pub message: Message,
+    /// Why it was not handled.
+    pub reason: DeadLetterReason,
+    /// The component it was for, when there was one.
+    pub component: Option<Name>,
+}
+
+/// What a [`publish`](crate::Bus::publish) did: how many subscribers took the message, and
+/// each refusal with its copy of the message handed back. A partial fan-out is visible here,
+/// never hidden.
+#[derive(Debug, Default)]
+pub struct PublishReport {
+    /// Subscribers that accepted a copy.
+    pub delivered: usize,
+    /// Subscribers that refused (full or stopped), with the refused copy inside each error.
+    pub refused: Vec<Error<Message>>,
+}
+
+impl PublishReport {
+    /// `true` when every matching subscriber accepted.
+    pub fn is_complete(&self) -> bool {
+        self.refused.is_empty()
+    }
+}
+
+/// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SubscriptionId(pub(crate) u64);

@@ -1,0 +1,219 @@
+//! Topics (concrete subjects) and patterns (subjects with NATS-style wildcards).
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::error::Error;
+
+/// A concrete, dot-separated topic such as `orders.created`.
+///
+/// Cloning a `Topic` is a reference-count increment: the bus never copies topic strings per
+/// message. A topic has at least one segment, no empty segment, no whitespace, and no wildcard
+/// segment (`*` or `>`): those belong to [`Pattern`].
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::Topic;
+///
+/// let t = Topic::new("orders.created")?;
+/// assert_eq!(t.as_str(), "orders.created");
+/// assert!(Topic::new("orders.*").is_err());
+/// # Ok::<(), reactorium::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+impl Topic {
+    /// Validates `text` as a concrete topic.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] when `text` is empty, has an empty segment (`a..b`, `.a`),
+    /// contains whitespace, or has a wildcard segment.
+    pub fn new(text: impl AsRef<str>) -> Result<Topic, Error> {
+        let text = text.as_ref();
+        check(text, false)?;
+        Ok(Topic(Arc::from(text)))
+    }
+
+    /// The topic as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A topic that has not been set: the state of a [`Message`](crate::Message) before it is
+    /// sent. Its text is empty.
+    pub(crate) fn unset() -> Topic {
+        static EMPTY: std::sync::OnceLock<Topic> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(|| Topic(Arc::from(""))).clone()
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A subscription pattern: `orders.created` (exact), `orders.*` (exactly one segment in that
+/// place), `orders.>` (one or more trailing segments). The syntax is NATS's, so patterns map
+/// 1:1 onto NATS subjects.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::Pattern;
+///
+/// let p = Pattern::new("orders.*.paid")?;
+/// assert!(p.matches("orders.42.paid"));
+/// assert!(!p.matches("orders.42.paid.late"));
+/// assert!(Pattern::new("orders.>")?.matches("orders.42.paid.late"));
+/// assert!(!Pattern::new("orders.>")?.matches("orders"));
+/// # Ok::<(), reactorium::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: Arc<str>,
+    wildcard: bool,
+}
+
+impl Pattern {
+    /// Validates `text` as a pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] when `text` is empty, has an empty segment, contains whitespace,
+    /// mixes a wildcard with other characters in one segment (`ord*`), or has `>` anywhere but
+    /// as the last segment.
+    pub fn new(text: impl AsRef<str>) -> Result<Pattern, Error> {
+        let text = text.as_ref();
+        let wildcard = check(text, true)?;
+        Ok(Pattern {
+            text: Arc::from(text),
+            wildcard,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// `true` when the pattern has no wildcard, so it matches exactly one topic.
+    pub fn is_exact(&self) -> bool {
+        !self.wildcard
+    }
+
+    /// Whether the concrete topic `topic` matches this pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        if !self.wildcard {
+            return *self.text == *topic;
+        }
+        let mut want = self.text.split('.');
+        let mut have = topic.split('.');
+        loop {
+            match (want.next(), have.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some("*"), Some(_)) => {}
+                (Some(w), Some(h)) if w == h => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Checks the shared syntax; returns whether a wildcard was seen.
+fn check(text: &str, allow_wildcards: bool) -> Result<bool, Error> {
+    let bad = |reason: &'static str| Error::InvalidTopic {
+        topic: text.to_owned(),
+        reason,
+        rejected: (),
+    };
+    if text.is_empty() {
+        return Err(bad("empty"));
+    }
+    if text.chars().any(char::is_whitespace) {
+        return Err(bad("contains whitespace"));
+    }
+    let mut wildcard = false;
+    let mut segments = text.split('.').peekable();
+    while let Some(seg) = segments.next() {
+        match seg {
+            "" => return Err(bad("empty segment")),
+            "*" | ">" if !allow_wildcards => {
+                return Err(bad("wildcards are only allowed in patterns"))
+            }
+            ">" if segments.peek().is_some() => return Err(bad("`>` must be the last segment")),
+            "*" | ">" => wildcard = true,
+            s if s.contains(['*', '>']) => {
+                return Err(bad("a wildcard must be a whole segment"));
+            }
+            _ => {}
+        }
+    }
+    Ok(wildcard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_like_nats() {
+        let cases = [
+            ("a.b", "a.b", true),
+            ("a.b", "a.c", false),
+            ("a.*", "a.b", true),
+            ("a.*", "a.b.c", false),
+            ("a.*", "a", false),
+            ("*.b", "a.b", true),
+            ("a.>", "a.b", true),
+            ("a.>", "a.b.c", true),
+            ("a.>", "a", false),
+            (">", "a", true),
+            ("a.*.c", "a.b.c", true),
+            ("a.*.c", "a.b.d", false),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(Pattern::new(p).unwrap().matches(t), want, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn bad_syntax_is_rejected_with_reason() {
+        for bad in ["", "a..b", ".a", "a.", "a b", "a.>.b", "a.b*"] {
+            assert!(
+                matches!(Pattern::new(bad), Err(Error::InvalidTopic { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(Topic::new("a.*").is_err());
+        assert!(Topic::new("$sys.dead_letters").is_ok());
+    }
+}

@@ -1,0 +1,361 @@
+//! The fixed-size worker pool: N named threads, a bounded job queue, panic-safe workers.
+//!
+//! The bound lives here, not in the channel: one atomic word holds the number of queued jobs
+//! and a closed flag, so [`WorkerPool::try_execute`] decides "full", "closed" or "accepted"
+//! with a single `fetch_add` *before* the job is boxed, and can hand the caller's own closure
+//! back. The channel behind it is crossbeam's unbounded list (it allocates per block of slots,
+//! not `capacity` slots up front); it can never hold more than `queue_capacity` jobs because
+//! every push is admitted by the counter first. `threadpool` was not used: its queue is an
+//! unbounded channel that cannot refuse work (see `docs/decisions.md`).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
+
+use crate::types::{Error, Name};
+
+/// A job as the queue holds it.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+enum Work {
+    Run(Job),
+    Exit,
+}
+
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// Builds a [`WorkerPool`], in the shape of rayon's `ThreadPoolBuilder`.
+#[derive(Debug, Clone)]
+pub struct WorkerPoolBuilder {
+    num_threads: usize,
+    queue_capacity: usize,
+    thread_name: String,
+    stack_size: Option<usize>,
+}
+
+impl Default for WorkerPoolBuilder {
+    fn default() -> Self {
+        WorkerPoolBuilder {
+            num_threads: thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_capacity: 1024,
+            thread_name: "worker".to_owned(),
+            stack_size: None,
+        }
+    }
+}
+
+impl WorkerPoolBuilder {
+    /// Number of worker threads. Default: the machine's available parallelism (2 if unknown).
+    pub fn num_threads(mut self, n: usize) -> Self {
+        self.num_threads = n;
+        self
+    }
+
+    /// How many jobs may wait in the queue (not counting those running). Default: 1024.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// Thread name prefix; threads are named `{prefix}-{index}`. Default: `worker`.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Stack size of each worker thread in bytes. Default: the standard library's (2 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when `num_threads` or `queue_capacity` is 0 or the capacity is
+    /// absurdly large; [`Error::Spawn`] (with the OS error as `source()`) when a thread cannot
+    /// be created, after the threads already created have been stopped and joined.
+    pub fn build(self) -> Result<WorkerPool, Error> {
+        if self.num_threads == 0 {
+            return Err(Error::InvalidConfig {
+                reason: "a worker pool needs at least one thread".into(),
+            });
+        }
+        if self.queue_capacity == 0 || self.queue_capacity >= CLOSED / 2 {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "worker queue capacity {} is out of range",
+                    self.queue_capacity
+                ),
+            });
+        }
+        let (tx, rx) = channel::unbounded();
+        let shared = Arc::new(Shared {
+            name: Name::from(self.thread_name.as_str()),
+            state: AtomicUsize::new(0),
+            capacity: self.queue_capacity,
+            tx,
+            busy: AtomicUsize::new(0),
+            completed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            num_threads: self.num_threads,
+        });
+        let pool = WorkerPool { shared };
+        for i in 0..self.num_threads {
+            let name = format!("{}-{i}", self.thread_name);
+            let mut b = thread::Builder::new().name(name.clone());
+            if let Some(s) = self.stack_size {
+                b = b.stack_size(s);
+            }
+            let (rx, shared) = (rx.clone(), Arc::clone(&pool.shared));
+            match b.spawn(move || worker_loop(&shared, &rx)) {
+                Ok(h) => pool.shared.threads.lock().unwrap().push(h),
+                Err(source) => {
+                    pool.shutdown(Duration::from_secs(5));
+                    return Err(Error::Spawn {
+                        thread: name,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(pool)
+    }
+}
+
+struct Shared {
+    name: Name,
+    // Jobs admitted and not yet taken by a worker, plus the CLOSED bit.
+    state: AtomicUsize,
+    capacity: usize,
+    tx: Sender<Work>,
+    busy: AtomicUsize,
+    completed: AtomicU64,
+    rejected: AtomicU64,
+    panicked: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    num_threads: usize,
+}
+
+fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
+    // `recv` only fails when every sender is gone, and `Shared` owns one: exit comes by `Exit`.
+    while let Ok(Work::Run(job)) = rx.recv() {
+        shared.state.fetch_sub(1, Ordering::AcqRel);
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        // A panicking job must not kill its worker. Jobs from components catch their own panic
+        // and report it to the submitter; this catch is for plain `try_execute` jobs.
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            shared.panicked.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        shared.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A fixed-size pool of worker threads with a bounded job queue.
+///
+/// Cloning the pool clones a handle; all clones share the threads.
+/// [`try_execute`](WorkerPool::try_execute) never blocks, and can be called from any thread,
+/// reactors included. Inside a component, prefer
+/// [`Context::spawn_blocking`](crate::Context::spawn_blocking), which brings the result back to
+/// the component's own reactor.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::{Error, WorkerPool};
+/// use std::sync::mpsc;
+///
+/// let pool = WorkerPool::builder().num_threads(2).queue_capacity(8).build()?;
+/// let (tx, rx) = mpsc::channel();
+/// pool.try_execute(move || tx.send(6 * 7).unwrap()).map_err(Error::without_payload)?;
+/// assert_eq!(rx.recv()?, 42);
+/// pool.shutdown(std::time::Duration::from_secs(1));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+///
+/// # Panics in jobs
+///
+/// A panicking job does not kill its worker; the panic is caught and counted
+/// ([`WorkerPoolStats::panicked`]). Jobs submitted through `Context::spawn_blocking` report the
+/// panic to their continuation as [`Error::Panicked`].
+///
+/// # Shutdown
+///
+/// [`shutdown`](WorkerPool::shutdown) refuses new jobs ([`Error::Stopped`]), lets the workers
+/// finish every job already queued, and joins them, waiting at most the given time. A job that
+/// is still running then cannot be killed: its thread is left to finish on its own and
+/// reported in [`PoolShutdown::unjoined`]. Dropping the last handle does not stop the threads;
+/// the [`Runtime`](crate::Runtime) that owns a pool shuts it down in its own `stop`.
+#[derive(Clone)]
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("name", &self.shared.name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A snapshot of a pool's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerPoolStats {
+    /// Threads in the pool.
+    pub threads: usize,
+    /// Jobs waiting in the queue.
+    pub queued: usize,
+    /// The queue's capacity.
+    pub capacity: usize,
+    /// Workers running a job now.
+    pub busy: usize,
+    /// Jobs finished (panicked ones included).
+    pub completed: u64,
+    /// Submissions refused with `Backpressure`.
+    pub rejected: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+}
+
+/// What [`WorkerPool::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShutdown {
+    /// Threads joined.
+    pub joined: usize,
+    /// Threads still running a job when the deadline passed, left to finish on their own.
+    pub unjoined: usize,
+}
+
+/// An admitted place in the queue; see [`WorkerPool::try_reserve`].
+pub(crate) struct Slot<'a> {
+    pool: &'a Shared,
+    used: bool,
+}
+
+impl Slot<'_> {
+    /// Queues `job` in the reserved place. Never blocks.
+    pub(crate) fn execute(mut self, job: Job) {
+        self.used = true;
+        // The channel is unbounded and `Shared` holds a receiver-side clone alive through the
+        // workers until `Exit`, so this cannot fail while a slot exists (state not CLOSED).
+        let _ = self.pool.tx.send(Work::Run(job));
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            self.pool.state.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl WorkerPool {
+    /// A builder with the defaults documented on each setter.
+    pub fn builder() -> WorkerPoolBuilder {
+        WorkerPoolBuilder::default()
+    }
+
+    /// Never blocks. Queues `job` to run on a worker thread.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
+    /// - [`Error::Stopped`] after [`shutdown`](WorkerPool::shutdown); `job` is handed back.
+    pub fn try_execute<F>(&self, job: F) -> Result<(), Error<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match self.try_reserve() {
+            Ok(slot) => {
+                slot.execute(Box::new(job));
+                Ok(())
+            }
+            Err(e) => Err(e.map_payload(|()| job)),
+        }
+    }
+
+    /// Admits one job or refuses, before the job is boxed.
+    pub(crate) fn try_reserve(&self) -> Result<Slot<'_>, Error> {
+        let s = &*self.shared;
+        let prev = s.state.fetch_add(1, Ordering::AcqRel);
+        if prev & CLOSED != 0 {
+            s.state.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Stopped {
+                target: s.name.clone(),
+                rejected: (),
+            });
+        }
+        if prev >= s.capacity {
+            s.state.fetch_sub(1, Ordering::AcqRel);
+            s.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Backpressure {
+                target: s.name.clone(),
+                capacity: s.capacity,
+                rejected: (),
+            });
+        }
+        Ok(Slot {
+            pool: s,
+            used: false,
+        })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> WorkerPoolStats {
+        let s = &*self.shared;
+        WorkerPoolStats {
+            threads: s.num_threads,
+            queued: s.state.load(Ordering::Relaxed) & !CLOSED,
+            capacity: s.capacity,
+            busy: s.busy.load(Ordering::Relaxed),
+            completed: s.completed.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            panicked: s.panicked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Refuses new jobs, lets queued jobs finish, and joins the threads within `timeout`.
+    /// Calling it again is harmless and joins nothing more. See the type's `# Shutdown`.
+    pub fn shutdown(&self, timeout: Duration) -> PoolShutdown {
+        let s = &*self.shared;
+        let first = s.state.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0;
+        let handles = std::mem::take(&mut *s.threads.lock().unwrap());
+        if first {
+            for _ in 0..s.num_threads {
+                let _ = s.tx.send(Work::Exit);
+            }
+        }
+        join_within(handles, Instant::now() + timeout)
+    }
+}
+
+/// Joins each thread that finishes before `deadline`; leaves the rest running.
+pub(crate) fn join_within<T>(handles: Vec<JoinHandle<T>>, deadline: Instant) -> PoolShutdown {
+    let mut out = PoolShutdown {
+        joined: 0,
+        unjoined: 0,
+    };
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+            out.joined += 1;
+        } else {
+            out.unjoined += 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests. No sleep-then-assert: waits are on channels, or
+//! deadline-bounded polls of a condition.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reactorium::{BoxError, Component, Context, Message};
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds or `SOON` passes; panics with `what` on timeout.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + SOON;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A payload that counts how many times it is dropped: every accepted message must be dropped
+/// exactly once, wherever it ends (handled, handed back, dead-lettered, drained at shutdown).
+#[derive(Debug)]
+pub struct Tracked {
+    pub seq: u64,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Makes [`Tracked`] payloads and counts their drops.
+#[derive(Clone, Default, Debug)]
+pub struct DropCounter(Arc<AtomicUsize>);
+
+impl DropCounter {
+    pub fn message(&self, seq: u64) -> Message {
+        Message::typed(Tracked {
+            seq,
+            drops: Arc::clone(&self.0),
+        })
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Names of this process's threads whose name starts with `prefix` (Linux `/proc`; names are
+/// cut to 15 bytes there, so keep prefixes short).
+pub fn threads_named(prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            if let Ok(name) = std::fs::read_to_string(e.path().join("comm")) {
+                let name = name.trim_end().to_owned();
+                if name.starts_with(prefix) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A component that forwards every message it handles to a crossbeam channel, so a test can
+/// wait on what it handled (and on which thread).
+pub struct Probe {
+    pub tx: crossbeam::channel::Sender<(Message, String)>,
+}
+
+impl Component for Probe {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        let _ = self.tx.send((msg, thread));
+        Ok(())
+    }
+}
+
+/// A component whose handler waits until the test opens the gate: a way to fill its mailbox
+/// deterministically. Each handled message is reported on `handled`.
+pub struct Gated {
+    pub gate: crossbeam::channel::Receiver<()>,
+    pub handled: crossbeam::channel::Sender<Message>,
+}
+
+impl Component for Gated {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = self.gate.recv();
+        let _ = self.handled.send(msg);
+        Ok(())
+    }
+}
