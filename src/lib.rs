@@ -1,11 +1,197 @@
-//! reactorium: message-driven components on dedicated reactor threads.
-#![doc = "(tour to be written)"]
+//! Message-driven components on dedicated reactor threads.
+//!
+//! Each deployed [`Component`] gets its own reactor thread and a bounded mailbox: its state is
+//! touched by that thread alone, so business logic needs no locks. Components talk only
+//! through the [`Bus`] of hierarchical topics. Delivery never waits: a full mailbox answers
+//! [`Error::Backpressure`] and hands the message back. Blocking work goes to a fixed-size
+//! [`WorkerPool`] whose results come back on the component's own reactor. A [`Runtime`]
+//! deploys, starts and stops it all.
+//!
+//! # A tour
+//!
+//! ## Hello, component
+//!
+//! A component implements [`Component::handle`]; the [`Context`] lets it send, publish,
+//! request, reply and offload work.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+//! use std::time::Duration;
+//!
+//! struct Greeter { greeted: u32 }
+//!
+//! impl Component for Greeter {
+//!     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         self.greeted += 1; // plain state: only this reactor thread touches it
+//!         let name = msg.as_json().and_then(|v| v.as_str()).unwrap_or("stranger").to_owned();
+//!         ctx.reply(&mut msg, Message::json(format!("hello, {name} (#{})", self.greeted).into()))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let rt = Runtime::new()?;
+//! rt.deploy_with("greeter", ComponentOptions::new().subscribe("greet"), || Greeter { greeted: 0 })?;
+//! rt.start()?;
+//!
+//! let reply = rt.bus()
+//!     .request("greet", Message::json("ada".into()), Duration::from_secs(1))
+//!     .map_err(|e| e.without_payload())?
+//!     .wait()?;
+//! assert_eq!(reply.as_json().unwrap(), "hello, ada (#1)");
+//! rt.stop()?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## Backpressure
+//!
+//! Sending never blocks. When a mailbox is full the error says who is full and hands the
+//! message back, so the caller can retry, reroute or drop it knowingly.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+//!
+//! struct Slow(crossbeam::channel::Receiver<()>);
+//! impl Component for Slow {
+//!     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         let _ = self.0.recv(); // waits until the test lets it go
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let (release, gate) = crossbeam::channel::unbounded();
+//! let rt = Runtime::new()?;
+//! rt.deploy_with("slow", ComponentOptions::new().mailbox(2).subscribe("work"), move || Slow(gate.clone()))?;
+//! // Not started yet, so nothing is taken out of the mailbox: two fit, the third is refused.
+//! rt.bus().send("work", Message::typed(1)).map_err(|e| e.without_payload())?;
+//! rt.bus().send("work", Message::typed(2)).map_err(|e| e.without_payload())?;
+//! match rt.bus().send("work", Message::typed(3)) {
+//!     Err(Error::Backpressure { target, capacity, rejected }) => {
+//!         assert_eq!((&*target, capacity), ("slow", 2));
+//!         assert_eq!(rejected.get::<i32>(), Some(&3)); // our message, back in our hands
+//!     }
+//!     other => panic!("expected backpressure, got {other:?}"),
+//! }
+//! drop(release); // let the handler run freely
+//! rt.start()?;
+//! let report = rt.stop()?;
+//! assert_eq!(report.component("slow").unwrap().handled, 2);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## The bus
+//!
+//! Topics are dot-separated; patterns use `*` (one segment) and `>` (the rest), as NATS does.
+//! [`Bus::send`] reaches one subscriber (round robin), [`Bus::publish`] all of them and reports
+//! who refused. Plain threads subscribe with an [`Inbox`].
+//!
+//! ```
+//! use reactorium::{Bus, Message};
+//! use std::time::Duration;
+//!
+//! let bus = Bus::new();
+//! let all = bus.subscribe_inbox("orders.>", 8)?;
+//! let created = bus.subscribe_inbox("orders.*.created", 8)?;
+//! let report = bus.publish("orders.eu.created", Message::json(serde_json::json!({"id": 7})))
+//!     .map_err(|e| e.without_payload())?;
+//! assert_eq!(report.delivered, 2);
+//! assert!(report.is_complete());
+//! assert_eq!(all.recv_timeout(Duration::from_secs(1))?.as_json().unwrap()["id"], 7);
+//! assert_eq!(created.recv_timeout(Duration::from_secs(1))?.topic().as_str(), "orders.eu.created");
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## The worker pool
+//!
+//! Blocking or CPU-heavy work goes to the pool; the result comes back as a continuation on the
+//! component's own reactor, where the component's state can be touched without locks.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+//! use std::time::Duration;
+//!
+//! #[derive(Default)]
+//! struct Checksums { last: Option<u64> }
+//!
+//! impl Component for Checksums {
+//!     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         let data: Vec<u8> = msg.as_bytes().unwrap_or_default().to_vec();
+//!         let reply = msg.take_reply_handle();
+//!         ctx.spawn_blocking(
+//!             move || data.iter().map(|&b| u64::from(b)).sum::<u64>(), // on a worker thread
+//!             move |this: &mut Self, _ctx, sum| {                      // back on this reactor
+//!                 this.last = sum.as_ref().ok().copied();
+//!                 if let (Some(r), Ok(sum)) = (reply, sum) {
+//!                     let _ = r.send(Message::typed(sum));
+//!                 }
+//!             },
+//!         ).map_err(|e| e.without_payload())?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let rt = Runtime::builder().workers(2).build()?;
+//! rt.deploy_with("sums", ComponentOptions::new().subscribe("sum"), Checksums::default)?;
+//! rt.start()?;
+//! let sum = rt.bus().request("sum", Message::bytes(vec![1, 2, 3]), Duration::from_secs(5))
+//!     .map_err(|e| e.without_payload())?
+//!     .wait()?;
+//! assert_eq!(sum.get::<u64>(), Some(&6));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## Shutdown
+//!
+//! [`Runtime::stop`] stops components in reverse deploy order; each drains its mailbox within
+//! its deadline, then runs [`Component::stop`]. The report accounts for every message.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+//! use std::time::Duration;
+//!
+//! struct Sink;
+//! impl Component for Sink {
+//!     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+//! }
+//!
+//! let rt = Runtime::builder().drain_timeout(Duration::from_secs(2)).build()?;
+//! rt.deploy_with("first", ComponentOptions::new().subscribe("a"), || Sink)?;
+//! rt.deploy_with("second", ComponentOptions::new().subscribe("b"), || Sink)?;
+//! rt.start()?;
+//! for _ in 0..100 {
+//!     rt.bus().send("b", Message::empty()).map_err(|e| e.without_payload())?;
+//! }
+//! let report = rt.stop()?;
+//! let order: Vec<&str> = report.components.iter().map(|c| &*c.name).collect();
+//! assert_eq!(order, ["second", "first"]); // reverse deploy order
+//! assert_eq!(report.component("second").unwrap().handled, 100);
+//! assert!(report.is_clean());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! # Threading contract
+//!
+//! Every method of a component, and every continuation it registers, runs on its own reactor
+//! thread, one at a time. Every sending call ([`Reactor::execute`], [`Bus::send`],
+//! [`Bus::publish`], [`Bus::request`], [`WorkerPool::try_execute`]) returns at once. Blocking
+//! waits ([`PendingReply::wait`], [`Inbox::recv`]) refuse to run on a reactor thread.
+//!
+//! # Delivery
+//!
+//! In one process delivery is at-most-once, and every message is accounted for: handled,
+//! returned to the caller inside an [`Error`], or sent to the dead-letter topic
+//! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, late
+//! reply). Messages from one thread to one component arrive in the order sent.
 
 mod bus;
 mod reactor;
 mod runtime;
 mod types;
 mod worker;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply};
 pub use reactor::{Component, Context, Reactor, ReactorStats};

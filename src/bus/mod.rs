@@ -192,7 +192,7 @@ impl Bus {
         let shot = reply::Oneshot::new(timeout);
         let id = msg.id;
         let late = self.inner.late();
-        msg.reply = Some(ReplyHandle::new(
+        msg.set_reply(ReplyHandle::new(
             Box::new(reply::Sink(Arc::clone(&shot))),
             id,
             late.clone(),
@@ -200,7 +200,7 @@ impl Bus {
         match self.inner.send(topic, msg) {
             Ok(()) => Ok(PendingReply::new(shot, id, late)),
             Err(e) => Err(e.map_payload(|mut m| {
-                if let Some(r) = m.reply.take() {
+                if let Some(r) = m.take_reply_handle() {
                     r.cancel();
                 }
                 m

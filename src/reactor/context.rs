@@ -246,7 +246,7 @@ impl<'a, C: Component> Context<'a, C> {
         };
         let mut msg = self.stamp(msg);
         let request_id = msg.id;
-        msg.reply = Some(ReplyHandle::new(
+        msg.set_reply(ReplyHandle::new(
             Box::new(permit),
             request_id,
             self.core.router.late(),
@@ -258,7 +258,7 @@ impl<'a, C: Component> Context<'a, C> {
                 Ok(request_id)
             }
             Err(e) => Err(e.map_payload(|mut m| {
-                if let Some(r) = m.reply.take() {
+                if let Some(r) = m.take_reply_handle() {
                     r.cancel();
                 }
                 m

@@ -70,7 +70,7 @@ pub(crate) fn abandon_unstarted(reactor: &super::Reactor, router: &Arc<dyn super
         if let Task::Message(mut m) = task {
             abandoned += 1;
             mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            if let Some(r) = m.reply.take() {
+            if let Some(r) = m.take_reply_handle() {
                 let _ = r.fail(Error::NoReply {
                     reason: format!("`{}` never started", mb.name),
                 });
@@ -394,7 +394,7 @@ fn dead_letter(core: &Core, mut m: Message, reason: DeadLetterReason) {
     let mb = &core.reactor.mailbox;
     mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
     // A request that will not be handled: tell the requester now rather than at its timeout.
-    if let Some(r) = m.reply.take() {
+    if let Some(r) = m.take_reply_handle() {
         let _ = r.fail(Error::NoReply {
             reason: format!("`{}`: {reason}", mb.name),
         });

@@ -69,23 +69,45 @@ pub enum Payload {
     Typed(Typed),
 }
 
-/// An in-process value inside a [`Payload::Typed`], with the name of its type for diagnostics.
+/// An in-process value inside a [`Payload::Typed`], which knows the name of its type for
+/// diagnostics. One reference-counted pointer.
 #[derive(Clone)]
 pub struct Typed {
-    value: Arc<dyn Any + Send + Sync>,
-    type_name: &'static str,
+    value: Arc<dyn AnyValue>,
+}
+
+/// `Any` plus the type's name; implemented for every `Send + Sync + 'static` type.
+///
+/// Note: `Arc<dyn AnyValue>` is itself such a type, so call these methods on `*arc`, never on
+/// the `Arc`, or method resolution picks the `Arc`'s own impl.
+trait AnyValue: Any + Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Any + Send + Sync> AnyValue for T {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 impl fmt::Debug for Typed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Typed({})", self.type_name)
+        write!(f, "Typed({})", self.type_name())
     }
 }
 
 impl Typed {
     /// The name of the value's type, as `std::any::type_name` gives it.
     pub fn type_name(&self) -> &'static str {
-        self.type_name
+        (*self.value).type_name()
     }
 }
 
@@ -95,7 +117,7 @@ impl fmt::Debug for Payload {
             Payload::Empty => f.write_str("Empty"),
             Payload::Json(v) => write!(f, "Json({v})"),
             Payload::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            Payload::Typed(t) => write!(f, "Typed({})", t.type_name),
+            Payload::Typed(t) => write!(f, "Typed({})", t.type_name()),
         }
     }
 }
@@ -170,7 +192,7 @@ impl ReplyHandle {
     /// [`Error::Stopped`] if its component stopped. The reply is then counted as late and sent
     /// to the dead-letter topic, so it is never lost silently.
     pub fn send(mut self, mut reply: Message) -> Result<(), Error> {
-        reply.correlation = Some(self.correlation);
+        reply.set_correlation(self.correlation);
         self.finish(Ok(reply))
     }
 
@@ -258,11 +280,29 @@ pub struct Message {
     pub(crate) id: MessageId,
     pub(crate) topic: Topic,
     payload: Payload,
+    pub(crate) source: Option<Name>,
+    // What most messages do not carry lives behind one pointer, so the envelope stays small
+    // (it is moved on every push and pop, and inside every refusal).
+    ext: Option<Box<Extension>>,
+}
+
+#[derive(Default)]
+struct Extension {
     headers: Vec<(String, String)>,
     timestamp: Option<SystemTime>,
-    pub(crate) source: Option<Name>,
-    pub(crate) correlation: Option<MessageId>,
-    pub(crate) reply: Option<ReplyHandle>,
+    correlation: Option<MessageId>,
+    reply: Option<ReplyHandle>,
+}
+
+impl Extension {
+    fn clone_without_reply(&self) -> Extension {
+        Extension {
+            headers: self.headers.clone(),
+            timestamp: self.timestamp,
+            correlation: self.correlation,
+            reply: None,
+        }
+    }
 }
 
 impl Message {
@@ -272,12 +312,21 @@ impl Message {
             id: MessageId::next(),
             topic: Topic::unset(),
             payload: payload.into(),
-            headers: Vec::new(),
-            timestamp: None,
             source: None,
-            correlation: None,
-            reply: None,
+            ext: None,
         }
+    }
+
+    fn ext(&mut self) -> &mut Extension {
+        self.ext.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn set_reply(&mut self, reply: ReplyHandle) {
+        self.ext().reply = Some(reply);
+    }
+
+    pub(crate) fn set_correlation(&mut self, id: MessageId) {
+        self.ext().correlation = Some(id);
     }
 
     /// A message with no payload.
@@ -299,7 +348,6 @@ impl Message {
     pub fn typed<T: Any + Send + Sync>(value: T) -> Message {
         Message::new(Payload::Typed(Typed {
             value: Arc::new(value),
-            type_name: std::any::type_name::<T>(),
         }))
     }
 
@@ -314,19 +362,19 @@ impl Message {
 
     /// Adds a header (a name/value pair carried beside the payload).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
-        self.headers.push((name.into(), value.into()));
+        self.ext().headers.push((name.into(), value.into()));
         self
     }
 
     /// Sets the timestamp to now.
     pub fn stamped(mut self) -> Message {
-        self.timestamp = Some(SystemTime::now());
+        self.ext().timestamp = Some(SystemTime::now());
         self
     }
 
     /// Sets the timestamp.
     pub fn with_timestamp(mut self, at: SystemTime) -> Message {
-        self.timestamp = Some(at);
+        self.ext().timestamp = Some(at);
         self
     }
 
@@ -364,7 +412,7 @@ impl Message {
     /// The typed payload, if it is a `T`.
     pub fn get<T: Any>(&self) -> Option<&T> {
         match &self.payload {
-            Payload::Typed(t) => t.value.downcast_ref(),
+            Payload::Typed(t) => (*t.value).as_any().downcast_ref(),
             _ => None,
         }
     }
@@ -375,22 +423,19 @@ impl Message {
         let Payload::Typed(t) = std::mem::take(&mut self.payload) else {
             return Err(self);
         };
-        match t.value.downcast::<T>() {
-            Ok(arc) => match Arc::try_unwrap(arc) {
-                Ok(v) => Ok(v),
-                Err(arc) => {
-                    self.payload = Payload::Typed(Typed {
-                        value: arc,
-                        type_name: t.type_name,
-                    });
-                    Err(self)
-                }
-            },
-            Err(value) => {
-                self.payload = Payload::Typed(Typed {
-                    value,
-                    type_name: t.type_name,
-                });
+        if !(*t.value).as_any().is::<T>() {
+            self.payload = Payload::Typed(t);
+            return Err(self);
+        }
+        let arc = t
+            .value
+            .into_any()
+            .downcast::<T>()
+            .expect("checked with `is`");
+        match Arc::try_unwrap(arc) {
+            Ok(v) => Ok(v),
+            Err(arc) => {
+                self.payload = Payload::Typed(Typed { value: arc });
                 Err(self)
             }
         }
@@ -411,12 +456,12 @@ impl Message {
 
     /// The headers, in the order they were added.
     pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
+        self.ext.as_ref().map_or(&[], |e| &e.headers)
     }
 
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        self.headers()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
@@ -424,7 +469,7 @@ impl Message {
 
     /// When the message was stamped, if it was.
     pub fn timestamp(&self) -> Option<SystemTime> {
-        self.timestamp
+        self.ext.as_ref().and_then(|e| e.timestamp)
     }
 
     /// The component that sent it, when it was sent from a component's
@@ -435,17 +480,17 @@ impl Message {
 
     /// On a reply: the id of the request it answers.
     pub fn correlation(&self) -> Option<MessageId> {
-        self.correlation
+        self.ext.as_ref().and_then(|e| e.correlation)
     }
 
     /// `true` when this message is a request still waiting for its answer.
     pub fn expects_reply(&self) -> bool {
-        self.reply.is_some()
+        self.ext.as_ref().is_some_and(|e| e.reply.is_some())
     }
 
     /// Moves the reply handle out of a request, to answer it later or from another thread.
     pub fn take_reply_handle(&mut self) -> Option<ReplyHandle> {
-        self.reply.take()
+        self.ext.as_mut().and_then(|e| e.reply.take())
     }
 }
 
@@ -457,11 +502,8 @@ impl Clone for Message {
             id: self.id,
             topic: self.topic.clone(),
             payload: self.payload.clone(),
-            headers: self.headers.clone(),
-            timestamp: self.timestamp,
             source: self.source.clone(),
-            correlation: self.correlation,
-            reply: None,
+            ext: self.ext.as_ref().map(|e| Box::new(e.clone_without_reply())),
         }
     }
 }
@@ -472,16 +514,16 @@ impl fmt::Debug for Message {
         d.field("id", &self.id.0)
             .field("topic", &self.topic)
             .field("payload", &self.payload);
-        if !self.headers.is_empty() {
-            d.field("headers", &self.headers);
+        if !self.headers().is_empty() {
+            d.field("headers", &self.headers());
         }
         if let Some(s) = &self.source {
             d.field("source", s);
         }
-        if let Some(c) = self.correlation {
+        if let Some(c) = self.correlation() {
             d.field("correlation", &c.0);
         }
-        if self.reply.is_some() {
+        if self.expects_reply() {
             d.field("expects_reply", &true);
         }
         d.finish()
@@ -547,3 +589,30 @@ impl PublishReport {
 /// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct SubscriptionId(pub(crate) u64);
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn typed_payload_knows_its_type() {
+        let m = Message::typed(7u16);
+        assert_eq!(m.get::<u16>(), Some(&7));
+        assert_eq!(m.get::<u32>(), None);
+        assert!(format!("{:?}", m.payload()).contains("u16"));
+        let shared = m.clone();
+        let m = m.take::<u16>().expect_err("a clone shares the payload");
+        drop(shared);
+        assert_eq!(m.take::<u16>().ok(), Some(7));
+    }
+
+    #[test]
+    fn envelope_stays_small() {
+        // Moved on every push and pop and inside every refusal: keep it within two cache lines.
+        assert!(
+            std::mem::size_of::<Message>() <= 80,
+            "{}",
+            std::mem::size_of::<Message>()
+        );
+    }
+}
