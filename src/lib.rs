@@ -201,3 +201,26 @@ pub use types::{
     PublishReport, ReplyHandle, SubscriptionId, Topic, Typed, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
+
+#[cfg(test)]
+mod thread_safety {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn public_handles_cross_threads() {
+        send_sync::<Runtime>();
+        send_sync::<Bus>();
+        send_sync::<Reactor>();
+        send_sync::<WorkerPool>();
+        send_sync::<Message>();
+        send_sync::<ReplyHandle>();
+        // `?` into anyhow needs the error with its message to be `Send + Sync + 'static`.
+        send_sync::<Error<Message>>();
+        send_sync::<Error>();
+        send::<PendingReply>();
+        send::<Inbox>();
+    }
+}
