@@ -1,10 +1,10 @@
 //! The bounded mailbox and its wake-up protocol. See `README.md` beside this file.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
@@ -81,6 +81,15 @@ pub(crate) struct Mailbox {
     // The reactor thread, set when it starts; read only by a pusher that saw SLEEPING.
     thread: Mutex<Option<Thread>>,
     pub(crate) counters: CachePadded<Counters>,
+    // Written once, by `close`; read by the reactor before every message. On its own cache
+    // line so that read is an L1 hit, not a load of the contended state word.
+    stop: CachePadded<StopRequest>,
+}
+
+#[derive(Default)]
+struct StopRequest {
+    requested: AtomicBool,
+    drain_deadline: Mutex<Option<Instant>>,
 }
 
 impl Mailbox {
@@ -94,7 +103,27 @@ impl Mailbox {
             pending: CachePadded::new(AtomicUsize::new(0)),
             thread: Mutex::new(None),
             counters: CachePadded::new(Counters::default()),
+            stop: CachePadded::new(StopRequest::default()),
         }
+    }
+
+    /// Asks the reactor to stop: refuse messages from now on, handle what was admitted until
+    /// `drain_deadline`. A second request keeps the first deadline.
+    pub(crate) fn request_stop(&self, drain_deadline: Instant) {
+        {
+            let mut d = self.stop.drain_deadline.lock().unwrap_or_else(|e| e.into_inner());
+            d.get_or_insert(drain_deadline);
+        }
+        self.stop.requested.store(true, Ordering::Release);
+        self.set_flag(CLOSED);
+    }
+
+    /// The drain deadline, once a stop was requested.
+    pub(crate) fn stop_requested(&self) -> Option<Instant> {
+        if !self.stop.requested.load(Ordering::Acquire) {
+            return None;
+        }
+        *self.stop.drain_deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Admits and queues a bus message. Never blocks.

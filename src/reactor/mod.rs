@@ -141,10 +141,10 @@ impl Reactor {
         }
     }
 
-    /// Asks the reactor to stop: from now on it refuses messages; its thread drains what is
-    /// queued within its drain deadline, calls `stop`, and exits.
-    pub(crate) fn close(&self) {
-        self.mailbox.set_flag(CLOSED);
+    /// Asks the reactor to stop: from now on it refuses messages; its thread handles what is
+    /// queued until `drain_deadline`, calls `stop`, and exits.
+    pub(crate) fn close(&self, drain_deadline: std::time::Instant) {
+        self.mailbox.request_stop(drain_deadline);
     }
 
     /// `true` when both handles are for the same reactor.

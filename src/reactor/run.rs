@@ -46,7 +46,6 @@ pub(crate) type Factory<C> = Arc<dyn Fn() -> C + Send + Sync>;
 pub(crate) fn spawn<C: Component>(
     core: Core,
     factory: Factory<C>,
-    drain_timeout: Duration,
     builder: thread::Builder,
     started: Sender<Result<(), String>>,
     done: Sender<Exit>,
@@ -54,7 +53,7 @@ pub(crate) fn spawn<C: Component>(
     builder.spawn(move || {
         ON_REACTOR.with(|f| f.set(true));
         core.reactor.mailbox.set_thread(thread::current());
-        let exit = run(&core, &factory, drain_timeout, &started);
+        let exit = run(&core, &factory, &started);
         drop(core);
         let _ = done.send(exit);
     })
@@ -90,7 +89,6 @@ struct Failure {
 fn run<C: Component>(
     core: &Core,
     factory: &Factory<C>,
-    drain_timeout: Duration,
     started: &Sender<Result<(), String>>,
 ) -> Exit {
     let mb = &*core.reactor.mailbox;
@@ -123,26 +121,40 @@ fn run<C: Component>(
     };
 
     let mut batch: Vec<Task> = Vec::with_capacity(BATCH);
-    let mut drain_deadline: Option<Instant> = None;
-    loop {
+    // Set once the stop request is seen: messages handled from then on are `drained`, and
+    // none is started after this deadline.
+    let mut drain: Option<Instant> = None;
+    'run: loop {
         let n = mb.pop_batch(&mut batch, BATCH);
         let mut tasks = batch.drain(..);
         let mut handled = 0u64;
-        let mut failed = None;
-        for task in tasks.by_ref() {
-            handled += u64::from(matches!(task, Task::Message(_)));
-            if let Err(f) = dispatch(&mut comp, core, &mut local, task) {
-                failed = Some(f);
+        let mut outcome = Ok(());
+        while let Some(task) = tasks.next() {
+            if drain.is_none() {
+                drain = mb.stop_requested();
+            }
+            if drain.is_some_and(|d| Instant::now() >= d) {
+                // Past the drain deadline: what we hold is abandoned like what is queued.
+                exit.abandoned += u64::from(abandon(core, task, &DeadLetterReason::Stopped));
+                for t in tasks.by_ref() {
+                    exit.abandoned += u64::from(abandon(core, t, &DeadLetterReason::Stopped));
+                }
+                break;
+            }
+            let is_message = matches!(task, Task::Message(_));
+            outcome = dispatch(&mut comp, core, &mut local, task);
+            if is_message {
+                handled += 1;
+                exit.drained += u64::from(drain.is_some());
+            }
+            if outcome.is_err() {
                 break;
             }
         }
         let rest: Vec<Task> = tasks.collect();
         exit.handled += handled;
-        if drain_deadline.is_some() {
-            exit.drained += handled;
-        }
         mb.counters.handled.fetch_add(handled, Ordering::Relaxed);
-        if let Some(f) = failed {
+        if let Err(f) = outcome {
             return fail(core, exit, f, rest);
         }
         if !local.timers.is_empty() {
@@ -151,12 +163,12 @@ fn run<C: Component>(
             }
         }
 
-        let state = mb.state();
-        if state & CLOSED != 0 {
-            let now = Instant::now();
-            let deadline = *drain_deadline.get_or_insert(now + drain_timeout);
-            if Mailbox::normal_len(state) == 0 || now >= deadline {
-                break;
+        if drain.is_none() {
+            drain = mb.stop_requested();
+        }
+        if let Some(deadline) = drain {
+            if Mailbox::normal_len(mb.state()) == 0 || Instant::now() >= deadline {
+                break 'run;
             }
             if n == 0 {
                 // An admitted message has not landed yet; it will within a few instructions.

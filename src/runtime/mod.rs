@@ -225,7 +225,6 @@ impl<C: Component> Launch for Launcher<C> {
         reactor::spawn(
             core,
             Arc::clone(&self.factory),
-            d.drain_timeout,
             builder,
             started,
             done_tx,
@@ -539,7 +538,7 @@ impl Runtime {
             let mut report = ComponentReport::new(d.name.clone());
             match d.thread.take() {
                 Some((handle, done)) => {
-                    d.reactor.close();
+                    d.reactor.close(Instant::now() + d.drain_timeout);
                     match done.recv_timeout(d.drain_timeout + JOIN_GRACE) {
                         Ok(exit) => {
                             let _ = handle.join();

@@ -188,9 +188,14 @@ impl ReplyHandle {
     ///
     /// # Errors
     ///
-    /// When the requester no longer waits: [`Error::Timeout`] if its timeout passed,
-    /// [`Error::Stopped`] if its component stopped. The reply is then counted as late and sent
-    /// to the dead-letter topic, so it is never lost silently.
+    /// When the requester is known not to wait any more: [`Error::Timeout`] if a plain thread
+    /// stopped waiting, [`Error::Stopped`] if the requesting component has stopped. The reply
+    /// is then counted as late and sent to the dead-letter topic, so it is never lost silently.
+    ///
+    /// A requesting component whose timeout has passed but which is still running takes the
+    /// reply into its reserved mailbox place and finds it late there: `send` returns `Ok(())`
+    /// and the requester counts it ([`ReactorStats::late_replies`](crate::ReactorStats)) and
+    /// dead-letters it.
     pub fn send(mut self, mut reply: Message) -> Result<(), Error> {
         reply.set_correlation(self.correlation);
         self.finish(Ok(reply))

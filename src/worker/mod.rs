@@ -145,17 +145,42 @@ struct Shared {
 }
 
 fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
-    // `recv` only fails when every sender is gone, and `Shared` owns one: exit comes by `Exit`.
-    while let Ok(Work::Run(job)) = rx.recv() {
-        shared.state.fetch_sub(1, Ordering::AcqRel);
-        shared.busy.fetch_add(1, Ordering::Relaxed);
-        // A panicking job must not kill its worker. Jobs from components catch their own panic
-        // and report it to the submitter; this catch is for plain `try_execute` jobs.
-        if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            shared.panicked.fetch_add(1, Ordering::Relaxed);
+    // After `Exit`, a worker keeps going while the admission count says jobs are still on
+    // their way: a submitter can be admitted just before `shutdown` closes the pool and push
+    // its job just after the `Exit`s, and an accepted job must run. Once closed, the count
+    // only falls, so this ends.
+    let mut exiting = false;
+    loop {
+        let work = if exiting {
+            match rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(w) => w,
+                Err(_) if shared.state.load(Ordering::Acquire) & !CLOSED == 0 => return,
+                Err(_) => continue,
+            }
+        } else {
+            // `recv` fails only when every sender is gone, and `Shared` owns one.
+            match rx.recv() {
+                Ok(w) => w,
+                Err(_) => return,
+            }
+        };
+        match work {
+            Work::Run(job) => {
+                shared.state.fetch_sub(1, Ordering::AcqRel);
+                shared.busy.fetch_add(1, Ordering::Relaxed);
+                // A panicking job must not kill its worker. Jobs from components catch their
+                // own panic and report it to the submitter; this catch is for plain jobs.
+                if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                    shared.panicked.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.busy.fetch_sub(1, Ordering::Relaxed);
+                shared.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Work::Exit => exiting = true,
         }
-        shared.busy.fetch_sub(1, Ordering::Relaxed);
-        shared.completed.fetch_add(1, Ordering::Relaxed);
+        if exiting && shared.state.load(Ordering::Acquire) & !CLOSED == 0 {
+            return;
+        }
     }
 }
 
@@ -246,8 +271,10 @@ impl Slot<'_> {
     /// Queues `job` in the reserved place. Never blocks.
     pub(crate) fn execute(mut self, job: Job) {
         self.used = true;
-        // The channel is unbounded and `Shared` holds a receiver-side clone alive through the
-        // workers until `Exit`, so this cannot fail while a slot exists (state not CLOSED).
+        // The channel is unbounded and never disconnected (`Shared` owns a sender), so this
+        // cannot fail. If `shutdown` closed the pool after this slot was admitted, the job
+        // lands behind the `Exit`s; workers keep taking jobs while admitted ones are
+        // outstanding (see `worker_loop`), so it still runs.
         let _ = self.pool.tx.send(Work::Run(job));
     }
 }
