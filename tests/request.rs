@@ -1,0 +1,640 @@
+//! Request/reply: from plain threads and from inside components, timeouts and late replies,
+//! requests that are never answered, and the bound on a component's outstanding requests.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+use crossbeam::channel::{self, TryRecvError};
+use reactorium::{
+    BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
+    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
+};
+use support::{Probe, SOON};
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+/// Long enough that an outcome arriving "promptly" cannot be this timeout firing.
+const LONG: Duration = Duration::from_secs(30);
+
+fn runtime() -> Result<Runtime> {
+    Ok(Runtime::builder()
+        .workers(1)
+        .drain_timeout(Duration::from_secs(1))
+        .build()?)
+}
+
+fn on(topic: &str) -> ComponentOptions {
+    ComponentOptions::new().subscribe(topic)
+}
+
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
+}
+
+/// Answers a `u64` request with twice the number.
+struct Doubler;
+
+impl Component for Doubler {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let n = *msg.get::<u64>().ok_or("expected a u64")?;
+        ctx.reply(&mut msg, Message::typed(n * 2))?;
+        Ok(())
+    }
+}
+
+/// Lets every request go unanswered: the message (and its reply handle) is simply dropped.
+struct Ignore;
+
+impl Component for Ignore {
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Panics on every message.
+struct Explode;
+
+impl Component for Explode {
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        panic!("responder exploded");
+    }
+}
+
+/// A component that runs, on its own reactor thread, the closures a test sends it: a way to
+/// call `Context` methods from a test with the test's logic written inline.
+struct Remote;
+
+type Errand = Box<dyn FnOnce(&mut Context<'_, Remote>) + Send>;
+
+/// The payload carrying an errand (a `Mutex` so the payload is `Sync`).
+struct Order(Mutex<Option<Errand>>);
+
+impl Component for Remote {
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let errand = msg
+            .get::<Order>()
+            .and_then(|o| o.0.lock().unwrap().take())
+            .ok_or("not an errand")?;
+        errand(ctx);
+        Ok(())
+    }
+}
+
+/// Sends `f` to be run by the `Remote` subscribed to `topic`.
+fn run_on(
+    rt: &Runtime,
+    topic: &str,
+    f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
+) -> Result<(), Error<Message>> {
+    let errand: Errand = Box::new(f);
+    rt.bus()
+        .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
+}
+
+/// What a continuation saw: the thread it ran on, and the outcome of the request.
+type Answer = (String, Result<Message, Error>);
+
+/// The request a `Probe` responder received, with its reply handle taken out.
+fn next_request(held: &channel::Receiver<(Message, String)>) -> Result<(Message, ReplyHandle)> {
+    let (mut req, _thread) = held.recv_timeout(SOON)?;
+    let handle = req
+        .take_reply_handle()
+        .ok_or_else(|| anyhow::anyhow!("expected a request, got {req:?}"))?;
+    Ok((req, handle))
+}
+
+/// The next dead letter on `inbox`.
+fn next_dead_letter(inbox: &Inbox) -> Result<DeadLetter> {
+    let letter = inbox.recv_timeout(SOON)?;
+    letter
+        .take::<DeadLetter>()
+        .map_err(|m| anyhow::anyhow!("expected a dead letter, got {m:?}"))
+}
+
+#[test]
+fn request_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Bus>();
+    send_sync::<PendingReply>();
+    send_sync::<ReplyHandle>();
+}
+
+// ---- plain threads ---------------------------------------------------------------------------
+
+#[test]
+fn plain_thread_request_gets_reply_correlated_to_request() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("doubler", on("math.double"), || Doubler)?;
+    rt.start()?;
+
+    let request = Message::typed(21u64);
+    let request_id = request.id();
+    let pending = rt.bus().request("math.double", request, SOON)?;
+    assert_eq!(pending.request_id(), request_id);
+
+    let reply = pending.wait()?;
+    assert_eq!(reply.get::<u64>(), Some(&42));
+    assert_eq!(reply.correlation(), Some(request_id));
+    assert_eq!(reply.source(), Some("doubler"));
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn plain_thread_request_times_out_and_late_reply_is_counted_and_dead_lettered() -> Result<()> {
+    let bus = Bus::new();
+    let service = bus.subscribe_inbox("svc.slow", 4)?;
+    let dead = bus.subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
+
+    let timeout = Duration::from_millis(50);
+    let pending = bus.request("svc.slow", Message::typed(1u64), timeout)?;
+    let request_id = pending.request_id();
+    // The responder holds the reply handle until the waiter has given up.
+    let mut request = service.recv_timeout(SOON)?;
+    let handle = request.take_reply_handle().expect("a request");
+
+    match pending.wait() {
+        Err(Error::Timeout { after }) => assert_eq!(after, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(bus.stats().late_replies, 0);
+
+    match handle.send(Message::typed(2u64)) {
+        Err(Error::Timeout { after }) => assert_eq!(after, timeout),
+        other => panic!("a late reply must be refused with Timeout, got {other:?}"),
+    }
+    assert_eq!(bus.stats().late_replies, 1);
+
+    let letter = next_dead_letter(&dead)?;
+    assert_eq!(letter.reason, DeadLetterReason::LateReply);
+    assert_eq!(letter.component, None);
+    assert_eq!(letter.message.get::<u64>(), Some(&2));
+    assert_eq!(letter.message.correlation(), Some(request_id));
+    Ok(())
+}
+
+#[test]
+fn request_without_subscriber_returns_no_subscriber_with_message() -> Result<()> {
+    let bus = Bus::new();
+    match bus.request("nobody.home", Message::typed(7u64), SOON) {
+        Err(Error::NoSubscriber { topic, rejected }) => {
+            assert_eq!(topic, "nobody.home");
+            assert_eq!(rejected.get::<u64>(), Some(&7));
+            // The reply slot was released: the handed-back message is no longer a request.
+            assert!(!rejected.expects_reply());
+        }
+        other => panic!("expected NoSubscriber, got {other:?}"),
+    }
+    assert_eq!(bus.stats().no_subscriber, 1);
+    assert_eq!(bus.stats().late_replies, 0);
+    Ok(())
+}
+
+#[test]
+fn request_to_full_responder_is_refused_naming_responder_with_message() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("doubler", on("math.double").mailbox(1), || Doubler)?;
+    // Not started: nothing leaves the mailbox, so one message fills it.
+    rt.bus().send("math.double", Message::typed(1u64))?;
+    match rt.bus().request("math.double", Message::typed(2u64), SOON) {
+        Err(Error::Backpressure {
+            target,
+            capacity,
+            rejected,
+        }) => {
+            assert_eq!((&*target, capacity), ("doubler", 1));
+            assert_eq!(rejected.get::<u64>(), Some(&2));
+            assert!(!rejected.expects_reply());
+        }
+        other => panic!("expected backpressure, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn reply_handle_fail_reaches_plain_waiter_as_that_error() -> Result<()> {
+    let bus = Bus::new();
+    let service = bus.subscribe_inbox("stock.check", 4)?;
+    let pending = bus.request("stock.check", Message::typed(42u64), LONG)?;
+
+    let mut request = service.recv_timeout(SOON)?;
+    let handle = request.take_reply_handle().expect("a request");
+    handle.fail(Error::NotFound {
+        name: "sku-42".into(),
+    })?;
+
+    match pending.wait() {
+        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
+        other => panic!("expected the responder's NotFound, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn dropping_an_inbox_answers_its_queued_requests_with_no_reply() -> Result<()> {
+    let bus = Bus::new();
+    let service = bus.subscribe_inbox("svc.gone", 4)?;
+    let pending = bus.request("svc.gone", Message::typed(1u64), LONG)?;
+    drop(service);
+    match pending.wait() {
+        Err(Error::NoReply { .. }) => {}
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+    Ok(())
+}
+
+// ---- responders that never answer -----------------------------------------------------------
+
+#[test]
+fn responder_dropping_request_gives_no_reply_before_timeout() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("ignorer", on("svc.ignore"), || Ignore)?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+
+    // From a plain thread.
+    match rt
+        .bus()
+        .request("svc.ignore", Message::typed(1u64), LONG)?
+        .wait()
+    {
+        Err(Error::NoReply { reason }) => assert!(reason.contains("unanswered"), "{reason}"),
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+
+    // From a component.
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request("svc.ignore", Message::typed(2u64), LONG, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    match outcome {
+        Err(Error::NoReply { .. }) => {}
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn responder_panic_gives_no_reply_not_timeout() -> Result<()> {
+    let rt = runtime()?;
+    // Two responders: the first panic stops its component.
+    rt.deploy_with("boom1", on("svc.boom1"), || Explode)?;
+    rt.deploy_with("boom2", on("svc.boom2"), || Explode)?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+
+    match rt
+        .bus()
+        .request("svc.boom1", Message::typed(1u64), LONG)?
+        .wait()
+    {
+        Err(Error::NoReply { reason }) => assert!(reason.contains("panicked"), "{reason}"),
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request("svc.boom2", Message::typed(2u64), LONG, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    match outcome {
+        Err(Error::NoReply { reason }) => assert!(reason.contains("panicked"), "{reason}"),
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn requests_queued_behind_a_panic_get_no_reply() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("boom", on("svc.boom"), || Explode)?;
+    // Queued before start: the request waits behind the message that will panic.
+    rt.bus().send("svc.boom", Message::empty())?;
+    let pending = rt.bus().request("svc.boom", Message::typed(1u64), LONG)?;
+    rt.start()?;
+    match pending.wait() {
+        Err(Error::NoReply { reason }) => assert!(reason.contains("panicked"), "{reason}"),
+        other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
+    }
+    Ok(())
+}
+
+// ---- requests from inside components ---------------------------------------------------------
+
+#[test]
+fn component_request_continuation_runs_on_requesters_thread_with_reply() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("doubler", on("math.double"), || Doubler)?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+
+    let (asked_tx, asked) = channel::bounded(1);
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        let id = ctx.request(
+            "math.double",
+            Message::typed(21u64),
+            SOON,
+            move |_, _, r| {
+                let _ = tx.send((thread_name(), r));
+            },
+        );
+        let _ = asked_tx.send((thread_name(), id.map_err(Error::without_payload)));
+    })?;
+
+    let (asking_thread, request_id) = asked.recv_timeout(SOON)?;
+    let request_id: MessageId = request_id?;
+    assert_eq!(asking_thread, "asker");
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(
+        thread, "asker",
+        "the continuation runs on the requester's reactor"
+    );
+    let reply = outcome?;
+    assert_eq!(reply.get::<u64>(), Some(&42));
+    assert_eq!(reply.correlation(), Some(request_id));
+    assert_eq!(rt.reactor("asker").expect("deployed").stats().pending, 0);
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn component_request_timeout_reaches_continuation_and_late_reply_is_counted_on_requester(
+) -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
+    let asker = rt.reactor("asker").expect("deployed");
+
+    let timeout = Duration::from_millis(50);
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request("svc.hold", Message::typed(1u64), timeout, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    // The responder's handle is held here until the requester has timed out.
+    let (request, handle) = next_request(&held)?;
+
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    match outcome {
+        Err(Error::Timeout { after }) => assert_eq!(after, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(asker.stats().late_replies, 0);
+
+    // The reply is accepted into the requester's reserved slot; the reactor finds nobody
+    // waiting for it. (Unlike a plain-thread waiter, the send itself does not see the timeout.)
+    let _ = handle.send(Message::typed(2u64));
+    support::wait_until("the late reply is counted on the requester", || {
+        asker.stats().late_replies == 1
+    });
+    let letter = next_dead_letter(&dead)?;
+    assert_eq!(letter.reason, DeadLetterReason::LateReply);
+    assert_eq!(letter.component.as_deref(), Some("asker"));
+    assert_eq!(letter.message.get::<u64>(), Some(&2));
+    assert_eq!(letter.message.correlation(), Some(request.id()));
+    assert_eq!(asker.stats().pending, 0);
+    assert!(
+        answers.try_recv().is_err(),
+        "the continuation runs only once"
+    );
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn reply_handle_fail_reaches_continuation_as_that_error() -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request("svc.hold", Message::typed(1u64), LONG, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    let (_request, handle) = next_request(&held)?;
+    handle.fail(Error::NotFound {
+        name: "sku-42".into(),
+    })?;
+
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    match outcome {
+        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
+        other => panic!("expected the responder's NotFound, got {other:?}"),
+    }
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn blocking_waits_on_a_reactor_thread_return_would_deadlock() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+
+    let bus = rt.bus().clone();
+    let (tx, results) = channel::bounded(1);
+    run_on(&rt, "asker", move |_ctx| {
+        let inbox = bus.subscribe_inbox("svc.local", 4).expect("subscribe");
+        let pending = bus
+            .request("svc.local", Message::typed(1u64), SOON)
+            .expect("request");
+        // Make every wait below answerable at once: a wait that did not refuse would return
+        // a message instead of blocking, so the test fails rather than hangs.
+        let mut request = inbox.try_recv().expect("the request is queued");
+        request
+            .take_reply_handle()
+            .expect("a request")
+            .send(Message::typed(2u64))
+            .expect("reply");
+        bus.send("svc.local", Message::typed(3u64)).expect("send");
+        bus.send("svc.local", Message::typed(4u64)).expect("send");
+
+        let waited = pending.wait();
+        let received = inbox.recv();
+        let received_in_time = inbox.recv_timeout(SOON);
+        let _ = tx.send([waited, received, received_in_time]);
+    })?;
+
+    let [waited, received, received_in_time] = results.recv_timeout(SOON)?;
+    assert!(
+        matches!(waited, Err(Error::WouldDeadlock)),
+        "PendingReply::wait: {waited:?}"
+    );
+    assert!(
+        matches!(received, Err(Error::WouldDeadlock)),
+        "Inbox::recv: {received:?}"
+    );
+    assert!(
+        matches!(received_in_time, Err(Error::WouldDeadlock)),
+        "Inbox::recv_timeout: {received_in_time:?}"
+    );
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    rt.deploy_with("asker", on("asker").max_pending(2), || Remote)?;
+    rt.start()?;
+    let asker = rt.reactor("asker").expect("deployed");
+
+    let (answer_tx, answers) = channel::unbounded::<Answer>();
+    let (asked_tx, asked) = channel::bounded(1);
+    let answer = answer_tx.clone();
+    run_on(&rt, "asker", move |ctx| {
+        let mut outcomes = Vec::new();
+        for n in 1..=3u64 {
+            let answer = answer.clone();
+            outcomes.push(
+                ctx.request("svc.hold", Message::typed(n), SOON, move |_, _, r| {
+                    let _ = answer.send((thread_name(), r));
+                }),
+            );
+        }
+        let _ = asked_tx.send((outcomes, ctx.pending()));
+    })?;
+
+    let (outcomes, pending) = asked.recv_timeout(SOON)?;
+    assert_eq!(pending, 2);
+    let mut outcomes = outcomes.into_iter();
+    let first = outcomes.next().expect("three outcomes")?;
+    let second = outcomes.next().expect("three outcomes")?;
+    assert_ne!(first, second);
+    match outcomes.next().expect("three outcomes") {
+        Err(Error::Backpressure {
+            target,
+            capacity,
+            rejected,
+        }) => {
+            assert_eq!((&*target, capacity), ("asker", 2));
+            assert_eq!(rejected.get::<u64>(), Some(&3));
+            assert!(!rejected.expects_reply());
+        }
+        other => panic!("expected backpressure naming the requester, got {other:?}"),
+    }
+
+    // Only the two accepted requests reached the responder; answer them.
+    for _ in 0..2 {
+        let (request, handle) = next_request(&held)?;
+        let n = *request.get::<u64>().expect("a u64");
+        handle.send(Message::typed(n * 10))?;
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (thread, outcome) = answers.recv_timeout(SOON)?;
+        assert_eq!(thread, "asker");
+        got.push(*outcome?.get::<u64>().expect("a u64"));
+    }
+    got.sort_unstable();
+    assert_eq!(got, [10, 20]);
+    assert_eq!(asker.stats().pending, 0);
+
+    // With the replies in, the component may request again.
+    let (asked_tx, asked) = channel::bounded(1);
+    run_on(&rt, "asker", move |ctx| {
+        let id = ctx.request("svc.hold", Message::typed(4u64), SOON, move |_, _, r| {
+            let _ = answer_tx.send((thread_name(), r));
+        });
+        let _ = asked_tx.send(id.map_err(Error::without_payload));
+    })?;
+    asked.recv_timeout(SOON)??;
+    let (request, handle) = next_request(&held)?;
+    assert_eq!(request.get::<u64>(), Some(&4));
+    handle.send(Message::typed(40u64))?;
+    let (_, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(outcome?.get::<u64>(), Some(&40));
+    assert!(
+        held.try_recv().is_err(),
+        "the refused request never reached the responder"
+    );
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    rt.deploy_with("asker", on("asker").mailbox(2), || Remote)?;
+    rt.start()?;
+    let asker = rt.reactor("asker").expect("deployed");
+
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request("svc.hold", Message::typed(5u64), SOON, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    let (_request, handle) = next_request(&held)?;
+
+    // Hold the requester inside a handler, then fill its mailbox with ordinary messages.
+    let (gate_tx, gate) = channel::unbounded::<()>();
+    let (blocked_tx, blocked) = channel::bounded(1);
+    run_on(&rt, "asker", move |_ctx| {
+        let _ = blocked_tx.send(());
+        let _ = gate.recv();
+    })?;
+    blocked.recv_timeout(SOON)?;
+    run_on(&rt, "asker", |_ctx| {})?;
+    run_on(&rt, "asker", |_ctx| {})?;
+    match run_on(&rt, "asker", |_ctx| {}) {
+        Err(Error::Backpressure {
+            target, capacity, ..
+        }) => assert_eq!((&*target, capacity), ("asker", 2)),
+        other => panic!("the mailbox should be full, got {other:?}"),
+    }
+    assert_eq!(asker.stats().queued, 2);
+
+    handle.send(Message::typed(50u64))?;
+    assert!(
+        matches!(answers.try_recv(), Err(TryRecvError::Empty)),
+        "the reactor is still blocked"
+    );
+    drop(gate_tx);
+
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    assert_eq!(outcome?.get::<u64>(), Some(&50));
+    assert_eq!(asker.stats().late_replies, 0);
+    rt.stop()?;
+    Ok(())
+}

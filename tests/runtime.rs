@@ -1,0 +1,719 @@
+//! Runtime lifecycle: start and stop order, the drain at stop, what a stopped runtime answers,
+//! threads left behind (none), `Drop`, handlers that never return, start failures, deploy
+//! errors.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Result;
+use crossbeam::channel::{self, Receiver, Sender};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error, Inbox,
+    Message, Reactor, Runtime, DEAD_LETTER_TOPIC,
+};
+use support::{threads_named, wait_until, DropCounter, Gated, Probe, Tracked, SOON};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Writes `start {name}` and `stop {name}` into a shared log; can be told to fail its start.
+struct Recorder {
+    name: String,
+    log: Log,
+    fail_start: bool,
+}
+
+impl Component for Recorder {
+    fn start(&mut self, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
+        if self.fail_start {
+            return Err(format!("{} cannot start", self.name).into());
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn stop(&mut self, _ctx: &mut Context<'_, Self>) {
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+    }
+}
+
+fn recorder(
+    log: &Log,
+    name: &str,
+    fail_start: bool,
+) -> impl Fn() -> Recorder + Send + Sync + 'static {
+    let (log, name) = (Arc::clone(log), name.to_owned());
+    move || Recorder {
+        name: name.clone(),
+        log: Arc::clone(&log),
+        fail_start,
+    }
+}
+
+fn logged(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// Handles message `seq == 0` only once `hold` opens (its sender is dropped), and then takes
+/// `first_work` more; every other message takes `work` (simulated work on the reactor thread,
+/// never waited on by an assertion). Reports each handled sequence number.
+struct Slow {
+    hold: Receiver<()>,
+    first_work: Duration,
+    work: Duration,
+    handled: Sender<u64>,
+}
+
+impl Component for Slow {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let seq = msg
+            .get::<Tracked>()
+            .ok_or("expected a tracked payload")?
+            .seq;
+        if seq == 0 {
+            let _ = self.hold.recv();
+            thread::sleep(self.first_work);
+        } else {
+            thread::sleep(self.work);
+        }
+        let _ = self.handled.send(seq);
+        Ok(())
+    }
+}
+
+fn rt_builder() -> reactorium::RuntimeBuilder {
+    Runtime::builder().workers(1)
+}
+
+fn send(rt: &Runtime, topic: &str, msg: Message) -> Result<()> {
+    rt.bus().send(topic, msg)?;
+    Ok(())
+}
+
+/// Sends message 0 and waits until the reactor has taken it out of its mailbox: its handler is
+/// then running (blocked on its gate), so whatever is sent next stays queued in the mailbox.
+fn occupy(rt: &Runtime, reactor: &Reactor, topic: &str, first: Message) -> Result<()> {
+    send(rt, topic, first)?;
+    wait_until("the reactor takes the first message", || reactor.is_empty());
+    Ok(())
+}
+
+/// Runs `rt.stop()` on another thread; once the reactor refuses new work (the stop has begun),
+/// calls `during` on this thread. Returns what `stop` returned.
+fn stop_while(
+    rt: &Runtime,
+    reactor: &Reactor,
+    during: impl FnOnce(),
+) -> Result<reactorium::ShutdownReport, Error> {
+    thread::scope(|s| {
+        let stopping = s.spawn(|| rt.stop());
+        wait_until("stop closes the reactor", || reactor.is_stopped());
+        during();
+        stopping.join().expect("stop panicked")
+    })
+}
+
+/// A dead letter in brief: the sequence number of its tracked payload, the reason, the
+/// component.
+type Letter = (u64, DeadLetterReason, Option<String>);
+
+/// Every dead letter now in `inbox`, in brief and whole (the whole letters keep the payloads
+/// alive).
+fn dead_letters(inbox: &Inbox) -> (Vec<Letter>, Vec<Message>) {
+    let letters: Vec<Message> = std::iter::from_fn(|| inbox.try_recv()).collect();
+    let summary = letters
+        .iter()
+        .map(|m| {
+            let dl = m.get::<DeadLetter>().expect("a dead letter");
+            let seq = dl.message.get::<Tracked>().map_or(u64::MAX, |t| t.seq);
+            (
+                seq,
+                dl.reason.clone(),
+                dl.component.as_deref().map(str::to_owned),
+            )
+        })
+        .collect();
+    (summary, letters)
+}
+
+#[test]
+fn start_runs_in_deploy_order_and_stop_in_reverse() -> Result<()> {
+    let log = Log::default();
+    let rt = rt_builder().build()?;
+    for name in ["first", "second", "third"] {
+        rt.deploy(name, recorder(&log, name, false))?;
+    }
+    rt.start()?;
+    assert_eq!(logged(&log), ["start first", "start second", "start third"]);
+
+    let report = rt.stop()?;
+    assert_eq!(
+        logged(&log),
+        [
+            "start first",
+            "start second",
+            "start third",
+            "stop third",
+            "stop second",
+            "stop first"
+        ]
+    );
+    let order: Vec<&str> = report.components.iter().map(|c| &*c.name).collect();
+    assert_eq!(order, ["third", "second", "first"]);
+    assert!(report.is_clean(), "{report:?}");
+    Ok(())
+}
+
+#[test]
+fn stop_drains_queued_messages_when_the_handler_catches_up() -> Result<()> {
+    const QUEUED: u64 = 10;
+    let (open, gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder().drain_timeout(Duration::from_secs(5)).build()?;
+    let reactor = rt.deploy_with(
+        "gated",
+        ComponentOptions::new().subscribe("work"),
+        move || Gated {
+            gate: gate.clone(),
+            handled: handled_tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    occupy(&rt, &reactor, "work", Message::typed(0u64))?;
+    for seq in 1..=QUEUED {
+        send(&rt, "work", Message::typed(seq))?;
+    }
+    assert_eq!(reactor.len(), QUEUED as usize);
+
+    // The gate opens only once the stop has begun: everything queued is handled by the drain.
+    let report = stop_while(&rt, &reactor, || drop(open))?;
+
+    let c = report.component("gated").expect("reported");
+    assert_eq!((c.handled, c.drained, c.abandoned), (QUEUED + 1, QUEUED, 0));
+    assert!(c.joined && c.failure.is_none(), "{c:?}");
+    let seqs: Vec<u64> = handled
+        .try_iter()
+        .map(|m| *m.get::<u64>().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..=QUEUED).collect::<Vec<_>>());
+    assert_eq!(report.bus.dead_letters, 0);
+    Ok(())
+}
+
+#[test]
+fn messages_handled_after_the_stop_request_count_as_drained() -> Result<()> {
+    // All queued before start, so the reactor takes them out of its mailbox in one go; the
+    // handler then waits on the gate, which opens only once the stop has begun.
+    const QUEUED: u64 = 10;
+    let (open, gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder().drain_timeout(Duration::from_secs(5)).build()?;
+    let reactor = rt.deploy_with(
+        "gated",
+        ComponentOptions::new().subscribe("work"),
+        move || Gated {
+            gate: gate.clone(),
+            handled: handled_tx.clone(),
+        },
+    )?;
+    for seq in 0..QUEUED {
+        send(&rt, "work", Message::typed(seq))?;
+    }
+    rt.start()?;
+
+    let report = stop_while(&rt, &reactor, || drop(open))?;
+
+    assert_eq!(handled.try_iter().count(), QUEUED as usize);
+    let c = report.component("gated").expect("reported");
+    assert_eq!((c.handled, c.abandoned), (QUEUED, 0), "{c:?}");
+    // At most the first message's handler began before the stop was asked; the others ran
+    // entirely during the drain.
+    assert!(
+        c.drained >= QUEUED - 1,
+        "messages handled after stop was asked are the drain: {c:?}"
+    );
+    Ok(())
+}
+
+/// Deploys a [`Slow`] component with `queued` messages waiting behind message 0, stops the
+/// runtime with a 100 ms drain deadline, and checks that every message is accounted for.
+/// Returns the component's report.
+fn stop_slow_component(
+    queued: u64,
+    first_work: Duration,
+    work: Duration,
+) -> Result<reactorium::ComponentReport> {
+    let counter = DropCounter::default();
+    let (open, hold) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder()
+        .drain_timeout(Duration::from_millis(100))
+        .build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 1024)?;
+    let reactor = rt.deploy_with(
+        "slow",
+        ComponentOptions::new().mailbox(1024).subscribe("work"),
+        move || Slow {
+            hold: hold.clone(),
+            first_work,
+            work,
+            handled: handled_tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    occupy(&rt, &reactor, "work", counter.message(0))?;
+    for seq in 1..=queued {
+        send(&rt, "work", counter.message(seq))?;
+    }
+    assert_eq!(reactor.len() as u64, queued);
+
+    let report = stop_while(&rt, &reactor, || drop(open))?;
+    let c = report.component("slow").expect("reported").clone();
+
+    // Queued at stop = drained + abandoned; handled = the one before the stop + the drain.
+    assert_eq!(c.drained + c.abandoned, queued, "{c:?}");
+    assert_eq!(c.handled, 1 + c.drained, "{c:?}");
+    let seqs: Vec<u64> = handled.try_iter().collect();
+    assert_eq!(seqs, (0..c.handled).collect::<Vec<_>>(), "handled in order");
+
+    // Every abandoned message was dead-lettered as `Stopped`, in queue order.
+    let (letters, keep) = dead_letters(&dead);
+    let want: Vec<_> = (c.handled..=queued)
+        .map(|seq| (seq, DeadLetterReason::Stopped, Some("slow".to_owned())))
+        .collect();
+    assert_eq!(letters, want);
+    assert_eq!(report.bus.dead_letters, c.abandoned);
+
+    // Each message dropped exactly once: the handled ones already, the rest with their letter.
+    assert_eq!(counter.dropped() as u64, c.handled);
+    drop(keep);
+    assert_eq!(counter.dropped() as u64, queued + 1);
+    Ok(c)
+}
+
+#[test]
+fn stop_dead_letters_what_is_left_after_the_drain_timeout() -> Result<()> {
+    let c = stop_slow_component(200, Duration::ZERO, Duration::from_millis(2))?;
+    assert!(
+        c.abandoned > 0,
+        "a 100 ms drain cannot handle 200 x 2 ms: {c:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn drain_timeout_bounds_the_drain_of_a_few_slow_messages() -> Result<()> {
+    // Ten messages of 40 ms each cannot all be handled within a 100 ms drain deadline.
+    let c = stop_slow_component(10, Duration::ZERO, Duration::from_millis(40))?;
+    assert!(
+        c.abandoned > 0,
+        "the drain ran past its 100 ms deadline to handle 10 x 40 ms: {c:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn drain_deadline_counts_from_the_stop_request() -> Result<()> {
+    // The handler busy at the stop request takes 300 ms more; by then the 100 ms drain
+    // deadline has passed, so the five messages queued behind it are left.
+    let c = stop_slow_component(5, Duration::from_millis(300), Duration::ZERO)?;
+    assert_eq!(
+        (c.drained, c.abandoned),
+        (0, 5),
+        "the drain deadline passed while message 0 was handled: {c:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn stopped_runtime_answers_stopped_not_backpressure() -> Result<()> {
+    let (tx, _rx) = channel::unbounded();
+    let rt = rt_builder().build()?;
+    let reactor = rt.deploy_with("probe", ComponentOptions::new().subscribe("p"), move || {
+        Probe { tx: tx.clone() }
+    })?;
+    rt.start()?;
+    rt.stop()?;
+
+    assert!(reactor.is_stopped() && reactor.is_finished());
+    match reactor.execute(Message::typed(1u32)) {
+        Err(Error::Stopped { target, rejected }) => {
+            assert_eq!(&*target, "probe");
+            assert_eq!(rejected.get::<u32>(), Some(&1));
+        }
+        other => panic!("expected Stopped from execute, got {other:?}"),
+    }
+    match rt.bus().send("p", Message::typed(2u32)) {
+        Err(Error::Stopped { target, rejected }) => {
+            assert_eq!(&*target, "probe");
+            assert_eq!(rejected.get::<u32>(), Some(&2));
+        }
+        other => panic!("expected Stopped from send, got {other:?}"),
+    }
+    let report = rt
+        .bus()
+        .publish("p", Message::typed(3u32))
+        .map_err(Error::without_payload)?;
+    assert_eq!(report.delivered, 0);
+    assert!(matches!(&report.refused[..], [Error::Stopped { .. }]));
+    assert_eq!(
+        reactor.stats().rejected,
+        0,
+        "no send was counted as backpressure"
+    );
+    Ok(())
+}
+
+#[test]
+fn stop_leaves_no_thread_behind() -> Result<()> {
+    const PREFIX: &str = "Rd1-";
+    let rt = rt_builder().workers(2).thread_name_prefix(PREFIX).build()?;
+    for name in ["alpha", "beta"] {
+        rt.deploy_with(name, ComponentOptions::new().subscribe(name), || Sink)?;
+    }
+    rt.start()?;
+    let want = ["Rd1-alpha", "Rd1-beta", "Rd1-worker-0", "Rd1-worker-1"];
+    wait_until("reactor and worker threads run", || {
+        let mut names = threads_named(PREFIX);
+        names.sort();
+        names == want
+    });
+
+    let report = rt.stop()?;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.pool.joined, 2);
+    wait_until("every thread has ended", || {
+        threads_named(PREFIX).is_empty()
+    });
+    Ok(())
+}
+
+struct Sink;
+
+impl Component for Sink {
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn dropping_a_running_runtime_stops_it_and_loses_nothing() -> Result<()> {
+    const PREFIX: &str = "Re1-";
+    const QUEUED: u64 = 20;
+    let counter = DropCounter::default();
+    let (open, gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder()
+        .thread_name_prefix(PREFIX)
+        .drain_timeout(Duration::from_millis(100))
+        .build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 64)?;
+    let reactor = rt.deploy_with(
+        "gated",
+        ComponentOptions::new().subscribe("work"),
+        move || Gated {
+            gate: gate.clone(),
+            handled: handled_tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    occupy(&rt, &reactor, "work", counter.message(0))?;
+    for seq in 1..=QUEUED {
+        send(&rt, "work", counter.message(seq))?;
+    }
+    wait_until("threads run", || threads_named(PREFIX).len() == 2);
+
+    // Drop on another thread, so a hang fails the test instead of hanging it.
+    let (dropped_tx, dropped) = channel::bounded(1);
+    let dropper = thread::spawn(move || {
+        drop(rt);
+        let _ = dropped_tx.send(());
+    });
+    wait_until("drop begins the stop", || reactor.is_stopped());
+    drop(open);
+    dropped
+        .recv_timeout(SOON)
+        .expect("dropping the runtime hung");
+    dropper.join().expect("drop panicked");
+    wait_until("every thread has ended", || {
+        threads_named(PREFIX).is_empty()
+    });
+
+    // Every message was handled or dead-lettered, and none has been dropped on the way.
+    let handled: Vec<Message> = handled.try_iter().collect();
+    let (letters, keep) = dead_letters(&dead);
+    assert_eq!(handled.len() + letters.len(), QUEUED as usize + 1);
+    assert!(letters
+        .iter()
+        .all(|(_, reason, _)| *reason == DeadLetterReason::Stopped));
+    assert_eq!(counter.dropped(), 0);
+    drop((handled, keep));
+    assert_eq!(counter.dropped(), QUEUED as usize + 1);
+    Ok(())
+}
+
+#[test]
+fn dropping_an_unstarted_runtime_dead_letters_what_was_queued() -> Result<()> {
+    const PREFIX: &str = "Rn1-";
+    let counter = DropCounter::default();
+    let (tx, rx) = channel::unbounded();
+    let rt = rt_builder().thread_name_prefix(PREFIX).build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
+    rt.deploy_with(
+        "idle",
+        ComponentOptions::new().subscribe("idle"),
+        move || Probe { tx: tx.clone() },
+    )?;
+    for seq in 0..5 {
+        send(&rt, "idle", counter.message(seq))?;
+    }
+    drop(rt);
+
+    assert!(rx.try_recv().is_err(), "nothing was handled");
+    let (letters, keep) = dead_letters(&dead);
+    let want: Vec<_> = (0..5)
+        .map(|seq| (seq, DeadLetterReason::Stopped, Some("idle".to_owned())))
+        .collect();
+    assert_eq!(letters, want);
+    assert_eq!(counter.dropped(), 0);
+    drop(keep);
+    assert_eq!(counter.dropped(), 5);
+    wait_until("worker threads have ended", || {
+        threads_named(PREFIX).is_empty()
+    });
+    Ok(())
+}
+
+#[test]
+fn stop_gives_up_on_a_handler_that_never_returns() -> Result<()> {
+    const PREFIX: &str = "Rf1-";
+    let (open, gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder()
+        .thread_name_prefix(PREFIX)
+        .drain_timeout(Duration::from_millis(100))
+        .build()?;
+    let stuck = rt.deploy_with(
+        "stuck",
+        ComponentOptions::new().subscribe("stuck"),
+        move || Gated {
+            gate: gate.clone(),
+            handled: handled_tx.clone(),
+        },
+    )?;
+    rt.deploy_with("fine", ComponentOptions::new().subscribe("fine"), || Sink)?;
+    rt.start()?;
+    occupy(&rt, &stuck, "stuck", Message::typed(1u32))?;
+
+    let report = rt.stop()?;
+    let c = report.component("stuck").expect("reported");
+    assert!(!c.joined, "{c:?}");
+    assert!(report.component("fine").expect("reported").joined);
+    assert!(!report.is_clean());
+    wait_until("only the stuck thread is left", || {
+        threads_named(PREFIX) == ["Rf1-stuck"]
+    });
+
+    // Let the handler return: its thread then finishes on its own.
+    drop(open);
+    let msg = handled.recv_timeout(SOON)?;
+    assert_eq!(msg.get::<u32>(), Some(&1));
+    wait_until("the stuck thread ends once released", || {
+        threads_named(PREFIX).is_empty()
+    });
+    assert!(stuck.is_finished());
+    Ok(())
+}
+
+#[test]
+fn failed_start_stops_the_components_already_started() -> Result<()> {
+    let log = Log::default();
+    let rt = rt_builder().build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
+    rt.deploy("a", recorder(&log, "a", false))?;
+    rt.deploy("b", recorder(&log, "b", true))?;
+    rt.deploy_with(
+        "c",
+        ComponentOptions::new().subscribe("c"),
+        recorder(&log, "c", false),
+    )?;
+    send(&rt, "c", DropCounter::default().message(7))?;
+
+    match rt.start() {
+        Err(Error::StartFailed { component, reason }) => {
+            assert_eq!(&*component, "b");
+            assert!(reason.contains("b cannot start"), "{reason}");
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    // `a` was stopped again; `b` failed in its start so its stop does not run; `c` never
+    // started.
+    assert_eq!(logged(&log), ["start a", "start b", "stop a"]);
+    // What was queued for the component that never started is dead-lettered.
+    let (letters, _keep) = dead_letters(&dead);
+    assert_eq!(
+        letters,
+        [(7, DeadLetterReason::Stopped, Some("c".to_owned()))]
+    );
+    // The runtime is left stopped.
+    assert!(matches!(rt.start(), Err(Error::InvalidState { .. })));
+    assert!(matches!(rt.stop(), Err(Error::InvalidState { .. })));
+    Ok(())
+}
+
+#[test]
+fn panicking_factory_fails_start_and_stops_the_rest() -> Result<()> {
+    let log = Log::default();
+    let rt = rt_builder().build()?;
+    rt.deploy("a", recorder(&log, "a", false))?;
+    let exploding = recorder(&log, "b", false);
+    let explode = true;
+    rt.deploy("b", move || {
+        if explode {
+            panic!("factory exploded");
+        }
+        exploding()
+    })?;
+
+    match rt.start() {
+        Err(Error::StartFailed { component, reason }) => {
+            assert_eq!(&*component, "b");
+            assert!(reason.contains("factory exploded"), "{reason}");
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert_eq!(logged(&log), ["start a", "stop a"]);
+    Ok(())
+}
+
+#[test]
+fn deploy_rejects_bad_names_capacities_patterns_and_duplicates() -> Result<()> {
+    let rt = rt_builder().build()?;
+    for bad in ["", "has space", "$sys"] {
+        match rt.deploy(bad, || Sink) {
+            Err(Error::InvalidConfig { .. }) => {}
+            other => panic!("name {bad:?}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    for opts in [
+        ComponentOptions::new().mailbox(0),
+        ComponentOptions::new().max_pending(0),
+    ] {
+        match rt.deploy_with("zero", opts.clone(), || Sink) {
+            Err(Error::InvalidConfig { .. }) => {}
+            other => panic!("{opts:?}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    for bad in ["a..b", "a.>.b", "ord*", ""] {
+        match rt.deploy_with("topical", ComponentOptions::new().subscribe(bad), || Sink) {
+            Err(Error::InvalidTopic { topic, .. }) => assert_eq!(topic, bad),
+            other => panic!("pattern {bad:?}: expected InvalidTopic, got {other:?}"),
+        }
+    }
+    // The refused deploys left nothing behind: the names are free.
+    assert!(rt.components().is_empty());
+    assert_eq!(rt.bus().stats().subscriptions, 0);
+    rt.deploy_with("zero", ComponentOptions::new().mailbox(1), || Sink)?;
+    rt.deploy_with("topical", ComponentOptions::new().subscribe("a.b"), || Sink)?;
+
+    match rt.deploy("zero", || Sink) {
+        Err(Error::AlreadyDeployed { name }) => assert_eq!(&*name, "zero"),
+        other => panic!("expected AlreadyDeployed, got {other:?}"),
+    }
+    let names: Vec<String> = rt.components().iter().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["zero", "topical"]);
+    Ok(())
+}
+
+#[test]
+fn deploy_and_stop_after_stop_are_invalid_state() -> Result<()> {
+    let rt = rt_builder().build()?;
+    rt.deploy("only", || Sink)?;
+    rt.start()?;
+    assert!(matches!(rt.start(), Err(Error::InvalidState { .. })));
+    rt.stop()?;
+    assert!(matches!(rt.stop(), Err(Error::InvalidState { .. })));
+    assert!(matches!(
+        rt.deploy("late", || Sink),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(rt.start(), Err(Error::InvalidState { .. })));
+    Ok(())
+}
+
+#[test]
+fn deploy_into_a_running_runtime_starts_the_component_at_once() -> Result<()> {
+    const PREFIX: &str = "Ri1-";
+    let log = Log::default();
+    let rt = rt_builder().thread_name_prefix(PREFIX).build()?;
+    rt.deploy("early", recorder(&log, "early", false))?;
+    rt.start()?;
+    rt.deploy("late", recorder(&log, "late", false))?;
+    // `deploy` returned after the component's `start` did.
+    assert_eq!(logged(&log), ["start early", "start late"]);
+    assert!(threads_named(PREFIX).contains(&"Ri1-late".to_owned()));
+
+    // A running runtime whose new component cannot start drops it again.
+    match rt.deploy_with(
+        "broken",
+        ComponentOptions::new().subscribe("broken"),
+        recorder(&log, "broken", true),
+    ) {
+        Err(Error::StartFailed { component, .. }) => assert_eq!(&*component, "broken"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(rt.reactor("broken").is_none());
+    assert!(matches!(
+        rt.bus().send("broken", Message::empty()),
+        Err(Error::NoSubscriber { .. })
+    ));
+
+    rt.stop()?;
+    assert_eq!(
+        logged(&log),
+        [
+            "start early",
+            "start late",
+            "start broken",
+            "stop late",
+            "stop early"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn messages_sent_before_start_are_handled_after_it() -> Result<()> {
+    const PREFIX: &str = "Rb1-";
+    let (tx, rx) = channel::unbounded();
+    let rt = rt_builder().thread_name_prefix(PREFIX).build()?;
+    let reactor = rt.deploy_with(
+        "early",
+        ComponentOptions::new().subscribe("in"),
+        move || Probe { tx: tx.clone() },
+    )?;
+    for n in 0..3u32 {
+        send(&rt, "in", Message::typed(n))?;
+    }
+    assert_eq!(reactor.len(), 3);
+    assert!(rx.try_recv().is_err(), "no reactor thread before start");
+
+    rt.start()?;
+    for n in 0..3u32 {
+        let (msg, thread) = rx.recv_timeout(SOON)?;
+        assert_eq!(msg.get::<u32>(), Some(&n));
+        assert_eq!(thread, "Rb1-early");
+    }
+    let report = rt.stop()?;
+    assert_eq!(report.component("early").expect("reported").handled, 3);
+    Ok(())
+}

@@ -1,0 +1,625 @@
+//! The worker pool: its bound, panic-safe workers, offloading from components with and without
+//! a deadline, named fixed-size threads, and shutdown.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Result;
+use crossbeam::channel::{self, TryRecvError};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, Error, Message, PoolShutdown, Runtime,
+    WorkerPool,
+};
+use support::{threads_named, wait_until, SOON};
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+fn runtime() -> Result<Runtime> {
+    Ok(Runtime::builder()
+        .workers(1)
+        .drain_timeout(Duration::from_secs(1))
+        .build()?)
+}
+
+fn on(topic: &str) -> ComponentOptions {
+    ComponentOptions::new().subscribe(topic)
+}
+
+fn thread_name() -> String {
+    thread::current().name().unwrap_or("").to_owned()
+}
+
+/// A component that runs, on its own reactor thread, the closures a test sends it: a way to
+/// call `Context` methods from a test with the test's logic written inline.
+struct Remote;
+
+type Errand = Box<dyn FnOnce(&mut Context<'_, Remote>) + Send>;
+
+/// The payload carrying an errand (a `Mutex` so the payload is `Sync`).
+struct Order(Mutex<Option<Errand>>);
+
+impl Component for Remote {
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let errand = msg
+            .get::<Order>()
+            .and_then(|o| o.0.lock().unwrap().take())
+            .ok_or("not an errand")?;
+        errand(ctx);
+        Ok(())
+    }
+}
+
+/// Sends `f` to be run by the `Remote` subscribed to `topic`.
+fn run_on(
+    rt: &Runtime,
+    topic: &str,
+    f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
+) -> Result<(), Error<Message>> {
+    let errand: Errand = Box::new(f);
+    rt.bus()
+        .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
+}
+
+/// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the
+/// job is running.
+fn occupy_worker(pool: &WorkerPool) -> Result<channel::Sender<()>> {
+    let (gate_tx, gate) = channel::unbounded::<()>();
+    let (started_tx, started) = channel::bounded(1);
+    pool.try_execute(move || {
+        let _ = started_tx.send(());
+        let _ = gate.recv();
+    })
+    .map_err(Error::without_payload)?;
+    started.recv_timeout(SOON)?;
+    Ok(gate_tx)
+}
+
+#[test]
+fn pool_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<WorkerPool>();
+}
+
+// ---- the bound -------------------------------------------------------------------------------
+
+#[test]
+fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(2)
+        .queue_capacity(3)
+        .thread_name("wsat")
+        .build()?;
+    // Both workers busy: from now on only the queue holds jobs.
+    let gates = [occupy_worker(&pool)?, occupy_worker(&pool)?];
+
+    let (ran_tx, ran) = channel::unbounded();
+    for i in 0..3 {
+        let ran_tx = ran_tx.clone();
+        pool.try_execute(move || {
+            let _ = ran_tx.send((i, thread_name()));
+        })
+        .map_err(Error::without_payload)?;
+    }
+    assert_eq!(pool.stats().queued, 3);
+
+    let refused = ran_tx.clone();
+    match pool.try_execute(move || {
+        let _ = refused.send((99, thread_name()));
+    }) {
+        Err(Error::Backpressure {
+            target,
+            capacity,
+            rejected,
+        }) => {
+            assert_eq!((&*target, capacity), ("wsat", 3));
+            rejected(); // our job, back in our hands: it runs here
+        }
+        other => panic!("expected backpressure, got {other:?}"),
+    }
+    assert_eq!(ran.try_recv()?, (99, thread_name()));
+    assert_eq!(pool.stats().rejected, 1);
+    assert_eq!(pool.stats().queued, 3);
+
+    drop(gates);
+    let mut done: Vec<i32> = (0..3)
+        .map(|_| ran.recv_timeout(SOON).map(|(i, _)| i))
+        .collect::<Result<_, _>>()?;
+    done.sort_unstable();
+    assert_eq!(done, [0, 1, 2]);
+
+    // With room again, the pool accepts.
+    pool.try_execute(move || {
+        let _ = ran_tx.send((4, thread_name()));
+    })
+    .map_err(Error::without_payload)?;
+    assert_eq!(ran.recv_timeout(SOON)?.0, 4);
+    assert_eq!(
+        pool.shutdown(SOON),
+        PoolShutdown {
+            joined: 2,
+            unjoined: 0
+        }
+    );
+    Ok(())
+}
+
+#[test]
+fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
+    let rt = Runtime::builder()
+        .workers(1)
+        .worker_queue(1)
+        .drain_timeout(Duration::from_secs(1))
+        .build()?;
+    rt.deploy_with("offloader", on("offloader"), || Remote)?;
+    rt.start()?;
+    let gate = occupy_worker(rt.pool())?;
+    rt.pool()
+        .try_execute(|| {})
+        .map_err(Error::without_payload)?;
+
+    let (called_tx, called) = channel::bounded::<()>(1);
+    let (tx, refusal) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        let refused = match ctx.spawn_blocking(
+            || 5u64,
+            move |_, _, _| {
+                let _ = called_tx.send(());
+            },
+        ) {
+            Err(Error::Backpressure {
+                target,
+                capacity,
+                rejected,
+            }) => Ok((target.to_string(), capacity, rejected())),
+            Ok(_) => Err("accepted".to_owned()),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let _ = tx.send((refused, ctx.pending()));
+    })?;
+
+    let (refused, pending) = refusal.recv_timeout(SOON)?;
+    let refused = refused.map_err(anyhow::Error::msg)?;
+    assert_eq!(refused, ("worker".to_owned(), 1, 5));
+    assert_eq!(pending, 0, "the refused job holds no reply slot");
+    assert!(
+        matches!(called.try_recv(), Err(TryRecvError::Disconnected)),
+        "the continuation is dropped uncalled"
+    );
+    drop(gate);
+    rt.stop()?;
+    Ok(())
+}
+
+// ---- panics ----------------------------------------------------------------------------------
+
+#[test]
+fn panicking_job_does_not_kill_its_worker() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(1)
+        .queue_capacity(4)
+        .thread_name("wpanic")
+        .build()?;
+    pool.try_execute(|| panic!("job exploded"))
+        .map_err(Error::without_payload)?;
+    let (tx, rx) = channel::bounded(1);
+    pool.try_execute(move || {
+        let _ = tx.send(thread_name());
+    })
+    .map_err(Error::without_payload)?;
+
+    // The only worker ran the next job after the panic.
+    assert_eq!(rx.recv_timeout(SOON)?, "wpanic-0");
+    assert_eq!(pool.stats().panicked, 1);
+    wait_until("both jobs are counted as completed", || {
+        pool.stats().completed == 2
+    });
+    assert_eq!(pool.shutdown(SOON).joined, 1);
+    Ok(())
+}
+
+// ---- spawn_blocking --------------------------------------------------------------------------
+
+#[test]
+fn spawn_blocking_runs_job_on_worker_and_continuation_on_reactor() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("offloader", on("offloader"), || Remote)?;
+    rt.start()?;
+
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        ctx.spawn_blocking(
+            || (thread_name(), 6 * 7u64),
+            move |_, _, result| {
+                let _ = tx.send((thread_name(), result));
+            },
+        )
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+
+    let (continuation_thread, result) = rx.recv_timeout(SOON)?;
+    let (job_thread, value) = result?;
+    assert!(
+        job_thread.starts_with("worker-"),
+        "job ran on {job_thread:?}"
+    );
+    assert_eq!(continuation_thread, "offloader");
+    assert_eq!(value, 42);
+    assert_eq!(
+        rt.reactor("offloader").expect("deployed").stats().pending,
+        0
+    );
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("offloader", on("offloader"), || Remote)?;
+    rt.start()?;
+
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        ctx.spawn_blocking(
+            || -> u64 { panic!("disk on fire") },
+            move |_, _, result| {
+                let _ = tx.send((thread_name(), result));
+            },
+        )
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+
+    let (thread, result) = rx.recv_timeout(SOON)?;
+    assert_eq!(thread, "offloader");
+    match result {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("disk on fire"), "{message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+
+    // The worker survived: the next job runs.
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        ctx.spawn_blocking(
+            || 1u64,
+            move |_, _, result| {
+                let _ = tx.send(result);
+            },
+        )
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+    assert_eq!(rx.recv_timeout(SOON)??, 1);
+    assert!(!rt.reactor("offloader").expect("deployed").is_stopped());
+    rt.stop()?;
+    Ok(())
+}
+
+// ---- deadlines -------------------------------------------------------------------------------
+
+#[test]
+fn spawn_blocking_timeout_gives_timeout_and_discards_late_result() -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("offloader", on("offloader"), || Remote)?;
+    rt.start()?;
+    let offloader = rt.reactor("offloader").expect("deployed");
+
+    // Generous enough that the idle worker surely starts the job before the deadline.
+    let deadline = Duration::from_millis(250);
+    let (gate_tx, gate) = channel::unbounded::<()>();
+    let (started_tx, started) = channel::bounded(1);
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        ctx.spawn_blocking_timeout(
+            deadline,
+            move || {
+                let _ = started_tx.send(());
+                let _ = gate.recv();
+                7u64
+            },
+            move |_, _, result| {
+                let _ = tx.send((thread_name(), result));
+            },
+        )
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+    started.recv_timeout(SOON)?;
+
+    let (thread, result) = rx.recv_timeout(SOON)?;
+    assert_eq!(thread, "offloader");
+    match result {
+        Err(Error::Timeout { after }) => assert_eq!(after, deadline),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert_eq!(offloader.stats().late_jobs, 0);
+
+    drop(gate_tx); // the job finishes, too late
+    wait_until("the late result is counted", || {
+        offloader.stats().late_jobs == 1
+    });
+    assert_eq!(offloader.stats().pending, 0);
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
+    let rt = runtime()?; // one worker
+    rt.deploy_with("offloader", on("offloader"), || Remote)?;
+    rt.start()?;
+    let offloader = rt.reactor("offloader").expect("deployed");
+    let gate = occupy_worker(rt.pool())?;
+
+    let (ran_tx, ran) = channel::bounded::<()>(1);
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "offloader", move |ctx| {
+        ctx.spawn_blocking_timeout(
+            Duration::from_millis(20),
+            move || {
+                let _ = ran_tx.send(());
+            },
+            move |_, _, result| {
+                let _ = tx.send(result);
+            },
+        )
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+    match rx.recv_timeout(SOON)? {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+
+    // Free the worker. A marker queued behind the expired job tells when the worker is past it.
+    let (marker_tx, marker) = channel::bounded(1);
+    rt.pool()
+        .try_execute(move || {
+            let _ = marker_tx.send(());
+        })
+        .map_err(Error::without_payload)?;
+    drop(gate);
+    marker.recv_timeout(SOON)?;
+    assert!(
+        matches!(ran.try_recv(), Err(TryRecvError::Disconnected)),
+        "the expired job is dropped without running"
+    );
+    wait_until("the skipped job's reply slot comes back", || {
+        offloader.stats().pending == 0
+    });
+    rt.stop()?;
+    Ok(())
+}
+
+// ---- threads ---------------------------------------------------------------------------------
+
+#[test]
+fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(3)
+        .queue_capacity(64)
+        .thread_name("wfix")
+        .build()?;
+    // A new thread names itself as it starts.
+    wait_until("three named workers", || threads_named("wfix-").len() == 3);
+    let mut names = threads_named("wfix-");
+    names.sort();
+    assert_eq!(names, ["wfix-0", "wfix-1", "wfix-2"]);
+    assert_eq!(pool.stats().threads, 3);
+
+    // Under load, every worker busy and 60 jobs queued: still three threads.
+    let gates = [
+        occupy_worker(&pool)?,
+        occupy_worker(&pool)?,
+        occupy_worker(&pool)?,
+    ];
+    let (tx, rx) = channel::unbounded();
+    for _ in 0..60 {
+        let tx = tx.clone();
+        pool.try_execute(move || {
+            let _ = tx.send(thread_name());
+        })
+        .map_err(Error::without_payload)?;
+    }
+    assert_eq!(pool.stats().queued, 60);
+    assert_eq!(threads_named("wfix-").len(), 3);
+
+    drop(gates);
+    for _ in 0..60 {
+        let name = rx.recv_timeout(SOON)?;
+        assert!(names.contains(&name), "job ran on {name:?}");
+    }
+    assert_eq!(threads_named("wfix-").len(), 3);
+    assert_eq!(pool.shutdown(SOON).joined, 3);
+    Ok(())
+}
+
+#[test]
+fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
+    let rt = Runtime::builder()
+        .workers(2)
+        .thread_name_prefix("wr.")
+        .build()?;
+    rt.deploy_with("calc", on("calc"), || Remote)?;
+    rt.start()?;
+    wait_until("two named workers", || {
+        threads_named("wr.worker-").len() == 2
+    });
+    let mut names = threads_named("wr.");
+    names.sort();
+    assert_eq!(names, ["wr.calc", "wr.worker-0", "wr.worker-1"]);
+
+    let (tx, rx) = channel::bounded(1);
+    run_on(&rt, "calc", move |ctx| {
+        ctx.spawn_blocking(thread_name, move |_, _, job_thread| {
+            let _ = tx.send((job_thread, thread_name()));
+        })
+        .map_err(Error::without_payload)
+        .expect("the pool has room");
+    })?;
+    let (job_thread, continuation_thread) = rx.recv_timeout(SOON)?;
+    assert!(job_thread?.starts_with("wr.worker-"));
+    assert_eq!(continuation_thread, "wr.calc");
+
+    rt.stop()?;
+    wait_until("stop joins every thread", || {
+        threads_named("wr.").is_empty()
+    });
+    Ok(())
+}
+
+// ---- shutdown --------------------------------------------------------------------------------
+
+#[test]
+fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(1)
+        .queue_capacity(3)
+        .thread_name("wshut")
+        .build()?;
+    let gate = occupy_worker(&pool)?;
+    let (ran_tx, ran) = channel::unbounded();
+    for i in 0..3 {
+        let ran_tx = ran_tx.clone();
+        pool.try_execute(move || {
+            let _ = ran_tx.send(i);
+        })
+        .map_err(Error::without_payload)?;
+    }
+
+    let closer = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.shutdown(SOON))
+    };
+    // The queue is full, so a probe is refused as full until shutdown closes the pool, and as
+    // stopped after: none is ever queued.
+    wait_until("shutdown closes the pool", || {
+        match pool.try_execute(|| {}) {
+            Err(Error::Stopped { target, .. }) => {
+                assert_eq!(&*target, "wshut");
+                true
+            }
+            Err(Error::Backpressure { .. }) => false,
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+    assert!(
+        ran.try_recv().is_err(),
+        "the worker is still busy with the first job"
+    );
+
+    drop(gate);
+    let report = closer.join().expect("the shutdown thread");
+    assert_eq!(
+        report,
+        PoolShutdown {
+            joined: 1,
+            unjoined: 0
+        }
+    );
+    assert_eq!(ran.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+
+    // Refused after shutdown, with the job handed back.
+    match pool.try_execute(move || {
+        let _ = ran_tx.send(99);
+    }) {
+        Err(Error::Stopped { target, rejected }) => {
+            assert_eq!(&*target, "wshut");
+            rejected();
+        }
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    assert_eq!(ran.try_recv()?, 99);
+    wait_until("every worker thread is gone", || {
+        threads_named("wshut").is_empty()
+    });
+    assert_eq!(
+        pool.shutdown(SOON),
+        PoolShutdown {
+            joined: 0,
+            unjoined: 0
+        },
+        "a second shutdown joins nothing more"
+    );
+    Ok(())
+}
+
+#[test]
+fn shutdown_reports_a_job_that_never_finishes_as_unjoined() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(1)
+        .queue_capacity(4)
+        .thread_name("wstuck")
+        .build()?;
+    let gate = occupy_worker(&pool)?;
+
+    let report = pool.shutdown(Duration::from_millis(100));
+    assert_eq!(
+        report,
+        PoolShutdown {
+            joined: 0,
+            unjoined: 1
+        }
+    );
+
+    drop(gate); // let the job end so the thread exits
+    wait_until("the released worker exits", || {
+        threads_named("wstuck").is_empty()
+    });
+    Ok(())
+}
+
+/// Every job `try_execute` accepted runs, even when `shutdown` closes the pool while other
+/// threads are submitting: "accepted" must never mean "silently dropped".
+#[test]
+fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
+    let rounds = if cfg!(miri) { 5 } else { 200 };
+    for round in 0..rounds {
+        let pool = WorkerPool::builder()
+            .num_threads(1)
+            .queue_capacity(64)
+            .thread_name("wrace")
+            .build()?;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let submitters: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, ran) = (pool.clone(), Arc::clone(&ran));
+                thread::spawn(move || {
+                    let mut accepted = 0usize;
+                    loop {
+                        let ran = Arc::clone(&ran);
+                        match pool.try_execute(move || {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                        }) {
+                            Ok(()) => accepted += 1,
+                            Err(Error::Backpressure { .. }) => thread::yield_now(),
+                            Err(Error::Stopped { .. }) => return accepted,
+                            Err(e) => panic!("unexpected {e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Let the submitters get going before the pool closes under them.
+        wait_until("the submitters get going", || pool.stats().completed >= 10);
+        let report = pool.shutdown(SOON);
+        let accepted: usize = submitters
+            .into_iter()
+            .map(|s| s.join().expect("submitter"))
+            .sum();
+        assert_eq!(report.unjoined, 0);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            accepted,
+            "round {round}: jobs accepted by try_execute vs jobs run before shutdown joined"
+        );
+    }
+    Ok(())
+}
