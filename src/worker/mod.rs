@@ -176,6 +176,10 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
                 shared.busy.fetch_sub(1, Ordering::Relaxed);
                 shared.completed.fetch_add(1, Ordering::Relaxed);
             }
+            // A second `Exit` belongs to a worker still blocked in `recv`: pass it on.
+            Work::Exit if exiting => {
+                let _ = shared.tx.send(Work::Exit);
+            }
             Work::Exit => exiting = true,
         }
         if exiting && shared.state.load(Ordering::Acquire) & !CLOSED == 0 {
