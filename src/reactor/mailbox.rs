@@ -111,7 +111,11 @@ impl Mailbox {
     /// `drain_deadline`. A second request keeps the first deadline.
     pub(crate) fn request_stop(&self, drain_deadline: Instant) {
         {
-            let mut d = self.stop.drain_deadline.lock().unwrap_or_else(|e| e.into_inner());
+            let mut d = self
+                .stop
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             d.get_or_insert(drain_deadline);
         }
         self.stop.requested.store(true, Ordering::Release);
@@ -123,7 +127,11 @@ impl Mailbox {
         if !self.stop.requested.load(Ordering::Acquire) {
             return None;
         }
-        *self.stop.drain_deadline.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .stop
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Admits and queues a bus message. Never blocks.

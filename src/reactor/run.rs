@@ -13,9 +13,17 @@ use super::context::{Component, Cont, Context, Core, Local};
 use super::mailbox::{Mailbox, Task, CLOSED, DEAD};
 use crate::types::{panic_message, DeadLetterReason, Error, Message};
 
-/// Messages taken from the queue per pass: bounds the time between timer checks and
+/// Most messages taken from the queue per pass: bounds the time between timer checks and
 /// amortises the admission counter's RMW.
 const BATCH: usize = 64;
+
+/// The batch for a mailbox of `capacity`: messages in the reactor's hand have left the
+/// mailbox (their room is free again), so the batch is what a component may hold beyond its
+/// capacity. A quarter of the capacity keeps that small for small mailboxes (a mailbox of 4
+/// holds at most 4 + 1, as a channel whose consumer took one item out would).
+pub(crate) fn batch_size(capacity: usize) -> usize {
+    (capacity / 4).clamp(1, BATCH)
+}
 /// Spin iterations before parking (a few hundred ns): catches a reply already on its way
 /// without paying a futex round trip.
 const SPINS: u32 = 200;
@@ -120,12 +128,13 @@ fn run<C: Component>(
         }
     };
 
-    let mut batch: Vec<Task> = Vec::with_capacity(BATCH);
+    let batch_max = batch_size(mb.capacity);
+    let mut batch: Vec<Task> = Vec::with_capacity(batch_max);
     // Set once the stop request is seen: messages handled from then on are `drained`, and
     // none is started after this deadline.
     let mut drain: Option<Instant> = None;
     'run: loop {
-        let n = mb.pop_batch(&mut batch, BATCH);
+        let n = mb.pop_batch(&mut batch, batch_max);
         let mut tasks = batch.drain(..);
         let mut handled = 0u64;
         let mut outcome = Ok(());

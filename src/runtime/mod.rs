@@ -151,6 +151,9 @@ impl ComponentOptions {
 
     /// Mailbox capacity: messages that may wait. Default: the runtime's
     /// ([`RuntimeBuilder::mailbox_capacity`], 1024).
+    ///
+    /// Beyond these, the reactor holds the batch it has taken out to handle, at most
+    /// `max(1, min(64, capacity / 4))` messages; see `src/reactor/README.md`.
     pub fn mailbox(mut self, n: usize) -> Self {
         self.mailbox = Some(n);
         self
@@ -222,15 +225,9 @@ impl<C: Component> Launch for Launcher<C> {
             .name(thread.clone())
             .stack_size(rt.config.reactor_stack_size);
         let (done_tx, done_rx) = channel::bounded(1);
-        reactor::spawn(
-            core,
-            Arc::clone(&self.factory),
-            builder,
-            started,
-            done_tx,
-        )
-        .map(|h| (h, done_rx))
-        .map_err(|source| Error::Spawn { thread, source })
+        reactor::spawn(core, Arc::clone(&self.factory), builder, started, done_tx)
+            .map(|h| (h, done_rx))
+            .map_err(|source| Error::Spawn { thread, source })
     }
 }
 
