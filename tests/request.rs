@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,7 +11,7 @@ use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
     Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
 };
-use support::{Probe, SOON};
+use support::{run_on, Probe, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -61,37 +60,6 @@ impl Component for Explode {
     fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
         panic!("responder exploded");
     }
-}
-
-/// A component that runs, on its own reactor thread, the closures a test sends it: a way to
-/// call `Context` methods from a test with the test's logic written inline.
-struct Remote;
-
-type Errand = Box<dyn FnOnce(&mut Context<'_, Remote>) + Send>;
-
-/// The payload carrying an errand (a `Mutex` so the payload is `Sync`).
-struct Order(Mutex<Option<Errand>>);
-
-impl Component for Remote {
-    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        let errand = msg
-            .get::<Order>()
-            .and_then(|o| o.0.lock().unwrap().take())
-            .ok_or("not an errand")?;
-        errand(ctx);
-        Ok(())
-    }
-}
-
-/// Sends `f` to be run by the `Remote` subscribed to `topic`.
-fn run_on(
-    rt: &Runtime,
-    topic: &str,
-    f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
-) -> Result<(), Error<Message>> {
-    let errand: Errand = Box::new(f);
-    rt.bus()
-        .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
 }
 
 /// What a continuation saw: the thread it ran on, and the outcome of the request.

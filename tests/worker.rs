@@ -4,17 +4,14 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
-use reactorium::{
-    BoxError, Component, ComponentOptions, Context, Error, Message, PoolShutdown, Runtime,
-    WorkerPool,
-};
-use support::{threads_named, wait_until, SOON};
+use reactorium::{ComponentOptions, Error, PoolShutdown, Runtime, WorkerPool};
+use support::{run_on, threads_named, wait_until, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -31,37 +28,6 @@ fn on(topic: &str) -> ComponentOptions {
 
 fn thread_name() -> String {
     thread::current().name().unwrap_or("").to_owned()
-}
-
-/// A component that runs, on its own reactor thread, the closures a test sends it: a way to
-/// call `Context` methods from a test with the test's logic written inline.
-struct Remote;
-
-type Errand = Box<dyn FnOnce(&mut Context<'_, Remote>) + Send>;
-
-/// The payload carrying an errand (a `Mutex` so the payload is `Sync`).
-struct Order(Mutex<Option<Errand>>);
-
-impl Component for Remote {
-    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        let errand = msg
-            .get::<Order>()
-            .and_then(|o| o.0.lock().unwrap().take())
-            .ok_or("not an errand")?;
-        errand(ctx);
-        Ok(())
-    }
-}
-
-/// Sends `f` to be run by the `Remote` subscribed to `topic`.
-fn run_on(
-    rt: &Runtime,
-    topic: &str,
-    f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
-) -> Result<(), Error<Message>> {
-    let errand: Errand = Box::new(f);
-    rt.bus()
-        .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
 }
 
 /// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the

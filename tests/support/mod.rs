@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reactorium::{BoxError, Component, Context, Message};
+use std::sync::Mutex;
+
+use reactorium::{BoxError, Component, Context, Error, Message, Runtime};
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
 pub const SOON: Duration = Duration::from_secs(10);
@@ -95,4 +97,35 @@ impl Component for Gated {
         let _ = self.handled.send(msg);
         Ok(())
     }
+}
+
+/// A component that runs, on its own reactor thread, the closures a test sends it: a way to
+/// call `Context` methods from a test with the test's logic written inline.
+pub struct Remote;
+
+pub type Errand = Box<dyn FnOnce(&mut Context<'_, Remote>) + Send>;
+
+/// The payload carrying an errand (a `Mutex` so the payload is `Sync`).
+pub struct Order(Mutex<Option<Errand>>);
+
+impl Component for Remote {
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let errand = msg
+            .get::<Order>()
+            .and_then(|o| o.0.lock().unwrap().take())
+            .ok_or("not an errand")?;
+        errand(ctx);
+        Ok(())
+    }
+}
+
+/// Sends `f` to be run by the `Remote` subscribed to `topic`.
+pub fn run_on(
+    rt: &Runtime,
+    topic: &str,
+    f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
+) -> Result<(), Error<Message>> {
+    let errand: Errand = Box::new(f);
+    rt.bus()
+        .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
 }
