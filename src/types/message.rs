@@ -422,8 +422,13 @@ impl Message {
         }
     }
 
-    /// Takes the typed payload out, if it is a `T` and no clone of this message shares it;
-    /// otherwise gives the message back unchanged.
+    /// Takes the typed payload out.
+    ///
+    /// # Errors
+    ///
+    /// The message comes back unchanged when its payload is not a `T`, or when a clone of this
+    /// message (a [`publish`](crate::Bus::publish) copy) still shares it; then read it in
+    /// place with [`Message::get`].
     pub fn take<T: Any + Send + Sync>(mut self) -> Result<T, Message> {
         let Payload::Typed(t) = std::mem::take(&mut self.payload) else {
             return Err(self);

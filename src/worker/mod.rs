@@ -116,7 +116,7 @@ impl WorkerPoolBuilder {
             }
             let (rx, shared) = (rx.clone(), Arc::clone(&pool.shared));
             match b.spawn(move || worker_loop(&shared, &rx)) {
-                Ok(h) => pool.shared.threads.lock().unwrap().push(h),
+                Ok(h) => pool.shared.lock_threads().push(h),
                 Err(source) => {
                     pool.shutdown(Duration::from_secs(5));
                     return Err(Error::Spawn {
@@ -142,6 +142,12 @@ struct Shared {
     panicked: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     num_threads: usize,
+}
+
+impl Shared {
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
@@ -361,7 +367,7 @@ impl WorkerPool {
     pub fn shutdown(&self, timeout: Duration) -> PoolShutdown {
         let s = &*self.shared;
         let first = s.state.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0;
-        let handles = std::mem::take(&mut *s.threads.lock().unwrap());
+        let handles = std::mem::take(&mut *s.lock_threads());
         if first {
             for _ in 0..s.num_threads {
                 let _ = s.tx.send(Work::Exit);
