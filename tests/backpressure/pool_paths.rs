@@ -1,0 +1,228 @@
+//! Paths into a worker pool's queue: `WorkerPool::try_execute`, and
+//! `Context::spawn_blocking` from a component.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{self, Receiver, Sender};
+use reactorium::{ComponentOptions, Error, Reactor, Runtime, WorkerPool};
+
+use crate::helpers::{block_worker, on_driver, sorted, Driver, Job, Jobs};
+use crate::support::{wait_until, DropCounter, SOON};
+use crate::{EnqueuePath, Gone, Tally, CAP};
+
+// ---- WorkerPool::try_execute -------------------------------------------------------------
+
+/// A one-thread pool (queue `CAP`) whose worker is held by a blocker job.
+pub(crate) struct PoolExecute {
+    jobs: Jobs,
+    pool: WorkerPool,
+    gate: Option<Sender<()>>,
+}
+
+impl PoolExecute {
+    pub(crate) fn new() -> PoolExecute {
+        let pool = WorkerPool::builder()
+            .num_threads(1)
+            .queue_capacity(CAP)
+            .thread_name("bp-pool")
+            .build()
+            .unwrap();
+        let gate = Some(block_worker(&pool));
+        PoolExecute {
+            jobs: Jobs::new(),
+            pool,
+            gate,
+        }
+    }
+}
+
+impl EnqueuePath for PoolExecute {
+    type Item = Job;
+
+    fn full_target(&self) -> &str {
+        "bp-pool"
+    }
+
+    fn gone(&self) -> Gone {
+        Gone::Stopped("bp-pool")
+    }
+
+    fn drops(&self) -> DropCounter {
+        self.jobs.drops.clone()
+    }
+
+    fn make(&mut self, seq: u64) -> Job {
+        self.jobs.make(seq)
+    }
+
+    fn identify(&mut self, job: Job) -> (u64, Option<Job>) {
+        (self.jobs.identify(job), None)
+    }
+
+    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
+        self.pool.try_execute(job)
+    }
+
+    fn make_room(&mut self) {
+        self.gate = None;
+        wait_until("the worker takes a queued job", || {
+            self.pool.stats().queued < CAP
+        });
+    }
+
+    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+        // Shut down without waiting: the worker may still be held, the queue still full.
+        self.pool.shutdown(Duration::ZERO);
+        let r = self.try_one(job);
+        self.gate = None;
+        r
+    }
+
+    fn finish(mut self, tally: &Tally) {
+        self.gate = None;
+        self.pool.shutdown(SOON);
+        let ran = self.jobs.wait_ran_elsewhere(tally.accepted.len());
+        assert_eq!(
+            sorted(ran),
+            sorted(tally.accepted.clone()),
+            "each accepted job ran once"
+        );
+        let stats = self.pool.stats();
+        wait_until("the pool counts every job it ran", || {
+            self.pool.stats().completed == 1 + tally.accepted.len() as u64
+        });
+        assert_eq!(stats.rejected, tally.full, "each Backpressure counted once");
+        assert_eq!(stats.panicked, 0);
+    }
+}
+
+// ---- Context::spawn_blocking -------------------------------------------------------------
+
+/// A "driver" component offloading to a one-thread pool (queue `CAP`) whose worker is held.
+/// Its `max_pending` is larger than the queue, so the pool is what fills.
+pub(crate) struct ContextSpawn {
+    jobs: Jobs,
+    rt: Runtime,
+    driver: Reactor,
+    gate: Option<Sender<()>>,
+    outcomes_tx: Sender<bool>,
+    outcomes: Receiver<bool>,
+    commands: u64,
+}
+
+impl ContextSpawn {
+    pub(crate) fn new() -> ContextSpawn {
+        let rt = Runtime::builder()
+            .workers(1)
+            .worker_queue(CAP)
+            .thread_name_prefix("bp-")
+            .build()
+            .unwrap();
+        let driver = rt
+            .deploy_with(
+                "driver",
+                ComponentOptions::new().max_pending(4 * CAP),
+                || Driver {
+                    at_stop: Arc::default(),
+                },
+            )
+            .unwrap();
+        rt.start().unwrap();
+        let gate = Some(block_worker(rt.pool()));
+        let (outcomes_tx, outcomes) = channel::unbounded();
+        ContextSpawn {
+            jobs: Jobs::new(),
+            rt,
+            driver,
+            gate,
+            outcomes_tx,
+            outcomes,
+            commands: 0,
+        }
+    }
+}
+
+impl EnqueuePath for ContextSpawn {
+    type Item = Job;
+
+    fn full_target(&self) -> &str {
+        "bp-worker"
+    }
+
+    fn gone(&self) -> Gone {
+        Gone::Stopped("bp-worker")
+    }
+
+    fn drops(&self) -> DropCounter {
+        self.jobs.drops.clone()
+    }
+
+    fn make(&mut self, seq: u64) -> Job {
+        self.jobs.make(seq)
+    }
+
+    fn identify(&mut self, job: Job) -> (u64, Option<Job>) {
+        (self.jobs.identify(job), None)
+    }
+
+    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
+        let out = self.outcomes_tx.clone();
+        self.commands += 1;
+        on_driver(&self.driver, move |ctx| {
+            let (before, places) = (ctx.pending(), ctx.reactor().stats().pending);
+            let r = ctx.spawn_blocking(job, move |_, _, done| {
+                let _ = out.send(done.is_ok());
+            });
+            // A refused job leaves no continuation and no reserved place behind.
+            let more = usize::from(r.is_ok());
+            assert_eq!(ctx.pending(), before + more);
+            assert_eq!(ctx.reactor().stats().pending, places + more);
+            r.map(drop)
+        })
+    }
+
+    fn make_room(&mut self) {
+        self.gate = None;
+        wait_until("the worker takes a queued job", || {
+            self.rt.pool().stats().queued < CAP
+        });
+    }
+
+    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+        self.rt.pool().shutdown(Duration::ZERO);
+        let r = self.try_one(job);
+        self.gate = None;
+        r
+    }
+
+    fn finish(mut self, tally: &Tally) {
+        self.gate = None;
+        let ran = self.jobs.wait_ran_elsewhere(tally.accepted.len());
+        assert_eq!(
+            sorted(ran),
+            sorted(tally.accepted.clone()),
+            "each accepted job ran once"
+        );
+        // Each accepted job's continuation runs once, on the driver, with the job's result.
+        for _ in &tally.accepted {
+            let ok = self
+                .outcomes
+                .recv_timeout(SOON)
+                .expect("each accepted job's continuation runs");
+            assert!(ok, "the job's result came back");
+        }
+        let report = self.rt.stop().unwrap();
+        assert!(
+            self.outcomes.try_recv().is_err(),
+            "no continuation ran twice"
+        );
+        let c = report.component("driver").unwrap();
+        assert_eq!(c.handled, self.commands);
+        assert!(c.failure.is_none() && c.abandoned == 0, "{report:?}");
+        let stats = self.rt.pool().stats();
+        assert_eq!(stats.rejected, tally.full, "each Backpressure counted once");
+        let driver = self.driver.stats();
+        assert_eq!((driver.late_jobs, driver.pending), (0, 0));
+    }
+}

@@ -1,0 +1,187 @@
+//! `Context::request` inside a component: bounded by the requester's `max_pending`.
+
+use std::sync::{Arc, Mutex};
+
+use crossbeam::channel::{self, Receiver, Sender};
+use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime, ShutdownReport};
+
+use crate::helpers::{on_driver, seq_of, sorted, Cmd, Driver, Messages};
+use crate::support::{wait_until, DropCounter, Probe, SOON};
+use crate::{EnqueuePath, Gone, Tally, CAP};
+
+pub(crate) const ASK_TOPIC: &str = "bp.ask";
+
+/// A "driver" component (max_pending = `CAP`) requests from a "responder" `Probe` that hands
+/// each request to the test, which answers or drops it. Deployed driver first, so `stop` stops
+/// the responder first and the driver's `stop` can still ask it.
+pub(crate) struct ContextRequest {
+    msgs: Messages,
+    rt: Runtime,
+    driver: Reactor,
+    at_stop: Arc<Mutex<Option<Cmd>>>,
+    asked: Receiver<(Message, String)>,
+    outcomes_tx: Sender<bool>,
+    outcomes: Receiver<bool>,
+    commands: u64,
+    /// Requests accepted and not yet taken from `asked`.
+    outstanding: usize,
+    /// Sequence numbers of the requests the responder got.
+    received: Vec<u64>,
+    report: Option<ShutdownReport>,
+}
+
+impl ContextRequest {
+    pub(crate) fn new() -> ContextRequest {
+        let rt = Runtime::builder()
+            .workers(1)
+            .thread_name_prefix("bp-")
+            .build()
+            .unwrap();
+        let at_stop: Arc<Mutex<Option<Cmd>>> = Arc::default();
+        let slot = Arc::clone(&at_stop);
+        let driver = rt
+            .deploy_with(
+                "driver",
+                ComponentOptions::new().max_pending(CAP),
+                move || Driver {
+                    at_stop: Arc::clone(&slot),
+                },
+            )
+            .unwrap();
+        let (tx, asked) = channel::unbounded();
+        rt.deploy_with(
+            "responder",
+            ComponentOptions::new().mailbox(64).subscribe(ASK_TOPIC),
+            move || Probe { tx: tx.clone() },
+        )
+        .unwrap();
+        rt.start().unwrap();
+        let (outcomes_tx, outcomes) = channel::unbounded();
+        ContextRequest {
+            msgs: Messages::default(),
+            rt,
+            driver,
+            at_stop,
+            asked,
+            outcomes_tx,
+            outcomes,
+            commands: 0,
+            outstanding: 0,
+            received: Vec::new(),
+            report: None,
+        }
+    }
+
+    /// Takes the next request the responder got.
+    fn next_asked(&mut self) -> Message {
+        let (req, _) = self
+            .asked
+            .recv_timeout(SOON)
+            .expect("the responder gets every accepted request");
+        self.outstanding -= 1;
+        self.received.push(seq_of(&req));
+        req
+    }
+
+    /// Drops every request still unanswered (each requester's continuation gets NoReply and
+    /// its place is freed), then waits until the driver has no place reserved.
+    fn drop_unanswered(&mut self) {
+        while self.outstanding > 0 {
+            drop(self.next_asked());
+        }
+        let driver = self.driver.clone();
+        wait_until("the driver's places are all returned", || {
+            driver.stats().pending == 0
+        });
+    }
+}
+
+impl EnqueuePath for ContextRequest {
+    type Item = Message;
+
+    fn full_target(&self) -> &str {
+        "driver"
+    }
+
+    fn gone(&self) -> Gone {
+        Gone::Stopped("responder")
+    }
+
+    fn drops(&self) -> DropCounter {
+        self.msgs.drops.clone()
+    }
+
+    fn make(&mut self, seq: u64) -> Message {
+        self.msgs.make(seq)
+    }
+
+    fn identify(&mut self, item: Message) -> (u64, Option<Message>) {
+        self.msgs.identify(item)
+    }
+
+    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+        let out = self.outcomes_tx.clone();
+        self.commands += 1;
+        let r = on_driver(&self.driver, move |ctx| {
+            let (before, places) = (ctx.pending(), ctx.reactor().stats().pending);
+            let r = ctx.request(ASK_TOPIC, msg, SOON, move |_, _, reply| {
+                let _ = out.send(reply.is_ok());
+            });
+            // A refused request leaves no continuation and no reserved place behind.
+            let more = usize::from(r.is_ok());
+            assert_eq!(ctx.pending(), before + more);
+            assert_eq!(ctx.reactor().stats().pending, places + more);
+            r.map(drop)
+        });
+        if r.is_ok() {
+            self.outstanding += 1;
+        }
+        r
+    }
+
+    fn make_room(&mut self) {
+        let mut req = self.next_asked();
+        let handle = req.take_reply_handle().expect("a request");
+        handle.send(Message::empty()).expect("the driver waits");
+        drop(req);
+        let driver = self.driver.clone();
+        wait_until("the answered request frees its place", || {
+            driver.stats().pending < CAP
+        });
+    }
+
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+        // With places free, the only refusal left is the stopped responder.
+        self.drop_unanswered();
+        let (tx, rx) = channel::bounded(1);
+        *self.at_stop.lock().unwrap() = Some(Box::new(move |ctx| {
+            let r = ctx.request(ASK_TOPIC, msg, SOON, |_, _, _| {});
+            let _ = tx.send(r.map(drop));
+        }));
+        self.report = Some(self.rt.stop().unwrap());
+        rx.recv_timeout(SOON).expect("the driver's stop ran")
+    }
+
+    fn finish(mut self, tally: &Tally) {
+        if self.report.is_none() {
+            self.drop_unanswered();
+            self.report = Some(self.rt.stop().unwrap());
+        }
+        let report = self.report.take().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(
+            sorted(self.received.clone()),
+            sorted(tally.accepted.clone()),
+            "the responder got each accepted request once"
+        );
+        assert_eq!(
+            report.component("responder").unwrap().handled as usize,
+            tally.accepted.len()
+        );
+        assert_eq!(report.component("driver").unwrap().handled, self.commands);
+        // Each accepted request's continuation ran once: replied, NoReply or Stopped.
+        let outcomes: Vec<bool> = self.outcomes.try_iter().collect();
+        assert_eq!(outcomes.len(), tally.accepted.len());
+        assert_eq!(self.driver.stats().late_replies, 0);
+    }
+}
