@@ -606,3 +606,94 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     rt.stop()?;
     Ok(())
 }
+
+// ---- requests that stop waiting give their reserved place back -----------------------------
+
+#[test]
+fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
+    let rt = Runtime::builder().workers(1).build()?;
+    // A responder that takes requests and never answers them.
+    let _silent = rt.bus().subscribe_inbox("svc.silent", 64)?;
+    rt.deploy_with(
+        "asker",
+        ComponentOptions::new().subscribe("asker").max_pending(2),
+        || Remote,
+    )?;
+    rt.start()?;
+    let asker = rt.reactor("asker").expect("deployed");
+
+    // Five requests, one after another, each timing out: with max_pending 2, the third would
+    // be refused if a timed-out request kept its place until its (never coming) reply.
+    for i in 0..5u64 {
+        let (tx, outcomes) = channel::unbounded();
+        run_on(&rt, "asker", move |ctx| {
+            let asked = ctx.request(
+                "svc.silent",
+                Message::typed(i),
+                Duration::from_millis(10),
+                move |_, _, r| {
+                    let _ = tx.send(r.map(|_| ()));
+                },
+            );
+            assert!(asked.is_ok(), "request {i} refused: {asked:?}");
+        })?;
+        match outcomes.recv_timeout(SOON)? {
+            Err(Error::Timeout { .. }) => {}
+            other => panic!("request {i}: expected Timeout, got {other:?}"),
+        }
+    }
+    assert_eq!(asker.stats().pending, 0, "every place given back");
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn reply_queued_at_stop_reaches_its_continuation() -> Result<()> {
+    let rt = std::sync::Arc::new(Runtime::builder().workers(1).build()?);
+    let service = rt.bus().subscribe_inbox("svc.held", 4)?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    rt.start()?;
+    let asker = rt.reactor("asker").expect("deployed");
+
+    let (tx, outcomes) = channel::unbounded();
+    run_on(&rt, "asker", move |ctx| {
+        ctx.request(
+            "svc.held",
+            Message::empty(),
+            Duration::from_secs(30),
+            move |_, _, r| {
+                let _ = tx.send(r);
+            },
+        )
+        .expect("request accepted");
+    })?;
+    let mut request = service.recv_timeout(SOON)?;
+
+    // Hold the asker inside a handler, then let the reply land in its mailbox and ask the
+    // runtime to stop: the reply was accepted before the stop, so it must reach the
+    // continuation, not be answered `Stopped` and dead-lettered as late.
+    let (entered_tx, entered) = channel::bounded(1);
+    let (release, hold) = channel::bounded::<()>(0);
+    run_on(&rt, "asker", move |_ctx| {
+        let _ = entered_tx.send(());
+        let _ = hold.recv();
+    })?;
+    entered.recv_timeout(SOON)?;
+    request
+        .take_reply_handle()
+        .expect("a request")
+        .send(Message::typed(42u32))?;
+    let stopper = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || rt.stop())
+    };
+    support::wait_until("the stop request reaches the asker", || asker.is_stopped());
+    drop(release);
+
+    let outcome = outcomes.recv_timeout(SOON)?;
+    assert_eq!(outcome?.get::<u32>(), Some(&42));
+    let report = stopper.join().expect("stopper")?;
+    assert_eq!(asker.stats().late_replies, 0);
+    assert_eq!(report.bus.late_replies, 0);
+    Ok(())
+}

@@ -568,10 +568,12 @@ fn stress_context_requests_counts_match() -> Result<()> {
             "{c:?}"
         );
         assert_eq!(asked, load(&c.replies) + load(&c.timeouts), "{c:?}");
-        assert_eq!(
-            load(&c.timeouts),
-            load(&c.asked_no_wait),
-            "no time to wait always times out; with time, the reply comes: {c:?}"
+        // With time to wait the reply always comes. With none, the request times out unless
+        // the responder took its reply slot before the requester's timer fired: one CAS on
+        // the permit decides, and exactly one of reply or timeout reaches the continuation.
+        assert!(
+            load(&c.timeouts) <= load(&c.asked_no_wait),
+            "only requests with no time to wait may time out: {c:?}"
         );
         let r = report.component(&format!("front{f}")).unwrap();
         assert_eq!(r.handled, per_front);

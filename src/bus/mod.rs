@@ -464,9 +464,9 @@ impl BusInner {
 }
 
 impl LateReplies for BusInner {
-    fn late_reply(&self, reply: Message, _why: &Error) {
+    fn late_reply(&self, reply: Message, requester: Option<Name>) {
         self.stats.late_replies.fetch_add(1, Ordering::Relaxed);
-        self.dead_letter(reply, DeadLetterReason::LateReply, None);
+        self.dead_letter(reply, DeadLetterReason::LateReply, requester);
     }
 }
 

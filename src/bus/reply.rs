@@ -11,7 +11,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::reactor::on_reactor_thread;
-use crate::types::{Error, LateReplies, Message, MessageId, ReplySink};
+use crate::types::{Error, LateReplies, Message, MessageId, NotDelivered, ReplySink};
 
 /// Spin iterations before the waiter parks (a few microseconds).
 const SPINS: u32 = 2_000;
@@ -50,19 +50,17 @@ impl Oneshot {
 pub(super) struct Sink(pub(super) Arc<Oneshot>);
 
 impl ReplySink for Sink {
-    fn deliver(
-        self: Box<Self>,
-        outcome: Result<Message, Error>,
-    ) -> Result<(), (Error, Result<Message, Error>)> {
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>> {
         let waiter = {
             let mut slot = self.0.lock();
             if slot.closed {
-                return Err((
-                    Error::Timeout {
+                return Err(Box::new(NotDelivered {
+                    why: Error::Timeout {
                         after: self.0.timeout,
                     },
                     outcome,
-                ));
+                    requester: None,
+                }));
             }
             slot.outcome = Some(outcome);
             self.0.ready.store(true, Ordering::Release);
@@ -179,12 +177,7 @@ impl Drop for PendingReply {
             slot.outcome.take()
         };
         if let (Some(Ok(reply)), Some(late)) = (unread, self.late.upgrade()) {
-            late.late_reply(
-                reply,
-                &Error::Timeout {
-                    after: self.shot.timeout,
-                },
-            );
+            late.late_reply(reply, None);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mailbox::Permit;
+use super::mailbox::{Permit, Ticket};
 use super::{Reactor, Router};
 use crate::types::{
     panic_message, BoxError, Error, Message, MessageId, PublishReport, ReplyHandle, SubscriptionId,
@@ -76,6 +76,7 @@ pub(crate) enum Cont<C: Component> {
 
 pub(crate) struct Pending<C: Component> {
     pub(crate) deadline: Option<(Instant, Duration)>,
+    pub(crate) ticket: Ticket,
     pub(crate) cont: Cont<C>,
 }
 
@@ -96,12 +97,25 @@ impl<C: Component> Local<C> {
         }
     }
 
-    fn insert(&mut self, id: u64, timeout: Option<Duration>, cont: Cont<C>) {
+    fn insert(&mut self, id: u64, timeout: Option<Duration>, ticket: Ticket, cont: Cont<C>) {
         let deadline = timeout.map(|t| (Instant::now() + t, t));
         if let Some((at, _)) = deadline {
             self.timers.insert((at, id), ());
         }
-        self.pending.insert(id, Pending { deadline, cont });
+        self.pending.insert(
+            id,
+            Pending {
+                deadline,
+                ticket,
+                cont,
+            },
+        );
+    }
+
+    /// Puts back an entry whose outcome is already on its way, without a timer.
+    pub(crate) fn restore(&mut self, id: u64, mut p: Pending<C>) {
+        p.deadline = None;
+        self.pending.insert(id, p);
     }
 
     /// Removes a pending entry and its timer.
@@ -111,6 +125,14 @@ impl<C: Component> Local<C> {
             self.timers.remove(&(at, id));
         }
         Some(p)
+    }
+
+    /// Stops waiting for every outcome: places are given back, continuations dropped uncalled.
+    pub(crate) fn abandon_all(&mut self) {
+        for (_, p) in self.pending.drain() {
+            p.ticket.abandon();
+        }
+        self.timers.clear();
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -241,7 +263,9 @@ impl<'a, C: Component> Context<'a, C> {
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<Message, Error>) + 'static,
     {
         let id = self.next_id();
-        let Some(permit) = Permit::acquire(&self.core.reactor.mailbox, id, false) else {
+        let Some((permit, ticket)) =
+            Permit::acquire(&self.core.reactor.mailbox, id, false, Some(timeout))
+        else {
             return Err(self.pending_full(msg));
         };
         let mut msg = self.stamp(msg);
@@ -254,7 +278,7 @@ impl<'a, C: Component> Context<'a, C> {
         match self.core.router.send(topic, msg) {
             Ok(()) => {
                 self.local
-                    .insert(id, Some(timeout), Cont::Reply(Box::new(then)));
+                    .insert(id, Some(timeout), ticket, Cont::Reply(Box::new(then)));
                 Ok(request_id)
             }
             Err(e) => Err(e.map_payload(|mut m| {
@@ -352,7 +376,8 @@ impl<'a, C: Component> Context<'a, C> {
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
     {
         let id = self.next_id();
-        let Some(permit) = Permit::acquire(&self.core.reactor.mailbox, id, true) else {
+        let Some((permit, ticket)) = Permit::acquire(&self.core.reactor.mailbox, id, true, timeout)
+        else {
             return Err(self.pending_full(job));
         };
         let slot = match self.core.pool.try_reserve() {
@@ -364,12 +389,16 @@ impl<'a, C: Component> Context<'a, C> {
         };
         let deadline = timeout.map(|t| Instant::now() + t);
         slot.execute(Box::new(move || {
+            if permit.is_abandoned() {
+                // The component stopped waiting (deadline or stop): the job need not run.
+                permit.cancel();
+                return;
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                // The reactor's timer gives the continuation its Timeout; this outcome will be
-                // counted there as a late job.
-                let _ = permit.deliver_job(Err(Error::Timeout {
-                    after: timeout.unwrap_or_default(),
-                }));
+                // Not started by its deadline: skipped. The continuation gets Timeout, from
+                // here or from the reactor's own timer, whichever is first.
+                let after = timeout.unwrap_or_default();
+                let _ = permit.deliver_job(Err(Error::Timeout { after }));
                 return;
             }
             let outcome = match catch_unwind(AssertUnwindSafe(job)) {
@@ -378,8 +407,8 @@ impl<'a, C: Component> Context<'a, C> {
                     message: panic_message(&*p),
                 }),
             };
-            // Err: the component is gone; its mailbox counted nothing, so the result is simply
-            // dropped here (the component can no longer care).
+            // Err: the component stopped waiting or is gone; the permit counted it as a late
+            // job and the result is dropped here.
             let _ = permit.deliver_job(outcome);
         }));
         let cont: JobCont<C> = Box::new(move |c, ctx, r| {
@@ -389,7 +418,7 @@ impl<'a, C: Component> Context<'a, C> {
                 r.map(|b| *b.downcast::<R>().expect("job result has the job's type")),
             );
         });
-        self.local.insert(id, timeout, Cont::Job(cont));
+        self.local.insert(id, timeout, ticket, Cont::Job(cont));
         Ok(id)
     }
 

@@ -1,7 +1,7 @@
 //! The bounded mailbox and its wake-up protocol. See `README.md` beside this file.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use crate::types::{Error, Message, Name, ReplySink};
+use crate::types::{Error, Message, Name, NotDelivered, ReplySink};
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
 // the reactor sleeps.
@@ -33,6 +33,9 @@ const COUNTS: u64 = NORMAL_MASK | EXTRA_MASK;
 /// even with every thread of a machine transiently over-admitting by one.
 pub(crate) const MAX_CAPACITY: usize = 1 << 28;
 
+/// What a job sends back: its result, type-erased, or why there is none.
+pub(crate) type JobOutcome = Result<Box<dyn Any + Send>, Error>;
+
 /// An item in a mailbox.
 pub(crate) enum Task {
     /// A bus message for the component's `handle`. Counted against `capacity`.
@@ -43,10 +46,7 @@ pub(crate) enum Task {
         outcome: Result<Message, Error>,
     },
     /// The outcome of a job this component offloaded. Travels on a permit.
-    Job {
-        id: u64,
-        outcome: Result<Box<dyn Any + Send>, Error>,
-    },
+    Job { id: u64, outcome: JobOutcome },
 }
 
 impl Task {
@@ -118,8 +118,10 @@ impl Mailbox {
                 .unwrap_or_else(|e| e.into_inner());
             d.get_or_insert(drain_deadline);
         }
-        self.stop.requested.store(true, Ordering::Release);
+        // CLOSED first: once the reactor sees the request, no message can be admitted any
+        // more, so "nothing admitted" really means the drain is done.
         self.set_flag(CLOSED);
+        self.stop.requested.store(true, Ordering::Release);
     }
 
     /// The drain deadline, once a stop was requested.
@@ -283,58 +285,136 @@ impl Mailbox {
     }
 }
 
-/// A reserved place for one reply or job result in a mailbox. While it is held, the item it
-/// will carry is guaranteed room. Dropped unused, it delivers `Err(NoReply)` in its place so
-/// the waiting continuation is not stranded.
-pub(crate) struct Permit {
+// A permit's life, decided by one CAS so the deliverer and the reactor never both act:
+//   PENDING --deliverer takes it--> TAKEN      (the outcome goes into the mailbox; its place is
+//                                               returned when the reactor pops it)
+//   PENDING --reactor abandons it--> ABANDONED (timeout or stop: the place is returned at once;
+//                                               a later outcome is late and never enters the
+//                                               mailbox)
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// What the deliverer's [`Permit`] and the reactor's [`Ticket`] share.
+struct PermitSlot {
     mailbox: Arc<Mailbox>,
     id: u64,
     job: bool,
+    timeout: Option<Duration>,
+    state: AtomicU8,
+}
+
+impl PermitSlot {
+    fn release(&self) {
+        self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A reserved place for one reply or job result in a mailbox, held by whoever will deliver
+/// it. While it is held, the outcome it will carry is guaranteed room. Dropped unused, it
+/// delivers `Err(NoReply)` in its place so the waiting continuation is not stranded.
+pub(crate) struct Permit {
+    slot: Arc<PermitSlot>,
     armed: bool,
+}
+
+/// The reactor's side of a [`Permit`]: lets it give the place back when it stops waiting.
+pub(crate) struct Ticket(Arc<PermitSlot>);
+
+/// Why an outcome did not reach its requester.
+pub(crate) enum Undelivered<T> {
+    /// The requester stopped waiting (timeout or stop) before the outcome came.
+    Late(T),
+    /// The requester's reactor is gone.
+    Gone(T),
 }
 
 impl Permit {
     /// Reserves one place, or `None` when `max_pending` places are out already.
-    pub(crate) fn acquire(mailbox: &Arc<Mailbox>, id: u64, job: bool) -> Option<Permit> {
+    pub(crate) fn acquire(
+        mailbox: &Arc<Mailbox>,
+        id: u64,
+        job: bool,
+        timeout: Option<Duration>,
+    ) -> Option<(Permit, Ticket)> {
         let prev = mailbox.pending.fetch_add(1, Ordering::AcqRel);
         if prev >= mailbox.max_pending {
             mailbox.pending.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Permit {
+        let slot = Arc::new(PermitSlot {
             mailbox: Arc::clone(mailbox),
             id,
             job,
-            armed: true,
-        })
+            timeout,
+            state: AtomicU8::new(PENDING),
+        });
+        Some((
+            Permit {
+                slot: Arc::clone(&slot),
+                armed: true,
+            },
+            Ticket(slot),
+        ))
     }
 
     /// The place goes back unused and nobody is told (the request never left).
     pub(crate) fn cancel(mut self) {
         self.armed = false;
-        self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Delivers a job's outcome. On `Err` the reactor is gone and the outcome comes back.
-    pub(crate) fn deliver_job(
-        mut self,
-        outcome: Result<Box<dyn Any + Send>, Error>,
-    ) -> Result<(), Result<Box<dyn Any + Send>, Error>> {
-        match self.push(Task::Job {
-            id: self.id,
-            outcome,
-        }) {
-            Ok(()) => Ok(()),
-            Err(Task::Job { outcome, .. }) => Err(outcome),
-            Err(_) => unreachable!("a job permit carries a job"),
+        let s = &self.slot;
+        if s.state
+            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            s.release();
         }
     }
 
-    fn push(&mut self, task: Task) -> Result<(), Task> {
+    /// `true` once the requester stopped waiting: a job need not run.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.slot.state.load(Ordering::Acquire) == ABANDONED
+    }
+
+    /// Delivers a job's outcome.
+    pub(crate) fn deliver_job(
+        mut self,
+        outcome: JobOutcome,
+    ) -> Result<(), Undelivered<JobOutcome>> {
+        let id = self.slot.id;
+        self.push(Task::Job { id, outcome }).map_err(|u| match u {
+            Undelivered::Late(Task::Job { outcome, .. }) => Undelivered::Late(outcome),
+            Undelivered::Gone(Task::Job { outcome, .. }) => Undelivered::Gone(outcome),
+            _ => unreachable!("a job permit carries a job"),
+        })
+    }
+
+    fn push(&mut self, task: Task) -> Result<(), Undelivered<Task>> {
         self.armed = false;
-        self.mailbox.push_extra(task).inspect_err(|_| {
+        let s = &self.slot;
+        // What is counted as late: a reply message, or any job outcome. A bare "no reply"
+        // notice that finds nobody waiting is not.
+        let late = match &task {
+            Task::Reply { outcome: Ok(_), .. } => Some(&s.mailbox.counters.late_replies),
+            Task::Job { .. } => Some(&s.mailbox.counters.late_jobs),
+            _ => None,
+        };
+        let count_late = || {
+            if let Some(c) = late {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if s.state
+            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            count_late();
+            return Err(Undelivered::Late(task));
+        }
+        s.mailbox.push_extra(task).map_err(|task| {
             // The item will never be popped, so the place comes back here.
-            self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
+            s.release();
+            count_late();
+            Undelivered::Gone(task)
         })
     }
 }
@@ -345,8 +425,8 @@ impl Drop for Permit {
             let error = Error::NoReply {
                 reason: "the reply slot was dropped unused".into(),
             };
-            let id = self.id;
-            let task = if self.job {
+            let id = self.slot.id;
+            let task = if self.slot.job {
                 Task::Job {
                     id,
                     outcome: Err(error),
@@ -362,26 +442,52 @@ impl Drop for Permit {
     }
 }
 
+impl Ticket {
+    /// The requester stops waiting: `true` if the place was still pending and is now given
+    /// back; `false` if the outcome was already taken for delivery (it is in the mailbox, or
+    /// will be within a few instructions).
+    pub(crate) fn abandon(&self) -> bool {
+        let s = &self.0;
+        let won = s
+            .state
+            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            s.release();
+        }
+        won
+    }
+}
+
 impl ReplySink for Permit {
     fn deliver(
         mut self: Box<Self>,
         outcome: Result<Message, Error>,
-    ) -> Result<(), (Error, Result<Message, Error>)> {
-        let target = self.mailbox.name.clone();
-        match self.push(Task::Reply {
-            id: self.id,
-            outcome,
-        }) {
-            Ok(()) => Ok(()),
-            Err(Task::Reply { outcome, .. }) => Err((
-                Error::Stopped {
-                    target,
-                    rejected: (),
-                },
-                outcome,
-            )),
+    ) -> Result<(), Box<NotDelivered>> {
+        let id = self.slot.id;
+        let (why, outcome) = match self.push(Task::Reply { id, outcome }) {
+            Ok(()) => return Ok(()),
+            Err(Undelivered::Late(Task::Reply { outcome, .. })) => {
+                let after = self.slot.timeout.unwrap_or_default();
+                (Error::Timeout { after }, outcome)
+            }
+            Err(Undelivered::Gone(Task::Reply { outcome, .. })) => {
+                let target = self.slot.mailbox.name.clone();
+                (
+                    Error::Stopped {
+                        target,
+                        rejected: (),
+                    },
+                    outcome,
+                )
+            }
             Err(_) => unreachable!("a reply permit carries a reply"),
-        }
+        };
+        Err(Box::new(NotDelivered {
+            why,
+            outcome,
+            requester: Some(self.slot.mailbox.name.clone()),
+        }))
     }
 
     fn cancel(self: Box<Self>) {

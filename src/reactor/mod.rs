@@ -52,15 +52,18 @@ pub struct ReactorStats {
     pub capacity: usize,
     /// Requests and jobs outstanding (each holds a reserved place for its outcome).
     pub pending: usize,
-    /// Messages handled (the handler ran, whatever it returned).
+    /// Messages handled (the handler returned `Ok`). A message whose handler panicked or
+    /// returned `Err` is dead-lettered instead.
     pub handled: u64,
     /// Messages refused with `Backpressure`.
     pub rejected: u64,
     /// Messages sent to the dead-letter topic by this reactor.
     pub dead_lettered: u64,
-    /// Replies that came after their request timed out, or after the component stopped.
+    /// Replies that came after their request timed out, or after the component stopped
+    /// waiting: dead-lettered.
     pub late_replies: u64,
-    /// Job results that came after their deadline, or after the component stopped: discarded.
+    /// Job results that came after their deadline, or after the component stopped waiting:
+    /// discarded.
     pub late_jobs: u64,
     /// Failures: handler panics or errors, and panics in `stop`.
     pub failures: u64,

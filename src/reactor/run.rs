@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
+use crossbeam::utils::Backoff;
 
 use super::context::{Component, Cont, Context, Core, Local};
 use super::mailbox::{Mailbox, Task, CLOSED, DEAD};
@@ -133,7 +134,8 @@ fn run<C: Component>(
     // Set once the stop request is seen: messages handled from then on are `drained`, and
     // none is started after this deadline.
     let mut drain: Option<Instant> = None;
-    'run: loop {
+    let landing = Backoff::new();
+    loop {
         let n = mb.pop_batch(&mut batch, batch_max);
         let mut tasks = batch.drain(..);
         let mut handled = 0u64;
@@ -144,31 +146,30 @@ fn run<C: Component>(
             }
             if drain.is_some_and(|d| Instant::now() >= d) {
                 // Past the drain deadline: what we hold is abandoned like what is queued.
-                exit.abandoned += u64::from(abandon(core, task, &DeadLetterReason::Stopped));
-                for t in tasks.by_ref() {
+                for t in std::iter::once(task).chain(tasks.by_ref()) {
                     exit.abandoned += u64::from(abandon(core, t, &DeadLetterReason::Stopped));
                 }
                 break;
             }
             let is_message = matches!(task, Task::Message(_));
             outcome = dispatch(&mut comp, core, &mut local, task);
+            if outcome.is_err() {
+                break;
+            }
             if is_message {
                 handled += 1;
                 exit.drained += u64::from(drain.is_some());
-            }
-            if outcome.is_err() {
-                break;
             }
         }
         let rest: Vec<Task> = tasks.collect();
         exit.handled += handled;
         mb.counters.handled.fetch_add(handled, Ordering::Relaxed);
         if let Err(f) = outcome {
-            return fail(core, exit, f, rest);
+            return fail(core, exit, &mut local, f, rest);
         }
         if !local.timers.is_empty() {
             if let Err(f) = fire_timers(&mut comp, core, &mut local) {
-                return fail(core, exit, f, Vec::new());
+                return fail(core, exit, &mut local, f, Vec::new());
             }
         }
 
@@ -177,15 +178,16 @@ fn run<C: Component>(
         }
         if let Some(deadline) = drain {
             if Mailbox::normal_len(mb.state()) == 0 || Instant::now() >= deadline {
-                break 'run;
+                break;
             }
-            if n == 0 {
-                // An admitted message has not landed yet; it will within a few instructions.
-                thread::yield_now();
-            }
-            continue;
         }
-        if n == 0 {
+        if n > 0 {
+            landing.reset();
+        } else if Mailbox::has_items(mb.state()) {
+            // Admitted but not landed yet: its pusher is between its `fetch_add` and its push
+            // (perhaps preempted). Back off rather than spin a core it may need.
+            landing.snooze();
+        } else if drain.is_none() {
             let timeout = local
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
@@ -193,22 +195,11 @@ fn run<C: Component>(
         }
     }
 
-    // Orderly stop: continuations still waiting learn that they never will be answered.
-    let stopped = || Error::Stopped {
-        target: mb.name.clone(),
-        rejected: (),
-    };
-    let mut ids: Vec<u64> = local.pending.keys().copied().collect();
-    ids.sort_unstable();
-    let mut failure = None;
-    for id in ids {
-        if let Some(p) = local.take(id) {
-            if let Err(f) = run_cont(&mut comp, core, &mut local, p.cont, stopped()) {
-                failure = Some(f.reason);
-                break;
-            }
-        }
-    }
+    // Orderly stop.
+    let deadline = drain.unwrap_or_else(Instant::now);
+    let mut failure = settle(&mut comp, core, &mut local, &mut exit, deadline)
+        .err()
+        .map(|f| f.reason);
     if failure.is_none() {
         let r = catch_unwind(AssertUnwindSafe(|| {
             comp.stop(&mut Context {
@@ -223,8 +214,71 @@ fn run<C: Component>(
     if failure.is_some() {
         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
+    local.abandon_all();
     exit.failure = failure;
     finish(core, exit, DeadLetterReason::Stopped)
+}
+
+/// The first steps of an orderly stop, before `Component::stop`: replies and job results
+/// already queued reach their continuations (messages still queued, left by the drain
+/// deadline, are abandoned); then every continuation still waiting stops waiting and gets
+/// `Err(Stopped)`, except those whose outcome is already on its way, which get that outcome.
+fn settle<C: Component>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+    exit: &mut Exit,
+    drain_deadline: Instant,
+) -> Result<(), Failure> {
+    let mb = &core.reactor.mailbox;
+    let mut buf = Vec::new();
+    let mut run_queued =
+        |comp: &mut C, local: &mut Local<C>, exit: &mut Exit| -> Result<usize, Failure> {
+            let n = mb.pop_batch(&mut buf, BATCH);
+            let mut tasks = buf.drain(..);
+            while let Some(task) = tasks.next() {
+                if let Task::Message(m) = task {
+                    exit.abandoned += 1;
+                    dead_letter(core, m, DeadLetterReason::Stopped);
+                } else if let Err(f) = dispatch(comp, core, local, task) {
+                    for t in tasks {
+                        exit.abandoned += u64::from(abandon(core, t, &f.reason));
+                    }
+                    return Err(f);
+                }
+            }
+            Ok(n)
+        };
+    while run_queued(comp, local, exit)? > 0 {}
+
+    // Continuations may make new requests while being told `Stopped`; after the drain
+    // deadline (plus a moment for outcomes already in flight) the rest are dropped uncalled.
+    let cutoff = drain_deadline.max(Instant::now()) + Duration::from_millis(100);
+    let landing = Backoff::new();
+    let mut first_round = true;
+    while !local.pending.is_empty() && (first_round || Instant::now() < cutoff) {
+        first_round = false;
+        let mut ids: Vec<u64> = local.pending.keys().copied().collect();
+        ids.sort_unstable();
+        let mut in_flight = false;
+        for id in ids {
+            let Some(p) = local.take(id) else { continue };
+            if p.ticket.abandon() {
+                let stopped = Error::Stopped {
+                    target: mb.name.clone(),
+                    rejected: (),
+                };
+                run_cont(comp, core, local, p.cont, stopped)?;
+            } else {
+                local.restore(id, p);
+                in_flight = true;
+            }
+        }
+        if in_flight && run_queued(comp, local, exit)? == 0 {
+            landing.snooze();
+        }
+    }
+    Ok(())
 }
 
 fn start_failed(
@@ -346,9 +400,14 @@ fn fire_timers<C: Component>(
         if at > now {
             break;
         }
-        if let Some(p) = local.take(id) {
+        let Some(p) = local.take(id) else { continue };
+        if p.ticket.abandon() {
             let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
             run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
+        } else {
+            // The outcome was taken for delivery before the deadline: it is in the mailbox,
+            // or will be within a few instructions, and goes to the continuation then.
+            local.restore(id, p);
         }
     }
     Ok(())
@@ -364,11 +423,20 @@ fn late_reply(core: &Core, outcome: Result<Message, Error>) {
 }
 
 /// The component failed: dead-letter the message it failed on and everything still queued.
-fn fail(core: &Core, mut exit: Exit, f: Failure, rest: Vec<Task>) -> Exit {
+/// Waiting continuations are dropped uncalled, their places given back.
+fn fail<C: Component>(
+    core: &Core,
+    mut exit: Exit,
+    local: &mut Local<C>,
+    f: Failure,
+    rest: Vec<Task>,
+) -> Exit {
     let mb = &core.reactor.mailbox;
+    local.abandon_all();
     mb.counters.failures.fetch_add(1, Ordering::Relaxed);
     mb.set_flag(CLOSED);
     if let Some(m) = f.message {
+        exit.abandoned += 1;
         dead_letter(core, m, f.reason.clone());
     }
     for task in rest {

@@ -12,12 +12,13 @@ use crate::worker::PoolShutdown;
 pub struct ComponentReport {
     /// The component.
     pub name: Name,
-    /// Messages its handler ran on, over its whole life.
+    /// Messages handled (the handler returned `Ok`), over its whole life.
     pub handled: u64,
     /// Of those, messages handled after the stop was asked (the drain).
     pub drained: u64,
-    /// Messages never handled (left after the drain deadline, queued when it failed, or queued
-    /// for a component that never started): each was dead-lettered.
+    /// Messages taken in but not handled, each dead-lettered: the one its handler failed on,
+    /// those queued when it failed, those left after the drain deadline, and those queued for
+    /// a component that never started. Messages accepted = `handled` + `abandoned`.
     pub abandoned: u64,
     /// Why it failed, if it did (a panic or error in a handler, a continuation or `stop`).
     pub failure: Option<String>,

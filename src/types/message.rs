@@ -137,22 +137,29 @@ impl From<Vec<u8>> for Payload {
 /// Where a reply to a request goes. Implemented by the reactor (a reserved mailbox slot) and
 /// by the bus (a one-shot slot a plain thread waits on).
 pub(crate) trait ReplySink: Send + Sync {
-    /// Delivers the outcome of the request. On failure (the requester is gone or stopped
-    /// waiting) the outcome comes back with the error that says why.
-    fn deliver(
-        self: Box<Self>,
-        outcome: Result<Message, Error>,
-    ) -> Result<(), (Error, Result<Message, Error>)>;
+    /// Delivers the outcome of the request; on failure it comes back (boxed: a rare path).
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>>;
 
     /// The request will never be answered through this sink (it is being cancelled before it
     /// was sent); releases what the sink reserved without notifying anyone.
     fn cancel(self: Box<Self>);
 }
 
+/// An outcome that did not reach its requester.
+pub(crate) struct NotDelivered {
+    /// Why: the requester stopped waiting (`Timeout`) or is gone (`Stopped`).
+    pub(crate) why: Error,
+    /// The outcome, handed back.
+    pub(crate) outcome: Result<Message, Error>,
+    /// The requesting component, when a component asked.
+    pub(crate) requester: Option<Name>,
+}
+
 /// Where late replies go: counted and dead-lettered. Implemented by the bus.
 pub(crate) trait LateReplies: Send + Sync {
-    /// Accounts for a reply nobody will read.
-    fn late_reply(&self, reply: Message, why: &Error);
+    /// Accounts for a reply nobody will read; `requester` is the component that asked, if a
+    /// component did.
+    fn late_reply(&self, reply: Message, requester: Option<Name>);
 }
 
 /// The right (and duty) to answer one request.
@@ -224,9 +231,14 @@ impl ReplyHandle {
         };
         match sink.deliver(outcome) {
             Ok(()) => Ok(()),
-            Err((why, outcome)) => {
+            Err(nd) => {
+                let NotDelivered {
+                    why,
+                    outcome,
+                    requester,
+                } = *nd;
                 if let (Ok(reply), Some(late)) = (outcome, self.late.upgrade()) {
-                    late.late_reply(reply, &why);
+                    late.late_reply(reply, requester);
                 }
                 Err(why)
             }

@@ -12,7 +12,7 @@ pub use message::{
 };
 pub use topic::{Pattern, Topic};
 
-pub(crate) use message::{LateReplies, ReplySink};
+pub(crate) use message::{LateReplies, NotDelivered, ReplySink};
 
 /// The error a component's handler may return: any error type, boxed. `anyhow::Error`
 /// converts into it with `?`.
