@@ -717,3 +717,149 @@ fn messages_sent_before_start_are_handled_after_it() -> Result<()> {
     assert_eq!(report.component("early").expect("reported").handled, 3);
     Ok(())
 }
+
+// ---- the runtime called from its own components ----------------------------------------------
+
+/// Calls `on_start` in `start` and `on_message` in `handle`, with a handle to its runtime.
+struct Caller {
+    rt: Arc<std::sync::OnceLock<std::sync::Weak<Runtime>>>,
+    on_start: fn(&Runtime) -> String,
+    on_message: fn(&Runtime) -> String,
+    said: Sender<String>,
+}
+
+impl Component for Caller {
+    fn start(&mut self, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        if let Some(rt) = self.rt.get().and_then(std::sync::Weak::upgrade) {
+            let _ = self.said.send((self.on_start)(&rt));
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        if let Some(rt) = self.rt.get().and_then(std::sync::Weak::upgrade) {
+            let _ = self.said.send((self.on_message)(&rt));
+        }
+        Ok(())
+    }
+}
+
+/// A runtime with one `Caller` named "caller" (subscribed to "call") and a `Probe` "other".
+fn calling_runtime(
+    on_start: fn(&Runtime) -> String,
+    on_message: fn(&Runtime) -> String,
+) -> Result<(Arc<Runtime>, Receiver<String>)> {
+    let rt = Arc::new(
+        Runtime::builder()
+            .workers(1)
+            .drain_timeout(Duration::from_secs(60))
+            .build()?,
+    );
+    let cell = Arc::new(std::sync::OnceLock::new());
+    let _ = cell.set(Arc::downgrade(&rt));
+    let (said_tx, said) = channel::unbounded();
+    let (probe_tx, _probe_rx) = channel::unbounded();
+    rt.deploy_with("other", ComponentOptions::new(), move || Probe {
+        tx: probe_tx.clone(),
+    })?;
+    rt.deploy_with(
+        "caller",
+        ComponentOptions::new().subscribe("call"),
+        move || Caller {
+            rt: Arc::clone(&cell),
+            on_start,
+            on_message,
+            said: said_tx.clone(),
+        },
+    )?;
+    Ok((rt, said))
+}
+
+#[test]
+fn component_start_may_read_the_runtime_and_may_not_deadlock_it() -> Result<()> {
+    let (rt, said) = calling_runtime(
+        |rt| {
+            let names = rt.components().join(",");
+            let deploy = rt.deploy("late", || Gated {
+                gate: channel::never(),
+                handled: channel::unbounded().0,
+            });
+            format!("{names} / {:?}", deploy.err())
+        },
+        |_| String::new(),
+    )?;
+    // `start` holds the lifecycle while it waits for "caller" to start: reading the runtime
+    // works, a nested deploy is refused instead of waiting forever.
+    let rt2 = Arc::clone(&rt);
+    let starter = thread::spawn(move || rt2.start());
+    let what = said.recv_timeout(SOON)?;
+    assert_eq!(what, "other,caller / Some(WouldDeadlock)");
+    starter.join().expect("start returns")?;
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn stop_from_a_component_does_not_wait_for_itself() -> Result<()> {
+    let (rt, said) = calling_runtime(
+        |_| String::new(),
+        |rt| match rt.stop() {
+            Ok(report) => report
+                .components
+                .iter()
+                .map(|c| format!("{}:{}", c.name, c.joined))
+                .collect::<Vec<_>>()
+                .join(","),
+            Err(e) => format!("error: {e}"),
+        },
+    )?;
+    rt.start()?;
+    assert_eq!(said.recv_timeout(SOON)?, String::new()); // from `start`
+    rt.bus().send("call", Message::empty())?;
+    // With a 60 s drain timeout, waiting for itself would take a minute; SOON is 10 s.
+    assert_eq!(said.recv_timeout(SOON)?, "caller:false,other:true");
+    let caller = rt.reactor("caller").expect("deployed");
+    wait_until("the caller's thread ends", || caller.is_finished());
+    Ok(())
+}
+
+#[test]
+fn dropping_the_last_runtime_handle_in_a_component_leaves_no_thread() -> Result<()> {
+    const PREFIX: &str = "Rself-";
+    let rt = Runtime::builder()
+        .workers(1)
+        .thread_name_prefix(PREFIX)
+        .drain_timeout(Duration::from_secs(60))
+        .build()?;
+    let holder: Arc<Mutex<Option<Runtime>>> = Arc::new(Mutex::new(None));
+    let (done_tx, done) = channel::unbounded::<()>();
+    let h = Arc::clone(&holder);
+    struct DropsRuntime {
+        holder: Arc<Mutex<Option<Runtime>>>,
+        done: Sender<()>,
+    }
+    impl Component for DropsRuntime {
+        fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+            drop(self.holder.lock().unwrap().take()); // the last handle: Drop runs here
+            let _ = self.done.send(());
+            Ok(())
+        }
+    }
+    rt.deploy_with(
+        "dropper",
+        ComponentOptions::new().subscribe("drop"),
+        move || DropsRuntime {
+            holder: Arc::clone(&h),
+            done: done_tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    let bus = rt.bus().clone();
+    *holder.lock().unwrap() = Some(rt);
+    bus.send("drop", Message::empty())?;
+    done.recv_timeout(SOON)?;
+    wait_until("every runtime thread ends", || {
+        threads_named(PREFIX).is_empty()
+    });
+    Ok(())
+}

@@ -120,6 +120,7 @@ impl RuntimeBuilder {
             pool,
             registry,
             config: self,
+            lifecycle: Mutex::new(()),
             state: Mutex::new(State::default()),
         })
     }
@@ -195,13 +196,23 @@ impl ReactorProvider for Registry {
 }
 
 /// Starts a component of a type known only at deploy.
-trait Launch: Send {
+trait Launch: Send + Sync {
     fn launch(
         &self,
         rt: &Runtime,
-        d: &Deployed,
+        d: &Launching,
         started: channel::Sender<Result<(), String>>,
-    ) -> Result<(JoinHandle<()>, Receiver<Exit>), Error>;
+    ) -> Result<ReactorThread, Error>;
+}
+
+/// A running reactor thread: its handle, and the channel its `Exit` arrives on.
+type ReactorThread = (JoinHandle<()>, Receiver<Exit>);
+
+/// What launching a component needs, taken out of `State` so no lock is held meanwhile.
+struct Launching {
+    name: Name,
+    reactor: Reactor,
+    launcher: Arc<dyn Launch>,
 }
 
 struct Launcher<C> {
@@ -212,9 +223,9 @@ impl<C: Component> Launch for Launcher<C> {
     fn launch(
         &self,
         rt: &Runtime,
-        d: &Deployed,
+        d: &Launching,
         started: channel::Sender<Result<(), String>>,
-    ) -> Result<(JoinHandle<()>, Receiver<Exit>), Error> {
+    ) -> Result<ReactorThread, Error> {
         let core = Core {
             reactor: d.reactor.clone(),
             router: rt.bus.router(),
@@ -235,8 +246,18 @@ struct Deployed {
     name: Name,
     reactor: Reactor,
     drain_timeout: Duration,
-    launcher: Box<dyn Launch>,
-    thread: Option<(JoinHandle<()>, Receiver<Exit>)>,
+    launcher: Arc<dyn Launch>,
+    thread: Option<ReactorThread>,
+}
+
+impl Deployed {
+    fn launching(&self) -> Launching {
+        Launching {
+            name: self.name.clone(),
+            reactor: self.reactor.clone(),
+            launcher: Arc::clone(&self.launcher),
+        }
+    }
 }
 
 #[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
@@ -298,11 +319,20 @@ struct State {
 /// Dropping a runtime that is running stops it the same way (and discards the report), so a
 /// dropped runtime leaves no thread behind unless a handler or job never returns. Dropping one
 /// that was never started dead-letters whatever was queued for its components.
+///
+/// A component may hold the runtime and call it. Reading it (`components`, `reactor`, `bus`)
+/// always works; `deploy`, `start` and `stop` called on a reactor thread return
+/// [`Error::WouldDeadlock`] rather than wait while another of them is under way. `stop` (or
+/// the last handle's drop) on one of this runtime's own reactor threads stops every other
+/// component as usual and asks the calling one to stop without waiting for it.
 pub struct Runtime {
     bus: Bus,
     pool: WorkerPool,
     registry: Arc<Registry>,
     config: RuntimeBuilder,
+    // Serializes start / deploy / stop, and is held while they wait on reactor threads.
+    lifecycle: Mutex<()>,
+    // Short critical sections only: never held while waiting on a thread.
     state: Mutex<State>,
 }
 
@@ -362,6 +392,19 @@ impl Runtime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Takes the lifecycle lock. A reactor thread may not wait for it: the operation holding
+    /// it may be waiting for that very reactor (a `start` launching it, a `stop` draining it).
+    fn lifecycle(&self) -> Result<MutexGuard<'_, ()>, Error> {
+        if reactor::on_reactor_thread() {
+            return match self.lifecycle.try_lock() {
+                Ok(g) => Ok(g),
+                Err(std::sync::TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => Err(Error::WouldDeadlock),
+            };
+        }
+        Ok(self.lifecycle.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Deploys a component with default options; see [`deploy_with`](Runtime::deploy_with).
     ///
     /// # Errors
@@ -414,6 +457,7 @@ impl Runtime {
             .map(Pattern::new)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let _life = self.lifecycle()?;
         let mut st = self.lock();
         if st.phase == Phase::Stopped {
             return Err(Error::InvalidState {
@@ -436,22 +480,30 @@ impl Runtime {
         for p in &patterns {
             self.bus.subscribe_reactor(p.as_str(), &reactor)?;
         }
-        let mut deployed = Deployed {
-            name: name.clone(),
+        let deployed = Deployed {
+            name,
             reactor: reactor.clone(),
             drain_timeout: options.drain_timeout.unwrap_or(self.config.drain_timeout),
-            launcher: Box::new(Launcher {
+            launcher: Arc::new(Launcher {
                 factory: Arc::new(factory) as Factory<C>,
             }),
             thread: None,
         };
-        if st.phase == Phase::Running {
-            if let Err(e) = self.launch(&mut deployed) {
-                self.forget(&deployed);
-                return Err(e);
+        let launching = (st.phase == Phase::Running).then(|| deployed.launching());
+        st.components.push(deployed);
+        let index = st.components.len() - 1;
+        drop(st);
+        if let Some(l) = launching {
+            // The lifecycle lock keeps `index` valid: only deploy pushes, and stop waits.
+            match self.launch(&l) {
+                Ok(t) => self.lock().components[index].thread = Some(t),
+                Err(e) => {
+                    let d = self.lock().components.remove(index);
+                    self.forget(&d);
+                    return Err(e);
+                }
             }
         }
-        st.components.push(deployed);
         Ok(reactor)
     }
 
@@ -465,24 +517,22 @@ impl Runtime {
         reactor::abandon_unstarted(&d.reactor, &self.bus.router());
     }
 
-    /// Spawns `d`'s thread and waits until its component has started.
-    fn launch(&self, d: &mut Deployed) -> Result<(), Error> {
+    /// Spawns a reactor thread and waits until its component has started. No lock but the
+    /// lifecycle lock is held, so the component's `start` may read the runtime.
+    fn launch(&self, l: &Launching) -> Result<ReactorThread, Error> {
         let (tx, rx) = channel::bounded(1);
-        let (handle, done) = d.launcher.launch(self, d, tx)?;
+        let (handle, done) = l.launcher.launch(self, l, tx)?;
         // The thread always reports (it catches panics in the factory and in `start`); a
         // closed channel would mean it died some other way.
         let outcome = rx
             .recv()
             .unwrap_or_else(|_| Err("the reactor thread died during start".into()));
         match outcome {
-            Ok(()) => {
-                d.thread = Some((handle, done));
-                Ok(())
-            }
+            Ok(()) => Ok((handle, done)),
             Err(reason) => {
                 let _ = handle.join();
                 Err(Error::StartFailed {
-                    component: d.name.clone(),
+                    component: l.name.clone(),
                     reason,
                 })
             }
@@ -498,56 +548,91 @@ impl Runtime {
     /// components already started are stopped again (in reverse order) and the runtime is
     /// left stopped. [`Error::InvalidState`] when called twice or after `stop`.
     pub fn start(&self) -> Result<(), Error> {
-        let mut st = self.lock();
-        if st.phase != Phase::Created {
-            return Err(Error::InvalidState {
-                reason: "start may be called once, on a runtime not yet started",
-            });
-        }
-        st.phase = Phase::Running;
-        for i in 0..st.components.len() {
-            if let Err(e) = self.launch(&mut st.components[i]) {
-                drop(st);
-                let _ = self.stop();
-                return Err(e);
+        let life = self.lifecycle()?;
+        {
+            let mut st = self.lock();
+            if st.phase != Phase::Created {
+                return Err(Error::InvalidState {
+                    reason: "start may be called once, on a runtime not yet started",
+                });
             }
+            st.phase = Phase::Running;
+        }
+        let mut index = 0;
+        loop {
+            let launching = {
+                let st = self.lock();
+                match st.components.get(index) {
+                    None => break,
+                    Some(d) if d.thread.is_some() => None,
+                    Some(d) => Some(d.launching()),
+                }
+            };
+            if let Some(l) = launching {
+                match self.launch(&l) {
+                    Ok(t) => self.lock().components[index].thread = Some(t),
+                    Err(e) => {
+                        drop(life);
+                        let _ = self.stop();
+                        return Err(e);
+                    }
+                }
+            }
+            index += 1;
         }
         Ok(())
     }
 
     /// Stops the runtime; see `# Shutdown` on [`Runtime`]. Returns what each component did.
     ///
+    /// Called from one of this runtime's own components, `stop` cannot wait for that
+    /// component: it asks it to stop and reports it with `joined: false`; the others are
+    /// stopped and joined as usual.
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when the runtime was stopped already.
+    /// [`Error::InvalidState`] when the runtime was stopped already; [`Error::WouldDeadlock`]
+    /// when called on a reactor thread while another start, deploy or stop of this runtime is
+    /// in progress (it may be waiting for that very reactor).
     pub fn stop(&self) -> Result<ShutdownReport, Error> {
         let started = Instant::now();
-        let mut st = self.lock();
-        if st.phase == Phase::Stopped {
-            return Err(Error::InvalidState {
-                reason: "the runtime was stopped already",
-            });
-        }
-        st.phase = Phase::Stopped;
+        let _life = self.lifecycle()?;
+        let mut deployed = {
+            let mut st = self.lock();
+            if st.phase == Phase::Stopped {
+                return Err(Error::InvalidState {
+                    reason: "the runtime was stopped already",
+                });
+            }
+            st.phase = Phase::Stopped;
+            std::mem::take(&mut st.components)
+        };
         let router = self.bus.router();
-        let mut components = Vec::with_capacity(st.components.len());
-        for d in st.components.iter_mut().rev() {
+        let me = thread::current().id();
+        let mut components = Vec::with_capacity(deployed.len());
+        for d in deployed.iter_mut().rev() {
             let mut report = ComponentReport::new(d.name.clone());
             match d.thread.take() {
                 Some((handle, done)) => {
                     d.reactor.close(Instant::now() + d.drain_timeout);
-                    match done.recv_timeout(d.drain_timeout + JOIN_GRACE) {
-                        Ok(exit) => {
-                            let _ = handle.join();
-                            report.record(&exit);
+                    if handle.thread().id() == me {
+                        // Our own reactor: it stops once this handler returns.
+                        report.joined = false;
+                    } else {
+                        match done.recv_timeout(d.drain_timeout + JOIN_GRACE) {
+                            Ok(exit) => {
+                                let _ = handle.join();
+                                report.record(&exit);
+                            }
+                            Err(_) => report.joined = false,
                         }
-                        Err(_) => report.joined = false,
                     }
                 }
                 None => report.abandoned = reactor::abandon_unstarted(&d.reactor, &router),
             }
             components.push(report);
         }
+        self.lock().components = deployed;
         let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
         Ok(ShutdownReport {
             components,
@@ -560,6 +645,13 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let _ = self.stop();
+        if let Err(Error::WouldDeadlock) = self.stop() {
+            // Dropped on a reactor thread while another lifecycle call is under way: ask
+            // everything to stop without waiting; the threads drain and end on their own.
+            for d in &self.lock().components {
+                d.reactor.close(Instant::now() + d.drain_timeout);
+            }
+            self.pool.shutdown(Duration::ZERO);
+        }
     }
 }

@@ -383,7 +383,13 @@ pub(crate) fn join_within<T>(handles: Vec<JoinHandle<T>>, deadline: Instant) -> 
         joined: 0,
         unjoined: 0,
     };
+    let me = thread::current().id();
     for h in handles {
+        if h.thread().id() == me {
+            // Shut down from one of its own threads: that thread cannot wait for itself.
+            out.unjoined += 1;
+            continue;
+        }
         while !h.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(1));
         }
