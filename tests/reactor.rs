@@ -70,3 +70,27 @@ fn mailbox_holds_capacity_plus_its_batch_at_most() -> Result<()> {
     }
     Ok(())
 }
+
+/// Takes its typed payload out and reports whether it could.
+struct Taker(Sender<Option<String>>);
+
+impl Component for Taker {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = self.0.send(msg.take::<String>().ok());
+        Ok(())
+    }
+}
+
+#[test]
+fn handler_owns_its_message_payload() -> Result<()> {
+    let (tx, took) = channel::unbounded();
+    let rt = Runtime::builder().workers(1).build()?;
+    let reactor = rt.deploy("taker", move || Taker(tx.clone()))?;
+    rt.start()?;
+    reactor
+        .execute(Message::typed(String::from("mine")))
+        .map_err(Error::without_payload)?;
+    assert_eq!(took.recv_timeout(support::SOON)?.as_deref(), Some("mine"));
+    rt.stop()?;
+    Ok(())
+}

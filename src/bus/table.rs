@@ -108,7 +108,7 @@ impl Table {
         let group = Arc::new(Group {
             topic: pattern
                 .is_exact()
-                .then(|| Topic::new(pattern.as_str()).expect("exact pattern is a topic")),
+                .then(|| Topic::interned(pattern.as_str())),
             cursor: AtomicUsize::new(old.map_or(0, |g| g.cursor.load(Ordering::Relaxed))),
             pattern,
             subs,

@@ -190,7 +190,7 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     fn stamp(&self, mut msg: Message) -> Message {
-        msg.source = Some(self.core.reactor.mailbox.name.clone());
+        msg.source = Some(self.core.reactor.mailbox.source.clone());
         msg
     }
 

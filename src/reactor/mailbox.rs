@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use crate::types::{Error, Message, Name, NotDelivered, ReplySink};
+use crate::types::{intern, Error, Message, Name, NotDelivered, ReplySink, Str};
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
 // the reactor sleeps.
@@ -72,6 +72,9 @@ pub(crate) struct Counters {
 
 pub(crate) struct Mailbox {
     pub(crate) name: Name,
+    // The name as stamped on the messages this component sends: interned, so stamping and
+    // dropping them touches no shared reference count.
+    pub(crate) source: Str,
     pub(crate) capacity: usize,
     pub(crate) max_pending: usize,
     state: CachePadded<AtomicU64>,
@@ -95,6 +98,7 @@ struct StopRequest {
 impl Mailbox {
     pub(crate) fn new(name: Name, capacity: usize, max_pending: usize) -> Mailbox {
         Mailbox {
+            source: intern(&name),
             name,
             capacity,
             max_pending,

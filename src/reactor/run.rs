@@ -302,9 +302,9 @@ fn dispatch<C: Component>(
 ) -> Result<(), Failure> {
     match task {
         Task::Message(msg) => {
-            // Kept so the message can be dead-lettered if the handler fails: a clone shares
-            // the payload, so this costs reference counts, not a copy.
-            let keep = msg.clone();
+            // Kept so the message can be dead-lettered if the handler fails. Only the envelope:
+            // the payload is the handler's to take (see `DeadLetter::message`).
+            let keep = msg.envelope();
             let r = catch_unwind(AssertUnwindSafe(|| {
                 comp.handle(msg, &mut Context { core, local })
             }));

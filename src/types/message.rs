@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::{Error, Name};
+use super::intern::Str;
 use super::topic::Topic;
 
 /// A process-unique message id.
@@ -297,7 +298,7 @@ pub struct Message {
     pub(crate) id: MessageId,
     pub(crate) topic: Topic,
     payload: Payload,
-    pub(crate) source: Option<Name>,
+    pub(crate) source: Option<Str>,
     // What most messages do not carry lives behind one pointer, so the envelope stays small
     // (it is moved on every push and pop, and inside every refusal).
     ext: Option<Box<Extension>>,
@@ -497,7 +498,7 @@ impl Message {
     /// The component that sent it, when it was sent from a component's
     /// [`Context`](crate::Context).
     pub fn source(&self) -> Option<&str> {
-        self.source.as_deref()
+        self.source.as_ref().map(Str::as_str)
     }
 
     /// On a reply: the id of the request it answers.
@@ -508,6 +509,22 @@ impl Message {
     /// `true` when this message is a request still waiting for its answer.
     pub fn expects_reply(&self) -> bool {
         self.ext.as_ref().is_some_and(|e| e.reply.is_some())
+    }
+
+    /// A copy of the envelope without the payload and without the reply handle: what is left
+    /// to dead-letter when a handler fails with the message.
+    pub(crate) fn envelope(&self) -> Message {
+        let ext = self.ext.as_ref().and_then(|e| {
+            let bare = e.headers.is_empty() && e.timestamp.is_none() && e.correlation.is_none();
+            (!bare).then(|| Box::new(e.clone_without_reply()))
+        });
+        Message {
+            id: self.id,
+            topic: self.topic.clone(),
+            payload: Payload::Empty,
+            source: self.source.clone(),
+            ext,
+        }
     }
 
     /// Moves the reply handle out of a request, to answer it later or from another thread.
@@ -539,8 +556,8 @@ impl fmt::Debug for Message {
         if !self.headers().is_empty() {
             d.field("headers", &self.headers());
         }
-        if let Some(s) = &self.source {
-            d.field("source", s);
+        if let Some(s) = self.source() {
+            d.field("source", &s);
         }
         if let Some(c) = self.correlation() {
             d.field("correlation", &c.0);
@@ -582,7 +599,12 @@ impl fmt::Display for DeadLetterReason {
 /// ([`DEAD_LETTER_TOPIC`](crate::DEAD_LETTER_TOPIC)) in a [`Payload::Typed`].
 #[derive(Debug)]
 pub struct DeadLetter {
-    /// The message.
+    /// The message. For the one message a handler failed on ([`DeadLetterReason::Panicked`]
+    /// or [`DeadLetterReason::Failed`] with the same id as the first letter of that failure),
+    /// this is its envelope (id, topic, source, headers, correlation) with
+    /// [`Payload::Empty`]: the handler owned the payload, so that it can
+    /// [`take`](Message::take) it, and it went down with the handler. Every other dead letter
+    /// carries the whole message.
     pub message: Message,
     /// Why it was not handled.
     pub reason: DeadLetterReason,

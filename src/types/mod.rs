@@ -2,6 +2,7 @@
 //! error type, ids. Depends on nothing else in the crate.
 
 mod error;
+mod intern;
 mod message;
 mod topic;
 
@@ -12,6 +13,7 @@ pub use message::{
 };
 pub use topic::{Pattern, Topic};
 
+pub(crate) use intern::{intern, Str};
 pub(crate) use message::{LateReplies, NotDelivered, ReplySink};
 
 /// The error a component's handler may return: any error type, boxed. `anyhow::Error`

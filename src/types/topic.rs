@@ -1,14 +1,17 @@
 //! Topics (concrete subjects) and patterns (subjects with NATS-style wildcards).
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::error::Error;
+use super::intern::{intern, Str};
 
 /// A concrete, dot-separated topic such as `orders.created`.
 ///
-/// Cloning a `Topic` is a reference-count increment: the bus never copies topic strings per
-/// message. A topic has at least one segment, no empty segment, no whitespace, and no wildcard
+/// Cloning a `Topic` never copies the string: a topic that is subscribed exactly is interned
+/// by the bus (a pointer copy), any other is reference counted. A topic has at least one segment, no empty segment, no whitespace, and no wildcard
 /// segment (`*` or `>`): those belong to [`Pattern`].
 ///
 /// # Examples
@@ -21,8 +24,8 @@ use super::error::Error;
 /// assert!(Topic::new("orders.*").is_err());
 /// # Ok::<(), reactorium::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Topic(Arc<str>);
+#[derive(Clone)]
+pub struct Topic(Str);
 
 impl Topic {
     /// Validates `text` as a concrete topic.
@@ -34,37 +37,67 @@ impl Topic {
     pub fn new(text: impl AsRef<str>) -> Result<Topic, Error> {
         let text = text.as_ref();
         check(text, false)?;
-        Ok(Topic(Arc::from(text)))
+        Ok(Topic(Str::shared(text)))
+    }
+
+    /// The interned topic for `text`, which the caller has validated.
+    pub(crate) fn interned(text: &str) -> Topic {
+        Topic(intern(text))
     }
 
     /// The topic as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// A topic that has not been set: the state of a [`Message`](crate::Message) before it is
-    /// sent. Its text is empty.
+    /// sent. Its text is empty, and it costs nothing to make or drop.
     pub(crate) fn unset() -> Topic {
-        static EMPTY: std::sync::OnceLock<Topic> = std::sync::OnceLock::new();
-        EMPTY.get_or_init(|| Topic(Arc::from(""))).clone()
+        Topic(Str::EMPTY)
+    }
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Topic) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Topic {}
+
+impl Hash for Topic {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Debug for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl AsRef<str> for Topic {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
