@@ -10,7 +10,8 @@ use std::thread;
 use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
-    BoxError, Bus, Component, ComponentOptions, Context, Error, Message, Runtime, SubscriptionId,
+    BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
+    Message, Runtime, SubscriptionId, DEAD_LETTER_TOPIC,
 };
 use serde_json::{json, Value};
 use support::{Probe, SOON};
@@ -483,4 +484,27 @@ impl Component for Sink {
     fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
         Ok(())
     }
+}
+
+#[test]
+fn dropping_an_inbox_dead_letters_what_it_never_read() -> Result<()> {
+    let bus = Bus::new();
+    let dead = bus.subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+    let inbox = bus.subscribe_inbox("jobs.*", 8)?;
+    for n in 0..3u32 {
+        bus.send("jobs.new", Message::typed(n))
+            .map_err(Error::without_payload)?;
+    }
+    drop(inbox);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let letter = dead.recv_timeout(SOON)?;
+        let dl = letter.get::<DeadLetter>().expect("a dead letter");
+        assert_eq!(dl.reason, DeadLetterReason::Stopped);
+        assert_eq!(dl.component.as_deref(), Some("inbox(jobs.*)"));
+        got.extend(dl.message.get::<u32>().copied());
+    }
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(bus.stats().dead_letters, 3);
+    Ok(())
 }

@@ -257,12 +257,16 @@ impl Bus {
         let pattern = Pattern::new(pattern)?;
         let (tx, rx) = channel::bounded(capacity);
         let name: Name = format!("inbox({pattern})").into();
-        let id = self
-            .inner
-            .add(pattern, Target::Inbox { name, tx, capacity });
+        let target = Target::Inbox {
+            name: name.clone(),
+            tx,
+            capacity,
+        };
+        let id = self.inner.add(pattern, target);
         Ok(Inbox {
             rx,
             id,
+            name,
             bus: Arc::downgrade(&self.inner),
         })
     }
@@ -472,11 +476,15 @@ impl LateReplies for BusInner {
 
 /// A plain thread's subscription: a bounded queue the bus delivers into.
 ///
-/// Made by [`Bus::subscribe_inbox`]. Dropping it unsubscribes; messages still queued are
-/// dropped with it (a request among them is answered at once with [`Error::NoReply`]).
+/// Made by [`Bus::subscribe_inbox`]. Dropping it unsubscribes; messages still queued go to
+/// the dead-letter topic (reason `Stopped`, component `inbox(<pattern>)`), and a request among
+/// them is answered at once with [`Error::NoReply`]. A send racing the drop (one that loaded
+/// the subscription table just before it changed) may still land in the closing queue and
+/// be dropped with it.
 pub struct Inbox {
     rx: Receiver<Message>,
     id: SubscriptionId,
+    name: Name,
     bus: Weak<BusInner>,
 }
 
@@ -548,8 +556,18 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        if let Some(bus) = self.bus.upgrade() {
-            bus.unsubscribe(self.id);
+        let Some(bus) = self.bus.upgrade() else {
+            return;
+        };
+        bus.unsubscribe(self.id);
+        // What was delivered but never read is accounted for, not dropped silently.
+        while let Ok(mut m) = self.rx.try_recv() {
+            if let Some(r) = m.take_reply_handle() {
+                let _ = r.fail(Error::NoReply {
+                    reason: format!("`{}` was dropped with the request unread", self.name),
+                });
+            }
+            bus.dead_letter(m, DeadLetterReason::Stopped, Some(self.name.clone()));
         }
     }
 }
