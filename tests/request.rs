@@ -11,27 +11,12 @@ use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
     Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
 };
-use support::{run_on, Probe, Remote, SOON};
+use support::{on, run_on, runtime, thread_name, Probe, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
 /// Long enough that an outcome arriving "promptly" cannot be this timeout firing.
 const LONG: Duration = Duration::from_secs(30);
-
-fn runtime() -> Result<Runtime> {
-    Ok(Runtime::builder()
-        .workers(1)
-        .drain_timeout(Duration::from_secs(1))
-        .build()?)
-}
-
-fn on(topic: &str) -> ComponentOptions {
-    ComponentOptions::new().subscribe(topic)
-}
-
-fn thread_name() -> String {
-    std::thread::current().name().unwrap_or("").to_owned()
-}
 
 /// Answers a `u64` request with twice the number.
 struct Doubler;

@@ -10,25 +10,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
-use reactorium::{ComponentOptions, Error, PoolShutdown, Runtime, WorkerPool};
-use support::{run_on, threads_named, wait_until, Remote, SOON};
+use reactorium::{Error, PoolShutdown, Runtime, WorkerPool};
+use support::{on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-fn runtime() -> Result<Runtime> {
-    Ok(Runtime::builder()
-        .workers(1)
-        .drain_timeout(Duration::from_secs(1))
-        .build()?)
-}
-
-fn on(topic: &str) -> ComponentOptions {
-    ComponentOptions::new().subscribe(topic)
-}
-
-fn thread_name() -> String {
-    thread::current().name().unwrap_or("").to_owned()
-}
 
 /// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the
 /// job is running.

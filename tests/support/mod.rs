@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
 
-use reactorium::{BoxError, Component, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
 pub const SOON: Duration = Duration::from_secs(10);
@@ -128,4 +128,22 @@ pub fn run_on(
     let errand: Errand = Box::new(f);
     rt.bus()
         .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
+}
+
+/// A runtime with one worker and a 1 s drain deadline.
+pub fn runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime::builder()
+        .workers(1)
+        .drain_timeout(Duration::from_secs(1))
+        .build()?)
+}
+
+/// Options subscribing a component to `topic`.
+pub fn on(topic: &str) -> ComponentOptions {
+    ComponentOptions::new().subscribe(topic)
+}
+
+/// The current thread's name ("" if it has none).
+pub fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("").to_owned()
 }
