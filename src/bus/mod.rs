@@ -562,6 +562,13 @@ impl Drop for Inbox {
         bus.unsubscribe(self.id);
         // What was delivered but never read is accounted for, not dropped silently.
         while let Ok(mut m) = self.rx.try_recv() {
+            if m.topic().as_str() == DEAD_LETTER_TOPIC {
+                // A dead letter is never dead-lettered again: only counted.
+                bus.stats
+                    .dead_letters_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if let Some(r) = m.take_reply_handle() {
                 let _ = r.fail(Error::NoReply {
                     reason: format!("`{}` was dropped with the request unread", self.name),

@@ -86,6 +86,8 @@ pub(crate) struct Local<C: Component> {
     pub(crate) pending: HashMap<u64, Pending<C>>,
     pub(crate) timers: BTreeMap<(Instant, u64), ()>,
     next_id: u64,
+    /// Set when the orderly stop starts settling: new requests and jobs are refused.
+    pub(crate) settling: bool,
 }
 
 impl<C: Component> Local<C> {
@@ -94,6 +96,7 @@ impl<C: Component> Local<C> {
             pending: HashMap::new(),
             timers: BTreeMap::new(),
             next_id: 0,
+            settling: false,
         }
     }
 
@@ -227,7 +230,9 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// - [`Error::Backpressure`] naming this component when `max_pending` requests and jobs
     ///   are outstanding, or naming the responder when its mailbox is full.
-    /// - [`Error::Stopped`], [`Error::NoSubscriber`] as for [`send`](Context::send).
+    /// - [`Error::Stopped`], [`Error::NoSubscriber`] as for [`send`](Context::send);
+    ///   [`Error::Stopped`] naming this component once it is stopping (from the end of its
+    ///   drain, through `Component::stop`): no new request can be made then.
     ///
     /// In every error case the message is handed back and `then` is dropped uncalled.
     ///
@@ -262,6 +267,9 @@ impl<'a, C: Component> Context<'a, C> {
     where
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<Message, Error>) + 'static,
     {
+        if self.local.settling {
+            return Err(self.stopping(msg));
+        }
         let id = self.next_id();
         let Some((permit, ticket)) =
             Permit::acquire(&self.core.reactor.mailbox, id, false, Some(timeout))
@@ -313,8 +321,9 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// [`Error::Backpressure`] when the pool's queue is full (naming the pool) or when this
     /// component has `max_pending` requests and jobs outstanding (naming the component);
-    /// [`Error::Stopped`] when the pool has shut down. The job is handed back and `then` is
-    /// dropped uncalled.
+    /// [`Error::Stopped`] when the pool has shut down, or naming this component once it is
+    /// stopping (from the end of its drain, through `Component::stop`). The job is handed back
+    /// and `then` is dropped uncalled.
     ///
     /// # Examples
     ///
@@ -375,6 +384,9 @@ impl<'a, C: Component> Context<'a, C> {
         J: FnOnce() -> R + Send + 'static,
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
     {
+        if self.local.settling {
+            return Err(self.stopping(job));
+        }
         let id = self.next_id();
         let Some((permit, ticket)) = Permit::acquire(&self.core.reactor.mailbox, id, true, timeout)
         else {
@@ -397,8 +409,7 @@ impl<'a, C: Component> Context<'a, C> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 // Not started by its deadline: skipped. The continuation gets Timeout, from
                 // here or from the reactor's own timer, whichever is first.
-                let after = timeout.unwrap_or_default();
-                let _ = permit.deliver_job(Err(Error::Timeout { after }));
+                permit.skip_job(timeout.unwrap_or_default());
                 return;
             }
             let outcome = match catch_unwind(AssertUnwindSafe(job)) {
@@ -439,6 +450,13 @@ impl<'a, C: Component> Context<'a, C> {
     fn next_id(&mut self) -> u64 {
         self.local.next_id += 1;
         self.local.next_id
+    }
+
+    fn stopping<T>(&self, rejected: T) -> Error<T> {
+        Error::Stopped {
+            target: self.core.reactor.mailbox.name.clone(),
+            rejected,
+        }
     }
 
     fn pending_full<T>(&self, rejected: T) -> Error<T> {

@@ -385,25 +385,40 @@ impl Permit {
         outcome: JobOutcome,
     ) -> Result<(), Undelivered<JobOutcome>> {
         let id = self.slot.id;
-        self.push(Task::Job { id, outcome }).map_err(|u| match u {
-            Undelivered::Late(Task::Job { outcome, .. }) => Undelivered::Late(outcome),
-            Undelivered::Gone(Task::Job { outcome, .. }) => Undelivered::Gone(outcome),
-            _ => unreachable!("a job permit carries a job"),
-        })
+        self.push(Task::Job { id, outcome }, true)
+            .map_err(|u| match u {
+                Undelivered::Late(Task::Job { outcome, .. }) => Undelivered::Late(outcome),
+                Undelivered::Gone(Task::Job { outcome, .. }) => Undelivered::Gone(outcome),
+                _ => unreachable!("a job permit carries a job"),
+            })
     }
 
-    fn push(&mut self, task: Task) -> Result<(), Undelivered<Task>> {
+    /// A job not started by its deadline: its continuation gets `Timeout` unless the reactor
+    /// already stopped waiting. Nothing ran, so nothing is counted as late.
+    pub(crate) fn skip_job(mut self, after: Duration) {
+        let id = self.slot.id;
+        let _ = self.push(
+            Task::Job {
+                id,
+                outcome: Err(Error::Timeout { after }),
+            },
+            false,
+        );
+    }
+
+    /// `count_late`: whether an outcome nobody waits for any more counts as a late reply or
+    /// job result (a reply message or a job's result does; a notice that nothing will come,
+    /// or a skipped job, does not).
+    fn push(&mut self, task: Task, count_late: bool) -> Result<(), Undelivered<Task>> {
         self.armed = false;
         let s = &self.slot;
-        // What is counted as late: a reply message, or any job outcome. A bare "no reply"
-        // notice that finds nobody waiting is not.
-        let late = match &task {
-            Task::Reply { outcome: Ok(_), .. } => Some(&s.mailbox.counters.late_replies),
-            Task::Job { .. } => Some(&s.mailbox.counters.late_jobs),
-            _ => None,
-        };
-        let count_late = || {
-            if let Some(c) = late {
+        let count = || {
+            if count_late {
+                let c = if s.job {
+                    &s.mailbox.counters.late_jobs
+                } else {
+                    &s.mailbox.counters.late_replies
+                };
                 c.fetch_add(1, Ordering::Relaxed);
             }
         };
@@ -411,13 +426,13 @@ impl Permit {
             .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            count_late();
+            count();
             return Err(Undelivered::Late(task));
         }
         s.mailbox.push_extra(task).map_err(|task| {
             // The item will never be popped, so the place comes back here.
             s.release();
-            count_late();
+            count();
             Undelivered::Gone(task)
         })
     }
@@ -441,8 +456,16 @@ impl Drop for Permit {
                     outcome: Err(error),
                 }
             };
-            let _ = self.push(task);
+            let _ = self.push(task, false);
         }
+    }
+}
+
+/// However the reactor lets go of a wait (a failure, a start that failed, a dropped
+/// continuation), the place goes back: abandoning twice is harmless.
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 
@@ -469,7 +492,8 @@ impl ReplySink for Permit {
         outcome: Result<Message, Error>,
     ) -> Result<(), Box<NotDelivered>> {
         let id = self.slot.id;
-        let (why, outcome) = match self.push(Task::Reply { id, outcome }) {
+        let is_reply = outcome.is_ok();
+        let (why, outcome) = match self.push(Task::Reply { id, outcome }, is_reply) {
             Ok(()) => return Ok(()),
             Err(Undelivered::Late(Task::Reply { outcome, .. })) => {
                 let after = self.slot.timeout.unwrap_or_default();

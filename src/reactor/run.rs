@@ -118,14 +118,14 @@ fn run<C: Component>(
             let _ = started.send(Ok(()));
             c
         }
-        Ok(Err(reason)) => return start_failed(core, exit, reason, started),
+        Ok(Err(reason)) => {
+            local.abandon_all();
+            return start_failed(core, exit, reason, started);
+        }
         Err(p) => {
-            return start_failed(
-                core,
-                exit,
-                format!("panicked: {}", panic_message(&*p)),
-                started,
-            )
+            local.abandon_all();
+            let reason = format!("panicked: {}", panic_message(&*p));
+            return start_failed(core, exit, reason, started);
         }
     };
 
@@ -140,18 +140,17 @@ fn run<C: Component>(
         let mut tasks = batch.drain(..);
         let mut handled = 0u64;
         let mut outcome = Ok(());
-        while let Some(task) = tasks.next() {
+        for task in tasks.by_ref() {
             if drain.is_none() {
                 drain = mb.stop_requested();
             }
-            if drain.is_some_and(|d| Instant::now() >= d) {
-                // Past the drain deadline: what we hold is abandoned like what is queued.
-                for t in std::iter::once(task).chain(tasks.by_ref()) {
-                    exit.abandoned += u64::from(abandon(core, t, &DeadLetterReason::Stopped));
-                }
-                break;
-            }
             let is_message = matches!(task, Task::Message(_));
+            if is_message && drain.is_some_and(|d| Instant::now() >= d) {
+                // Past the drain deadline no message is started: it is abandoned like those
+                // still queued. Replies and job results still reach their continuations.
+                exit.abandoned += u64::from(abandon(core, task, &DeadLetterReason::Stopped));
+                continue;
+            }
             outcome = dispatch(&mut comp, core, &mut local, task);
             if outcome.is_err() {
                 break;
@@ -223,6 +222,7 @@ fn run<C: Component>(
 /// already queued reach their continuations (messages still queued, left by the drain
 /// deadline, are abandoned); then every continuation still waiting stops waiting and gets
 /// `Err(Stopped)`, except those whose outcome is already on its way, which get that outcome.
+/// New requests and jobs are refused from here on, so this ends.
 fn settle<C: Component>(
     comp: &mut C,
     core: &Core,
@@ -231,6 +231,10 @@ fn settle<C: Component>(
     drain_deadline: Instant,
 ) -> Result<(), Failure> {
     let mb = &core.reactor.mailbox;
+    // From here on `Context::request` and `spawn_blocking` answer `Stopped`: continuations
+    // that ask again cannot keep the reactor alive.
+    local.settling = true;
+    let cutoff = drain_deadline.max(Instant::now()) + Duration::from_millis(100);
     let mut buf = Vec::new();
     let mut run_queued =
         |comp: &mut C, local: &mut Local<C>, exit: &mut Exit| -> Result<usize, Failure> {
@@ -249,11 +253,10 @@ fn settle<C: Component>(
             }
             Ok(n)
         };
-    while run_queued(comp, local, exit)? > 0 {}
+    while run_queued(comp, local, exit)? > 0 && Instant::now() < cutoff {}
 
-    // Continuations may make new requests while being told `Stopped`; after the drain
-    // deadline (plus a moment for outcomes already in flight) the rest are dropped uncalled.
-    let cutoff = drain_deadline.max(Instant::now()) + Duration::from_millis(100);
+    // No new request can be made now, so this ends once the outcomes already in flight have
+    // landed; the cutoff bounds even that.
     let landing = Backoff::new();
     let mut first_round = true;
     while !local.pending.is_empty() && (first_round || Instant::now() < cutoff) {
@@ -413,12 +416,15 @@ fn fire_timers<C: Component>(
     Ok(())
 }
 
+/// A reply nobody waits for any more, found on the reactor's side: counted and dead-lettered
+/// exactly as when the deliverer finds it (a bare "no reply" notice is not a reply).
 fn late_reply(core: &Core, outcome: Result<Message, Error>) {
     let mb = &core.reactor.mailbox;
-    mb.counters.late_replies.fetch_add(1, Ordering::Relaxed);
     if let Ok(reply) = outcome {
-        core.router
-            .dead_letter(reply, DeadLetterReason::LateReply, Some(mb.name.clone()));
+        mb.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+        if let Some(late) = core.router.late().upgrade() {
+            late.late_reply(reply, Some(mb.name.clone()));
+        }
     }
 }
 

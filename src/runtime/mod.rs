@@ -572,8 +572,7 @@ impl Runtime {
                 match self.launch(&l) {
                     Ok(t) => self.lock().components[index].thread = Some(t),
                     Err(e) => {
-                        drop(life);
-                        let _ = self.stop();
+                        self.stop_locked(&life);
                         return Err(e);
                     }
                 }
@@ -595,15 +594,20 @@ impl Runtime {
     /// when called on a reactor thread while another start, deploy or stop of this runtime is
     /// in progress (it may be waiting for that very reactor).
     pub fn stop(&self) -> Result<ShutdownReport, Error> {
+        let life = self.lifecycle()?;
+        if self.lock().phase == Phase::Stopped {
+            return Err(Error::InvalidState {
+                reason: "the runtime was stopped already",
+            });
+        }
+        Ok(self.stop_locked(&life))
+    }
+
+    /// The stop itself, under the lifecycle lock the caller holds.
+    fn stop_locked(&self, _life: &MutexGuard<'_, ()>) -> ShutdownReport {
         let started = Instant::now();
-        let _life = self.lifecycle()?;
         let mut deployed = {
             let mut st = self.lock();
-            if st.phase == Phase::Stopped {
-                return Err(Error::InvalidState {
-                    reason: "the runtime was stopped already",
-                });
-            }
             st.phase = Phase::Stopped;
             std::mem::take(&mut st.components)
         };
@@ -634,24 +638,19 @@ impl Runtime {
         }
         self.lock().components = deployed;
         let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
-        Ok(ShutdownReport {
+        ShutdownReport {
             components,
             pool,
             bus: self.bus.stats(),
             elapsed: started.elapsed(),
-        })
+        }
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if let Err(Error::WouldDeadlock) = self.stop() {
-            // Dropped on a reactor thread while another lifecycle call is under way: ask
-            // everything to stop without waiting; the threads drain and end on their own.
-            for d in &self.lock().components {
-                d.reactor.close(Instant::now() + d.drain_timeout);
-            }
-            self.pool.shutdown(Duration::ZERO);
-        }
+        // No lifecycle call can be under way (each borrows the runtime), so this takes the
+        // lifecycle lock at once, even on a reactor thread.
+        let _ = self.stop();
     }
 }

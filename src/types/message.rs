@@ -196,14 +196,12 @@ impl ReplyHandle {
     ///
     /// # Errors
     ///
-    /// When the requester is known not to wait any more: [`Error::Timeout`] if a plain thread
-    /// stopped waiting, [`Error::Stopped`] if the requesting component has stopped. The reply
-    /// is then counted as late and sent to the dead-letter topic, so it is never lost silently.
-    ///
-    /// A requesting component whose timeout has passed but which is still running takes the
-    /// reply into its reserved mailbox place and finds it late there: `send` returns `Ok(())`
-    /// and the requester counts it ([`ReactorStats::late_replies`](crate::ReactorStats)) and
-    /// dead-letters it.
+    /// When the requester no longer waits: [`Error::Timeout`] if its timeout passed (a plain
+    /// thread stopped waiting, or a component's timer fired first), [`Error::Stopped`] if the
+    /// requesting component has stopped. The reply is then counted as late
+    /// ([`BusStats::late_replies`](crate::BusStats), and the requesting component's
+    /// [`ReactorStats::late_replies`](crate::ReactorStats)) and sent to the dead-letter topic, so
+    /// it is never lost silently.
     pub fn send(mut self, mut reply: Message) -> Result<(), Error> {
         reply.set_correlation(self.correlation);
         self.finish(Ok(reply))

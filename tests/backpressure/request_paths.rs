@@ -104,7 +104,8 @@ impl EnqueuePath for ContextRequest {
     }
 
     fn gone(&self) -> Gone {
-        Gone::Stopped("responder")
+        // A component that is stopping makes no new request: the refusal names the driver.
+        Gone::Stopped("driver")
     }
 
     fn drops(&self) -> DropCounter {
@@ -151,7 +152,8 @@ impl EnqueuePath for ContextRequest {
     }
 
     fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
-        // With places free, the only refusal left is the stopped responder.
+        // Asked from the driver's own `stop`: a stopping component makes no new request,
+        // whatever its free places or the responder's state.
         self.drop_unanswered();
         let (tx, rx) = channel::bounded(1);
         *self.at_stop.lock().unwrap() = Some(Box::new(move |ctx| {
