@@ -50,6 +50,25 @@ impl Component for Explode {
 /// What a continuation saw: the thread it ran on, and the outcome of the request.
 type Answer = (String, Result<Message, Error>);
 
+/// Has the `Remote` component `asker` request `msg` on `topic`; the returned channel gets
+/// the thread its continuation ran on and the outcome.
+fn ask_from(
+    rt: &Runtime,
+    asker: &str,
+    topic: &'static str,
+    msg: Message,
+    timeout: Duration,
+) -> Result<channel::Receiver<Answer>> {
+    let (tx, answers) = channel::unbounded::<Answer>();
+    run_on(rt, asker, move |ctx| {
+        ctx.request(topic, msg, timeout, move |_, _, r| {
+            let _ = tx.send((thread_name(), r));
+        })
+        .expect("request accepted");
+    })?;
+    Ok(answers)
+}
+
 /// The request a `Probe` responder received, with its reply handle taken out.
 fn next_request(held: &channel::Receiver<(Message, String)>) -> Result<(Message, ReplyHandle)> {
     let (mut req, _thread) = held.recv_timeout(SOON)?;
@@ -219,13 +238,7 @@ fn responder_dropping_request_gives_no_reply_before_timeout() -> Result<()> {
     }
 
     // From a component.
-    let (tx, answers) = channel::unbounded::<Answer>();
-    run_on(&rt, "asker", move |ctx| {
-        ctx.request("svc.ignore", Message::typed(2u64), LONG, move |_, _, r| {
-            let _ = tx.send((thread_name(), r));
-        })
-        .expect("request accepted");
-    })?;
+    let answers = ask_from(&rt, "asker", "svc.ignore", Message::typed(2u64), LONG)?;
     let (thread, outcome) = answers.recv_timeout(SOON)?;
     assert_eq!(thread, "asker");
     match outcome {
@@ -254,13 +267,7 @@ fn responder_panic_gives_no_reply_not_timeout() -> Result<()> {
         other => panic!("expected NoReply well before the 30 s timeout, got {other:?}"),
     }
 
-    let (tx, answers) = channel::unbounded::<Answer>();
-    run_on(&rt, "asker", move |ctx| {
-        ctx.request("svc.boom2", Message::typed(2u64), LONG, move |_, _, r| {
-            let _ = tx.send((thread_name(), r));
-        })
-        .expect("request accepted");
-    })?;
+    let answers = ask_from(&rt, "asker", "svc.boom2", Message::typed(2u64), LONG)?;
     let (thread, outcome) = answers.recv_timeout(SOON)?;
     assert_eq!(thread, "asker");
     match outcome {
@@ -338,13 +345,7 @@ fn component_request_timeout_reaches_continuation_and_late_reply_is_counted_on_r
     let asker = rt.reactor("asker").expect("deployed");
 
     let timeout = Duration::from_millis(50);
-    let (tx, answers) = channel::unbounded::<Answer>();
-    run_on(&rt, "asker", move |ctx| {
-        ctx.request("svc.hold", Message::typed(1u64), timeout, move |_, _, r| {
-            let _ = tx.send((thread_name(), r));
-        })
-        .expect("request accepted");
-    })?;
+    let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), timeout)?;
     // The responder's handle is held here until the requester has timed out.
     let (request, handle) = next_request(&held)?;
 
@@ -387,13 +388,7 @@ fn reply_handle_fail_reaches_continuation_as_that_error() -> Result<()> {
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;
 
-    let (tx, answers) = channel::unbounded::<Answer>();
-    run_on(&rt, "asker", move |ctx| {
-        ctx.request("svc.hold", Message::typed(1u64), LONG, move |_, _, r| {
-            let _ = tx.send((thread_name(), r));
-        })
-        .expect("request accepted");
-    })?;
+    let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), LONG)?;
     let (_request, handle) = next_request(&held)?;
     handle.fail(Error::NotFound {
         name: "sku-42".into(),
@@ -551,13 +546,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     rt.start()?;
     let asker = rt.reactor("asker").expect("deployed");
 
-    let (tx, answers) = channel::unbounded::<Answer>();
-    run_on(&rt, "asker", move |ctx| {
-        ctx.request("svc.hold", Message::typed(5u64), SOON, move |_, _, r| {
-            let _ = tx.send((thread_name(), r));
-        })
-        .expect("request accepted");
-    })?;
+    let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(5u64), SOON)?;
     let (_request, handle) = next_request(&held)?;
 
     // Hold the requester inside a handler, then fill its mailbox with ordinary messages.
