@@ -12,6 +12,7 @@ use crossbeam::utils::Backoff;
 
 use super::context::{Component, Cont, Context, Core, Local};
 use super::mailbox::{Mailbox, Task, CLOSED, DEAD};
+use super::Router;
 use crate::types::{panic_message, DeadLetterReason, Error, Message};
 
 /// Most messages taken from the queue per pass: bounds the time between timer checks and
@@ -69,24 +70,9 @@ pub(crate) fn spawn<C: Component>(
 }
 
 /// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
-/// queued messages.
+/// queued messages. Returns how many.
 pub(crate) fn abandon_unstarted(reactor: &super::Reactor, router: &Arc<dyn super::Router>) -> u64 {
-    let mb = &reactor.mailbox;
-    mb.set_flag(DEAD | CLOSED);
-    let mut abandoned = 0;
-    mb.drain_dead(|task| {
-        if let Task::Message(mut m) = task {
-            abandoned += 1;
-            mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            if let Some(r) = m.take_reply_handle() {
-                let _ = r.fail(Error::NoReply {
-                    reason: format!("`{}` never started", mb.name),
-                });
-            }
-            router.dead_letter(m, DeadLetterReason::Stopped, Some(mb.name.clone()));
-        }
-    });
-    abandoned
+    close_for_good(&reactor.mailbox, &**router, &DeadLetterReason::Stopped)
 }
 
 /// Why the component stopped handling messages, with the message it failed on.
@@ -148,7 +134,12 @@ fn run<C: Component>(
             if is_message && drain.is_some_and(|d| Instant::now() >= d) {
                 // Past the drain deadline no message is started: it is abandoned like those
                 // still queued. Replies and job results still reach their continuations.
-                exit.abandoned += u64::from(abandon(core, task, &DeadLetterReason::Stopped));
+                exit.abandoned += u64::from(abandon(
+                    &core.reactor.mailbox,
+                    &*core.router,
+                    task,
+                    &DeadLetterReason::Stopped,
+                ));
                 continue;
             }
             outcome = dispatch(&mut comp, core, &mut local, task);
@@ -243,10 +234,16 @@ fn settle<C: Component>(
             while let Some(task) = tasks.next() {
                 if let Task::Message(m) = task {
                     exit.abandoned += 1;
-                    dead_letter(core, m, DeadLetterReason::Stopped);
+                    dead_letter(
+                        &core.reactor.mailbox,
+                        &*core.router,
+                        m,
+                        DeadLetterReason::Stopped,
+                    );
                 } else if let Err(f) = dispatch(comp, core, local, task) {
                     for t in tasks {
-                        exit.abandoned += u64::from(abandon(core, t, &f.reason));
+                        exit.abandoned +=
+                            u64::from(abandon(&core.reactor.mailbox, &*core.router, t, &f.reason));
                     }
                     return Err(f);
                 }
@@ -326,18 +323,15 @@ fn dispatch<C: Component>(
         Task::Reply { id, outcome } => match local.take(id) {
             Some(p) => run_cont(comp, core, local, p.cont, outcome),
             None => {
-                late_reply(core, outcome);
+                late_reply(&core.reactor.mailbox, &*core.router, outcome);
                 Ok(())
             }
         },
         Task::Job { id, outcome } => match local.take(id) {
             Some(p) => run_cont(comp, core, local, p.cont, outcome),
             None => {
-                core.reactor
-                    .mailbox
-                    .counters
-                    .late_jobs
-                    .fetch_add(1, Ordering::Relaxed);
+                let mb = &core.reactor.mailbox;
+                mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
         },
@@ -418,11 +412,10 @@ fn fire_timers<C: Component>(
 
 /// A reply nobody waits for any more, found on the reactor's side: counted and dead-lettered
 /// exactly as when the deliverer finds it (a bare "no reply" notice is not a reply).
-fn late_reply(core: &Core, outcome: Result<Message, Error>) {
-    let mb = &core.reactor.mailbox;
+fn late_reply(mb: &Mailbox, router: &dyn Router, outcome: Result<Message, Error>) {
     if let Ok(reply) = outcome {
         mb.counters.late_replies.fetch_add(1, Ordering::Relaxed);
-        if let Some(late) = core.router.late().upgrade() {
+        if let Some(late) = router.late().upgrade() {
             late.late_reply(reply, Some(mb.name.clone()));
         }
     }
@@ -443,10 +436,15 @@ fn fail<C: Component>(
     mb.set_flag(CLOSED);
     if let Some(m) = f.message {
         exit.abandoned += 1;
-        dead_letter(core, m, f.reason.clone());
+        dead_letter(&core.reactor.mailbox, &*core.router, m, f.reason.clone());
     }
     for task in rest {
-        exit.abandoned += u64::from(abandon(core, task, &f.reason));
+        exit.abandoned += u64::from(abandon(
+            &core.reactor.mailbox,
+            &*core.router,
+            task,
+            &f.reason,
+        ));
     }
     let mut exit = finish(core, exit, f.reason.clone());
     exit.failure = Some(f.reason);
@@ -455,38 +453,38 @@ fn fail<C: Component>(
 
 /// The thread's last act: refuse everything, then account for what is left.
 fn finish(core: &Core, mut exit: Exit, reason: DeadLetterReason) -> Exit {
-    let mb = &core.reactor.mailbox;
-    mb.set_flag(DEAD | CLOSED);
-    let mut abandoned = 0;
-    mb.drain_dead(|task| abandoned += u64::from(abandon(core, task, &reason)));
-    exit.abandoned += abandoned;
+    exit.abandoned += close_for_good(&core.reactor.mailbox, &*core.router, &reason);
     exit
 }
 
+/// Sets DEAD, so nothing more is admitted, and accounts for every task still queued.
+/// Returns how many bus messages were abandoned.
+fn close_for_good(mb: &Mailbox, router: &dyn Router, reason: &DeadLetterReason) -> u64 {
+    mb.set_flag(DEAD | CLOSED);
+    let mut abandoned = 0;
+    mb.drain_dead(|task| abandoned += u64::from(abandon(mb, router, task, reason)));
+    abandoned
+}
+
 /// Accounts for a task that will not be handled; `true` if it was a bus message.
-fn abandon(core: &Core, task: Task, reason: &DeadLetterReason) -> bool {
+fn abandon(mb: &Mailbox, router: &dyn Router, task: Task, reason: &DeadLetterReason) -> bool {
     match task {
         Task::Message(m) => {
-            dead_letter(core, m, reason.clone());
+            dead_letter(mb, router, m, reason.clone());
             true
         }
         Task::Reply { outcome, .. } => {
-            late_reply(core, outcome);
+            late_reply(mb, router, outcome);
             false
         }
         Task::Job { .. } => {
-            core.reactor
-                .mailbox
-                .counters
-                .late_jobs
-                .fetch_add(1, Ordering::Relaxed);
+            mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
             false
         }
     }
 }
 
-fn dead_letter(core: &Core, mut m: Message, reason: DeadLetterReason) {
-    let mb = &core.reactor.mailbox;
+fn dead_letter(mb: &Mailbox, router: &dyn Router, mut m: Message, reason: DeadLetterReason) {
     mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
     // A request that will not be handled: tell the requester now rather than at its timeout.
     if let Some(r) = m.take_reply_handle() {
@@ -494,5 +492,5 @@ fn dead_letter(core: &Core, mut m: Message, reason: DeadLetterReason) {
             reason: format!("`{}`: {reason}", mb.name),
         });
     }
-    core.router.dead_letter(m, reason, Some(mb.name.clone()));
+    router.dead_letter(m, reason, Some(mb.name.clone()));
 }
