@@ -1,28 +1,10 @@
-//! The `reactorium` command: `reactorium demo` runs a short tour of the runtime.
+//! `reactorium demo`: a short tour of the runtime: a pipeline that meets backpressure,
+//! request/reply, the worker pool and an orderly shutdown.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
-
-const USAGE: &str = "usage: reactorium <command>
-
-commands:
-  demo    deploy a small pipeline and show the bus, backpressure, request/reply,
-          the worker pool and an orderly shutdown";
-
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => demo(),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
-        None => bail!("no command given\n\n{USAGE}"),
-    }
-}
 
 /// Counts orders and keeps a running total; slow on purpose so its mailbox fills.
 struct Ledger {
@@ -76,7 +58,8 @@ impl Component for Auditor {
     }
 }
 
-fn demo() -> Result<()> {
+/// Runs the tour, printing what each step did.
+pub(crate) fn run() -> Result<()> {
     let rt = Runtime::builder().workers(2).build()?;
     rt.deploy_with(
         "ledger",
