@@ -11,7 +11,7 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Cont, Context, Core, Local};
-use super::mailbox::{Mailbox, Task, CLOSED, DEAD};
+use super::mailbox::{IdlePolicy, Mailbox, Task, CLOSED, DEAD};
 use super::Router;
 use crate::types::{panic_message, DeadLetterReason, Error, Message};
 
@@ -26,9 +26,6 @@ const BATCH: usize = 64;
 pub(crate) fn batch_size(capacity: usize) -> usize {
     (capacity / 4).clamp(1, BATCH)
 }
-/// Spin iterations before parking (a few hundred ns): catches a reply already on its way
-/// without paying a futex round trip.
-const SPINS: u32 = 200;
 
 thread_local! {
     static ON_REACTOR: Cell<bool> = const { Cell::new(false) };
@@ -121,6 +118,7 @@ fn run<C: Component>(
     // none is started after this deadline.
     let mut drain: Option<Instant> = None;
     let landing = Backoff::new();
+    let mut idle = IdlePolicy::default();
     loop {
         let n = mb.pop_batch(&mut batch, batch_max);
         let mut tasks = batch.drain(..);
@@ -181,7 +179,7 @@ fn run<C: Component>(
             let timeout = local
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            mb.idle(SPINS, timeout);
+            mb.idle(&mut idle, timeout);
         }
     }
 
