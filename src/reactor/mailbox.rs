@@ -259,21 +259,28 @@ impl Mailbox {
             thread::yield_now();
             return;
         }
-        for _ in 0..policy.spins {
+        let (spins, yields) = if policy.fresh {
+            (0, 0)
+        } else {
+            (policy.spins, policy.yields)
+        };
+        for _ in 0..spins {
             if self.state.load(Ordering::Acquire) & busy != 0 {
                 policy.spin_paid_off();
                 return;
             }
             std::hint::spin_loop();
         }
-        for _ in 0..policy.yields {
+        for _ in 0..yields {
             if self.state.load(Ordering::Acquire) & busy != 0 {
                 policy.yield_paid_off();
                 return;
             }
             thread::yield_now();
         }
-        policy.waited_in_vain();
+        if !policy.fresh {
+            policy.waited_in_vain();
+        }
         let cur = self.state.load(Ordering::Acquire);
         if cur & busy != 0 {
             return;
@@ -292,7 +299,9 @@ impl Mailbox {
             None => thread::park(),
         }
         self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
-        policy.parked_for(parked.elapsed());
+        if !policy.fresh {
+            policy.parked_for(parked.elapsed());
+        }
     }
 
     /// Pops every remaining item once the reactor is DEAD, waiting out pushes that were
@@ -343,6 +352,10 @@ const SHORT_PARK: Duration = Duration::from_micros(50);
 pub(crate) struct IdlePolicy {
     spins: u32,
     yields: u32,
+    /// No message handled yet: park at once. Ten thousand freshly started reactors spinning
+    /// and yielding would starve the thread starting the next one (at 10,000 components the
+    /// start took seconds).
+    fresh: bool,
 }
 
 impl Default for IdlePolicy {
@@ -350,11 +363,17 @@ impl Default for IdlePolicy {
         IdlePolicy {
             spins: MAX_SPINS,
             yields: MAX_YIELDS,
+            fresh: true,
         }
     }
 }
 
 impl IdlePolicy {
+    /// The reactor found work: from now on, waiting before parking may pay off.
+    pub(crate) fn busy(&mut self) {
+        self.fresh = false;
+    }
+
     fn spin_paid_off(&mut self) {
         self.spins = (self.spins * 2).clamp(MIN_SPINS, MAX_SPINS);
     }

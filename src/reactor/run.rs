@@ -171,6 +171,7 @@ fn run<C: Component>(
         }
         if n > 0 {
             landing.reset();
+            idle.busy();
         } else if Mailbox::has_items(mb.state()) {
             // Admitted but not landed yet: its pusher is between its `fetch_add` and its push
             // (perhaps preempted). Back off rather than spin a core it may need.
