@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
 
 use super::measure::{Backoff, Budget};
-use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
+use super::{Better, Checks, FloorItem, Knobs, Metric, Run, Scenario, Unit, Verdict};
 
 const TOPIC: &str = "load.fanin";
 
@@ -162,11 +162,8 @@ impl Scenario for Fanin {
     }
 
     fn floor(&self) -> Result<Run> {
-        let (tx, rx) = crossbeam::channel::bounded::<Option<std::sync::Arc<[u8]>>>(self.mailbox);
-        let payload = match self.knobs.payload() {
-            reactorium::Payload::Bytes(b) => Some(b),
-            _ => None,
-        };
+        let (tx, rx) = crossbeam::channel::bounded::<FloorItem>(self.mailbox);
+        let payload = self.knobs.floor_payload();
         let barrier = Barrier::new(self.producers + 1);
         let (sent, received, elapsed) = thread::scope(|s| {
             let consumer = s.spawn(move || rx.iter().map(drop).count() as u64);

@@ -15,7 +15,7 @@ use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime};
 
 use super::fanin::Sink;
 use super::measure::{Backoff, Budget};
-use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
+use super::{Better, Checks, FloorItem, Knobs, Metric, Run, Scenario, Unit, Verdict};
 
 const TOPIC: &str = "load.fanout";
 
@@ -147,16 +147,12 @@ impl Scenario for Fanout {
     }
 
     fn floor(&self) -> Result<Run> {
-        let payload = match self.knobs.payload() {
-            reactorium::Payload::Bytes(b) => Some(b),
-            _ => None,
-        };
+        let payload = self.knobs.floor_payload();
         let barrier = Barrier::new(2);
         let (published, received, elapsed) = thread::scope(|s| {
             let (txs, consumers): (Vec<_>, Vec<_>) = (0..self.subscribers)
                 .map(|_| {
-                    let (tx, rx) =
-                        crossbeam::channel::bounded::<Option<std::sync::Arc<[u8]>>>(self.mailbox);
+                    let (tx, rx) = crossbeam::channel::bounded::<FloorItem>(self.mailbox);
                     (tx, s.spawn(move || rx.iter().map(drop).count() as u64))
                 })
                 .unzip();

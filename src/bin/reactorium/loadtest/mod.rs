@@ -200,6 +200,9 @@ pub(crate) fn ratio(m: &Metric, ours: f64, floor: f64) -> f64 {
     }
 }
 
+/// What the floor's channels carry: the same shared payload, or nothing.
+pub(crate) type FloorItem = Option<std::sync::Arc<[u8]>>;
+
 /// The knobs after defaults: what the standard suite runs unless told otherwise.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Knobs {
@@ -237,6 +240,14 @@ impl Knobs {
             reactorium::Payload::Empty
         } else {
             reactorium::Payload::Bytes(vec![0xA5; self.payload_bytes].into())
+        }
+    }
+
+    /// The payload as the floor carries it.
+    pub(crate) fn floor_payload(&self) -> FloorItem {
+        match self.payload() {
+            reactorium::Payload::Bytes(b) => Some(b),
+            _ => None,
         }
     }
 }

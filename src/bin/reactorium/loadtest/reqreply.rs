@@ -11,7 +11,7 @@ use crossbeam::channel::bounded;
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
 
 use super::measure::{latency_histogram, quantile_us, record, Budget};
-use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
+use super::{Better, Checks, FloorItem, Knobs, Metric, Run, Scenario, Unit, Verdict};
 
 const TOPIC: &str = "load.echo";
 
@@ -125,12 +125,9 @@ impl Scenario for ReqReply {
     }
 
     fn floor(&self) -> Result<Run> {
-        let payload = match self.knobs.payload() {
-            reactorium::Payload::Bytes(b) => Some(b),
-            _ => None,
-        };
-        let (req_tx, req_rx) = bounded::<Option<std::sync::Arc<[u8]>>>(self.mailbox);
-        let (rep_tx, rep_rx) = bounded::<Option<std::sync::Arc<[u8]>>>(1);
+        let payload = self.knobs.floor_payload();
+        let (req_tx, req_rx) = bounded::<FloorItem>(self.mailbox);
+        let (rep_tx, rep_rx) = bounded::<FloorItem>(1);
         let server = thread::spawn(move || {
             for p in req_rx.iter() {
                 if rep_tx.send(p).is_err() {
