@@ -1,6 +1,6 @@
 //! What every scenario measures with: budgets, resident memory, percentiles, medians.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,22 @@ impl Halt {
             self.0.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Waits until `count` reaches `n`, polling every 100 µs, for at most 120 s. `what` names the
+/// count in the error: "jobs run: 17 of 20 within 120 s".
+pub(crate) fn wait_for_count(count: &AtomicU64, n: u64, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            bail!(
+                "{what}: {} of {n} within 120 s",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    Ok(())
 }
 
 /// Resident set size of this process, in bytes, from `/proc/self/status`.

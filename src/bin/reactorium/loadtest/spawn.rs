@@ -8,13 +8,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use crossbeam::channel::bounded;
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
 
-use super::measure::{peak_rss_bytes, reset_peak_rss, rss_bytes};
+use super::measure::{peak_rss_bytes, reset_peak_rss, rss_bytes, wait_for_count};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
 
 const MAILBOX: usize = 16;
@@ -89,20 +89,6 @@ impl Peak {
     }
 }
 
-fn wait_for(count: &AtomicU64, n: u64, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count.load(Ordering::Relaxed) < n {
-        if Instant::now() > deadline {
-            bail!(
-                "{what}: only {} of {n} handled their message within 120 s",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    Ok(())
-}
-
 impl Scenario for Spawn {
     fn name(&self) -> &'static str {
         "spawn"
@@ -138,7 +124,11 @@ impl Scenario for Spawn {
                 .send(&format!("load.spawn.{i}"), Message::empty())
                 .map_err(Error::without_payload)?;
         }
-        wait_for(&handled, self.components as u64, "components")?;
+        wait_for_count(
+            &handled,
+            self.components as u64,
+            "components that handled their message",
+        )?;
         peak.sample()?;
         let report = rt.stop()?;
         let elapsed = started.elapsed();
@@ -192,7 +182,11 @@ impl Scenario for Spawn {
         for tx in &txs {
             tx.send(()).expect("thread alive");
         }
-        wait_for(&handled, self.components as u64, "floor threads")?;
+        wait_for_count(
+            &handled,
+            self.components as u64,
+            "floor threads that handled their message",
+        )?;
         peak.sample()?;
         drop(txs);
         for t in threads {

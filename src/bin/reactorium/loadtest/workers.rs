@@ -8,13 +8,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use crossbeam::channel::bounded;
 use reactorium::{Error, Runtime};
 
-use super::measure::{Backoff, Budget};
+use super::measure::{wait_for_count, Backoff, Budget};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit};
 
 pub(crate) struct Workers {
@@ -56,20 +56,6 @@ fn job(ran: &AtomicU64, seed: u64) {
     }
     std::hint::black_box(x);
     ran.fetch_add(1, Ordering::Relaxed);
-}
-
-fn wait_for(ran: &AtomicU64, n: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ran.load(Ordering::Relaxed) < n {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {n} jobs ran within 60 s",
-                ran.load(Ordering::Relaxed)
-            );
-        }
-        thread::sleep(Duration::from_micros(100));
-    }
-    Ok(())
 }
 
 impl Scenario for Workers {
@@ -140,7 +126,7 @@ impl Scenario for Workers {
         let counts = counts?;
         let submitted: u64 = counts.iter().map(|c| c.0).sum();
         let refused: u64 = counts.iter().map(|c| c.1).sum();
-        wait_for(&ran, submitted)?;
+        wait_for_count(&ran, submitted, "jobs run")?;
         let elapsed = started.elapsed();
         let stats = rt.pool().stats();
         let report = rt.stop()?;
@@ -196,7 +182,7 @@ impl Scenario for Workers {
             barrier.wait();
             let started = Instant::now();
             let submitted: u64 = producers.into_iter().map(|h| h.join().unwrap()).sum();
-            let waited = wait_for(&ran, submitted);
+            let waited = wait_for_count(&ran, submitted, "jobs run");
             (waited.map(|()| submitted), started.elapsed())
         });
         let submitted = submitted?;
