@@ -194,11 +194,15 @@ mod worker;
 pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply};
-pub use reactor::{Component, Context, Reactor, ReactorStats};
-pub use runtime::{ComponentOptions, ComponentReport, Runtime, RuntimeBuilder, ShutdownReport};
+pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
+pub use runtime::{
+    Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState, Restart,
+    RestartBackoff, Runtime, RuntimeBuilder, ShutdownReport, Strategy, SupervisorOptions, Watch,
+};
 pub use types::{
-    BoxError, DeadLetter, DeadLetterReason, Error, Message, MessageId, Name, Pattern, Payload,
-    PublishReport, ReplyHandle, SubscriptionId, Topic, Typed, DEAD_LETTER_TOPIC,
+    BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
+    MessageId, Name, Overflow, Pattern, Payload, PublishReport, ReplyHandle, SubscriptionId, Topic,
+    Typed, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 
@@ -222,5 +226,9 @@ mod thread_safety {
         send_sync::<Error>();
         send::<PendingReply>();
         send::<Inbox>();
+        send::<Watch>();
+        send_sync::<Clock>();
+        send_sync::<ManualClock>();
+        send_sync::<ComponentInfo>();
     }
 }

@@ -381,7 +381,13 @@ fn stop_leaves_no_thread_behind() -> Result<()> {
         rt.deploy_with(name, ComponentOptions::new().subscribe(name), || Sink)?;
     }
     rt.start()?;
-    let want = ["Rd1-alpha", "Rd1-beta", "Rd1-worker-0", "Rd1-worker-1"];
+    let want = [
+        "Rd1-alpha",
+        "Rd1-beta",
+        "Rd1-supervisor",
+        "Rd1-worker-0",
+        "Rd1-worker-1",
+    ];
     wait_until("reactor and worker threads run", || {
         let mut names = threads_named(PREFIX);
         names.sort();
@@ -430,7 +436,8 @@ fn dropping_a_running_runtime_stops_it_and_loses_nothing() -> Result<()> {
     for seq in 1..=QUEUED {
         send(&rt, "work", counter.message(seq))?;
     }
-    wait_until("threads run", || threads_named(PREFIX).len() == 2);
+    // The reactor, one worker... and the supervisor thread.
+    wait_until("threads run", || threads_named(PREFIX).len() == 3);
 
     // Drop on another thread, so a hang fails the test instead of hanging it.
     let (dropped_tx, dropped) = channel::bounded(1);

@@ -405,7 +405,10 @@ fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
     });
     let mut names = threads_named("wr.");
     names.sort();
-    assert_eq!(names, ["wr.calc", "wr.worker-0", "wr.worker-1"]);
+    assert_eq!(
+        names,
+        ["wr.calc", "wr.supervisor", "wr.worker-0", "wr.worker-1"]
+    );
 
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "calc", move |ctx| {

@@ -277,6 +277,39 @@ impl Bus {
     }
 
     /// Removes every subscription of `reactor`; `false` if it had none.
+    /// Never blocks. Delivers `msg` to the component named `name`, whatever it subscribes to
+    /// (the registry's direct address). The message keeps its topic.
+    ///
+    /// # Errors
+    ///
+    /// The message is handed back in every case:
+    /// - [`Error::Backpressure`] when the component's mailbox is full;
+    /// - [`Error::Stopped`] when it has stopped (or is stopping);
+    /// - [`Error::NoComponent`] when no component has that name (or this bus belongs to no
+    ///   runtime).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Error, Message, Runtime};
+    ///
+    /// struct Quiet;
+    /// impl Component for Quiet {
+    ///     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy("quiet", || Quiet)?; // subscribes to nothing
+    /// rt.bus().send_to("quiet", Message::empty()).map_err(|e| e.without_payload())?;
+    /// assert!(matches!(rt.bus().send_to("loud", Message::empty()), Err(Error::NoComponent { .. })));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+        Router::send_to(&*self.inner, name, msg)
+    }
+
     pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {
         self.inner.update(|t| t.without_reactor(reactor))
     }
@@ -401,7 +434,30 @@ impl Router for BusInner {
         self.update(|t| t.without(id))
     }
 
+    fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+        let reactor = self
+            .provider
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|p| p.reactor(name));
+        match reactor {
+            Some(r) => r.execute(msg),
+            None => Err(Error::NoComponent {
+                name: name.to_owned(),
+                rejected: msg,
+            }),
+        }
+    }
+
     fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Option<Name>) {
+        if msg.topic().as_str() == DEAD_LETTER_TOPIC {
+            // A dead letter that could not be delivered (dropped by a dead-letter subscriber's
+            // overflow policy, or left queued when it stopped) is only counted: no recursion.
+            self.stats
+                .dead_letters_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         let table = self.table.load();
         if table.matching(DEAD_LETTER_TOPIC).next().is_none() {

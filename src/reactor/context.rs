@@ -1,15 +1,17 @@
 //! The `Component` trait and the `Context` a component sees on its reactor thread.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mailbox::{Permit, Ticket};
-use super::{Reactor, Router};
+use super::mailbox::{Permit, Ticket, CLOSED};
+use super::timer::{Action, TimerId, Timers};
+use super::{OnError, Reactor, Router, System, WatchId, Watcher};
 use crate::types::{
-    panic_message, BoxError, Error, Message, MessageId, PublishReport, ReplyHandle, SubscriptionId,
+    panic_message, BoxError, Clock, Down, Error, Message, MessageId, PublishReport, ReplyHandle,
+    SubscriptionId,
 };
 use crate::worker::WorkerPool;
 
@@ -60,8 +62,36 @@ pub trait Component: Sized + 'static {
     /// Called once on an orderly stop, after the mailbox has been drained (or the drain
     /// deadline passed) and after pending continuations got [`Error::Stopped`]. Not called
     /// after a failure. Default: nothing.
+    ///
+    /// An instance stopped by its supervisor so that it can be restarted (a sibling failed
+    /// under `all-for-one` or `rest-for-one`) gets `stop` too, but its queued messages are
+    /// kept for the next instance rather than drained.
     fn stop(&mut self, ctx: &mut Context<'_, Self>) {
         let _ = ctx;
+    }
+
+    /// Called when a component this instance watches ([`Context::watch`]) goes down. An
+    /// error or panic fails the instance, as in `handle`. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides is a failure it cannot continue from.
+    fn down(&mut self, down: Down, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = (down, ctx);
+        Ok(())
+    }
+
+    /// Called once the component has received no message for its idle timeout
+    /// ([`ComponentOptions::idle_timeout`](crate::ComponentOptions::idle_timeout)), as a
+    /// gen-server's timeout: once per quiet spell; the next message starts the count again.
+    /// An error or panic fails the instance. Default: nothing.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides is a failure it cannot continue from.
+    fn idle(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = ctx;
+        Ok(())
     }
 }
 
@@ -81,29 +111,50 @@ pub(crate) struct Pending<C: Component> {
 }
 
 /// What only the reactor thread touches: continuations waiting for replies and job results,
-/// and the timers that bound them.
+/// the timers, and requests the instance made of its reactor. Outlives instances: ids stay
+/// unique across restarts, so an old instance's late reply never reaches a new continuation.
 pub(crate) struct Local<C: Component> {
     pub(crate) pending: HashMap<u64, Pending<C>>,
-    pub(crate) timers: BTreeMap<(Instant, u64), ()>,
+    pub(crate) timers: Timers<C>,
     next_id: u64,
     /// Set when the orderly stop starts settling: new requests and jobs are refused.
     pub(crate) settling: bool,
+    /// When the idle timeout fires next, if one is set and armed.
+    pub(crate) idle_at: Option<Instant>,
+    /// The instance asked to stop ([`Context::stop`]).
+    pub(crate) stop_self: bool,
 }
 
 impl<C: Component> Local<C> {
     pub(crate) fn new() -> Local<C> {
         Local {
             pending: HashMap::new(),
-            timers: BTreeMap::new(),
+            timers: Timers::new(),
             next_id: 0,
             settling: false,
+            idle_at: None,
+            stop_self: false,
         }
     }
 
-    fn insert(&mut self, id: u64, timeout: Option<Duration>, ticket: Ticket, cont: Cont<C>) {
-        let deadline = timeout.map(|t| (Instant::now() + t, t));
+    /// Ready for a fresh instance (after `abandon_all`).
+    pub(crate) fn reset(&mut self) {
+        self.settling = false;
+        self.idle_at = None;
+        self.stop_self = false;
+    }
+
+    fn insert(
+        &mut self,
+        now: Instant,
+        id: u64,
+        timeout: Option<Duration>,
+        ticket: Ticket,
+        cont: Cont<C>,
+    ) {
+        let deadline = timeout.map(|t| (now + t, t));
         if let Some((at, _)) = deadline {
-            self.timers.insert((at, id), ());
+            self.timers.deadline(at, id);
         }
         self.pending.insert(
             id,
@@ -125,22 +176,42 @@ impl<C: Component> Local<C> {
     pub(crate) fn take(&mut self, id: u64) -> Option<Pending<C>> {
         let p = self.pending.remove(&id)?;
         if let Some((at, _)) = p.deadline {
-            self.timers.remove(&(at, id));
+            self.timers.remove_deadline(at, id);
         }
         Some(p)
     }
 
-    /// Stops waiting for every outcome: places are given back, continuations dropped uncalled.
+    /// Stops waiting for every outcome: places are given back, continuations dropped uncalled;
+    /// every timer is dropped.
     pub(crate) fn abandon_all(&mut self) {
         for (_, p) in self.pending.drain() {
             p.ticket.abandon();
         }
         self.timers.clear();
+        self.idle_at = None;
     }
 
+    /// The first timer, deadline or idle timeout.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        match (self.timers.first(), self.idle_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
+}
+
+/// How a reactor runs its component's instances: set per component at deploy.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) clock: Clock,
+    /// Whether the reactor waits for its supervisor after an instance failed, or after it
+    /// stopped itself, instead of ending: `true` when the restart mode may restart it then.
+    pub(crate) await_after_failure: bool,
+    pub(crate) await_after_normal: bool,
+    pub(crate) on_error: OnError,
+    pub(crate) idle_timeout: Option<Duration>,
+    /// The drain deadline of an instance that stops itself.
+    pub(crate) drain_timeout: Duration,
 }
 
 /// What a reactor shares with every context it makes.
@@ -148,6 +219,8 @@ pub(crate) struct Core {
     pub(crate) reactor: Reactor,
     pub(crate) router: Arc<dyn Router>,
     pub(crate) pool: WorkerPool,
+    pub(crate) system: Arc<dyn System>,
+    pub(crate) settings: Settings,
 }
 
 /// A component's view of the runtime, valid during one call on its reactor thread.
@@ -285,8 +358,9 @@ impl<'a, C: Component> Context<'a, C> {
         ));
         match self.core.router.send(topic, msg) {
             Ok(()) => {
+                let now = self.now();
                 self.local
-                    .insert(id, Some(timeout), ticket, Cont::Reply(Box::new(then)));
+                    .insert(now, id, Some(timeout), ticket, Cont::Reply(Box::new(then)));
                 Ok(request_id)
             }
             Err(e) => Err(e.map_payload(|mut m| {
@@ -399,14 +473,16 @@ impl<'a, C: Component> Context<'a, C> {
                 return Err(e.map_payload(|()| job));
             }
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let clock = self.core.settings.clock.clone();
+        let now = clock.now();
+        let deadline = timeout.map(|t| now + t);
         slot.execute(Box::new(move || {
             if permit.is_abandoned() {
                 // The component stopped waiting (deadline or stop): the job need not run.
                 permit.cancel();
                 return;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| clock.now() >= d) {
                 // Not started by its deadline: skipped. The continuation gets Timeout, from
                 // here or from the reactor's own timer, whichever is first.
                 permit.skip_job(timeout.unwrap_or_default());
@@ -429,7 +505,7 @@ impl<'a, C: Component> Context<'a, C> {
                 r.map(|b| *b.downcast::<R>().expect("job result has the job's type")),
             );
         });
-        self.local.insert(id, timeout, ticket, Cont::Job(cont));
+        self.local.insert(now, id, timeout, ticket, Cont::Job(cont));
         Ok(id)
     }
 
@@ -445,6 +521,137 @@ impl<'a, C: Component> Context<'a, C> {
     /// Removes a subscription; `false` if it did not exist.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
         self.core.router.unsubscribe(id)
+    }
+
+    /// Never blocks. Sends `msg` straight to the component named `name`, whatever it
+    /// subscribes to; see [`Bus::send_to`](crate::Bus::send_to).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::send_to`](crate::Bus::send_to); the message is handed back.
+    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.core.router.send_to(name, self.stamp(msg))
+    }
+
+    /// Now, on the runtime's [`Clock`] (a manual clock in tests).
+    pub fn now(&self) -> Instant {
+        self.core.settings.clock.now()
+    }
+
+    /// Runs `f` on this reactor once `delay` has passed. Timers belong to this instance: they
+    /// are dropped when it goes down (a restarted instance sets its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    /// use std::time::Duration;
+    ///
+    /// struct Reminder { reminded: bool }
+    ///
+    /// impl Component for Reminder {
+    ///     fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         ctx.after(Duration::from_secs(30), |this: &mut Self, _ctx| this.reminded = true);
+    ///         Ok(())
+    ///     }
+    ///     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn after<F>(&mut self, delay: Duration, f: F) -> TimerId
+    where
+        F: FnOnce(&mut C, &mut Context<'_, C>) + 'static,
+    {
+        let mut f = Some(f);
+        let call = move |c: &mut C, ctx: &mut Context<'_, C>| {
+            if let Some(f) = f.take() {
+                f(c, ctx);
+            }
+        };
+        self.set_timer(delay, None, Action::Call(Box::new(call)))
+    }
+
+    /// Runs `f` on this reactor every `period`, first after one period, until cancelled or
+    /// the instance goes down. A reactor that falls behind skips the missed ticks rather than
+    /// running them in a burst. A zero period is taken as one millisecond.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    /// use std::time::Duration;
+    ///
+    /// struct Heartbeat;
+    ///
+    /// impl Component for Heartbeat {
+    ///     fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         ctx.every(Duration::from_secs(1), |_this: &mut Self, ctx| {
+    ///             // Backpressure or no subscriber: this beat is skipped, the next one comes.
+    ///             let _ = ctx.publish("heartbeat", Message::empty());
+    ///         });
+    ///         Ok(())
+    ///     }
+    ///     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn every<F>(&mut self, period: Duration, f: F) -> TimerId
+    where
+        F: FnMut(&mut C, &mut Context<'_, C>) + 'static,
+    {
+        let period = period.max(Duration::from_millis(1));
+        self.set_timer(period, Some(period), Action::Call(Box::new(f)))
+    }
+
+    /// Delivers `msg` to this component's own `handle` once `delay` has passed. It does not
+    /// go through the mailbox, so it is never refused for lack of room.
+    pub fn send_after(&mut self, delay: Duration, msg: Message) -> TimerId {
+        let msg = self.stamp(msg);
+        self.set_timer(delay, None, Action::Deliver(msg))
+    }
+
+    /// Cancels a timer: `true` if it had not fired yet (a periodic one: if it was running).
+    /// A cancelled [`send_after`](Context::send_after) drops its message.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.local.timers.cancel(id.0)
+    }
+
+    fn set_timer(&mut self, delay: Duration, period: Option<Duration>, a: Action<C>) -> TimerId {
+        let id = self.next_id();
+        let at = self.now() + delay;
+        self.local.timers.user(at, id, period, a);
+        TimerId(id)
+    }
+
+    /// Asks this instance to stop once the current call returns: its mailbox refuses new
+    /// messages, what is queued is handled (within its drain timeout), then `stop` runs. An
+    /// orderly stop: watchers get [`DownReason::Normal`](crate::DownReason::Normal), and only
+    /// a `permanent` component is restarted after it.
+    pub fn stop(&mut self) {
+        self.local.stop_self = true;
+        self.core.reactor.mailbox.set_flag(CLOSED);
+    }
+
+    /// Watches the component named `name`: when an instance of it goes down, this
+    /// instance's [`Component::down`] runs with the reason. Watching a component that is down
+    /// for good calls `down` at once (on this reactor, after this call). The watch ends with
+    /// [`unwatch`](Context::unwatch), when `name` is down for good, or when this instance goes
+    /// down.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no component has that name.
+    pub fn watch(&self, name: &str) -> Result<WatchId, Error> {
+        self.core
+            .system
+            .watch(name, Watcher::Reactor(self.core.reactor.clone()))
+    }
+
+    /// Ends a watch; `false` if it had ended already.
+    pub fn unwatch(&self, id: WatchId) -> bool {
+        self.core.system.unwatch(id)
     }
 
     fn next_id(&mut self) -> u64 {

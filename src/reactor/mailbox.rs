@@ -2,14 +2,18 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use crate::types::{intern, Error, Message, Name, NotDelivered, ReplySink, Str};
+use super::Router;
+use crate::types::{
+    intern, DeadLetterReason, Down, Error, Message, Name, NotDelivered, Overflow, ReplySink, Str,
+    Wake,
+};
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
 // the reactor sleeps.
@@ -20,6 +24,7 @@ use crate::types::{intern, Error, Message, Name, NotDelivered, ReplySink, Str};
 //   bit  60      CLOSED  the reactor refuses new messages (stop requested, or it failed)
 //   bit  61      DEAD    the reactor thread is gone: replies are refused too
 //   bit  62      SLEEPING the reactor is parked (or about to park); a pusher must wake it
+//   bit  63      SIGNAL  a control command waits (supervisor, watch notice, clock tick)
 const NORMAL_ONE: u64 = 1;
 const NORMAL_MASK: u64 = (1 << 30) - 1;
 const EXTRA_ONE: u64 = 1 << 30;
@@ -27,6 +32,7 @@ const EXTRA_MASK: u64 = NORMAL_MASK << 30;
 pub(crate) const CLOSED: u64 = 1 << 60;
 pub(crate) const DEAD: u64 = 1 << 61;
 const SLEEPING: u64 = 1 << 62;
+const SIGNAL: u64 = 1 << 63;
 const COUNTS: u64 = NORMAL_MASK | EXTRA_MASK;
 
 /// The largest capacity a mailbox or permit budget may have: keeps counts clear of the flags
@@ -58,6 +64,23 @@ impl Task {
     }
 }
 
+/// A command for the reactor thread from outside its component: taken at the next batch
+/// boundary, ahead of queued messages.
+pub(crate) enum Control {
+    /// Stop the instance so its supervisor can restart it (settle, `stop`), keep the queued
+    /// messages, acknowledge, and wait for the next command.
+    Suspend(crossbeam::channel::Sender<()>),
+    /// Build a fresh instance and start it; acknowledge with the outcome of `start`.
+    Restart(crossbeam::channel::Sender<Result<(), String>>),
+    /// Down for good: no new instance will be built. Queued messages are dead-lettered with
+    /// this reason and the thread ends.
+    Exit(DeadLetterReason),
+    /// A component this one watches went down.
+    Down(Down),
+    /// The (manual) clock moved: look at the timers again.
+    Tick,
+}
+
 /// Counters written by the reactor thread (and by pushers only on their failure paths), kept
 /// off the state word's cache line.
 #[derive(Default)]
@@ -68,6 +91,17 @@ pub(crate) struct Counters {
     pub(crate) late_replies: AtomicU64,
     pub(crate) late_jobs: AtomicU64,
     pub(crate) failures: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) restarts: AtomicU64,
+}
+
+/// A mailbox's settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MailboxConfig {
+    pub(crate) capacity: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) overflow: Overflow,
 }
 
 pub(crate) struct Mailbox {
@@ -77,6 +111,9 @@ pub(crate) struct Mailbox {
     pub(crate) source: Str,
     pub(crate) capacity: usize,
     pub(crate) max_pending: usize,
+    pub(crate) overflow: Overflow,
+    // Where dead letters go: the bus, weakly (the bus's table holds this mailbox).
+    router: Weak<dyn Router>,
     state: CachePadded<AtomicU64>,
     queue: SegQueue<Task>,
     // Permits handed out and not yet returned (their item not yet popped).
@@ -88,6 +125,8 @@ pub(crate) struct Mailbox {
     // Written once, by `close`; read by the reactor before every message. On its own cache
     // line so that read is an L1 hit, not a load of the contended state word.
     stop: CachePadded<StopRequest>,
+    // Commands for the reactor thread; SIGNAL in the state word says there are some.
+    control: Mutex<Vec<Control>>,
 }
 
 #[derive(Default)]
@@ -96,19 +135,84 @@ struct StopRequest {
     drain_deadline: Mutex<Option<Instant>>,
 }
 
+impl Wake for Mailbox {
+    fn wake(&self) {
+        self.command(Control::Tick);
+    }
+}
+
 impl Mailbox {
-    pub(crate) fn new(name: Name, capacity: usize, max_pending: usize) -> Mailbox {
+    pub(crate) fn new(name: Name, config: MailboxConfig, router: Weak<dyn Router>) -> Mailbox {
         Mailbox {
             source: intern(&name),
             name,
-            capacity,
-            max_pending,
+            capacity: config.capacity,
+            max_pending: config.max_pending,
+            overflow: config.overflow,
+            router,
             state: CachePadded::new(AtomicU64::new(0)),
             queue: SegQueue::new(),
             pending: CachePadded::new(AtomicUsize::new(0)),
             thread: OnceLock::new(),
             counters: CachePadded::new(Counters::default()),
             stop: CachePadded::new(StopRequest::default()),
+            control: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues a command for the reactor thread and wakes it. A command for a reactor whose
+    /// thread is gone is dropped (with it any acknowledgement channel, which its waiter sees).
+    pub(crate) fn command(&self, c: Control) {
+        if self.state() & DEAD != 0 {
+            return;
+        }
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c);
+        self.set_flag(SIGNAL);
+    }
+
+    /// Takes the commands waiting, oldest first (reactor thread).
+    pub(crate) fn take_commands(&self) -> Vec<Control> {
+        if self.state() & SIGNAL == 0 {
+            return Vec::new();
+        }
+        // Clear first: a command queued after the take below sets it again.
+        self.state.fetch_and(!SIGNAL, Ordering::AcqRel);
+        std::mem::take(&mut *self.control.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Opens a mailbox closed by an orderly stop of its instance again, for a restart.
+    pub(crate) fn reopen(&self) {
+        self.stop.requested.store(false, Ordering::Release);
+        *self
+            .stop
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.state.fetch_and(!CLOSED, Ordering::AcqRel);
+    }
+
+    /// A reply that came for this component after it stopped waiting: the bus counts it and
+    /// dead-letters it.
+    pub(crate) fn late_reply(&self, reply: Message) {
+        if let Some(late) = self.router.upgrade().and_then(|r| r.late().upgrade()) {
+            late.late_reply(reply, Some(self.name.clone()));
+        }
+    }
+
+    /// Publishes `m` on the dead-letter topic with `reason` and counts it. A request among
+    /// them is answered at once with `NoReply` rather than left to time out.
+    pub(crate) fn dead_letter(&self, mut m: Message, reason: DeadLetterReason) {
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = m.take_reply_handle() {
+            let _ = r.fail(Error::NoReply {
+                reason: format!("`{}`: {reason}", self.name),
+            });
+        }
+        if let Some(router) = self.router.upgrade() {
+            router.dead_letter(m, reason, Some(self.name.clone()));
         }
     }
 
@@ -127,11 +231,12 @@ impl Mailbox {
         // more, so "nothing admitted" really means the drain is done.
         // The request is stored before the reactor is woken: a reactor that saw CLOSED without
         // it would go round its loop again at once (`idle` returns on CLOSED).
-        let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        // SIGNAL last, through the state word: a reactor waiting for commands checks the
+        // request, then announces its sleep with a CAS on that word, so either it sees the
+        // request or this RMW sees it sleeping and wakes it.
+        self.state.fetch_or(CLOSED, Ordering::AcqRel);
         self.stop.requested.store(true, Ordering::Release);
-        if prev & SLEEPING != 0 {
-            self.wake();
-        }
+        self.set_flag(SIGNAL);
     }
 
     /// The drain deadline, once a stop was requested.
@@ -157,19 +262,64 @@ impl Mailbox {
             });
         }
         if (prev & NORMAL_MASK) as usize >= self.capacity {
-            self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::Backpressure {
-                target: self.name.clone(),
-                capacity: self.capacity,
-                rejected: msg,
-            });
+            return self.overflow(msg, prev);
         }
         self.queue.push(Task::Message(msg));
         if prev & SLEEPING != 0 {
             self.wake();
         }
         Ok(())
+    }
+
+    /// A message admitted over capacity: refused, or dropped (the new one or the oldest) by the
+    /// overflow policy. Cold path.
+    #[cold]
+    fn overflow(&self, msg: Message, prev: u64) -> Result<(), Error<Message>> {
+        match self.overflow {
+            Overflow::Reject => {
+                self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Backpressure {
+                    target: self.name.clone(),
+                    capacity: self.capacity,
+                    rejected: msg,
+                })
+            }
+            Overflow::DropNewest => {
+                self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dead_letter(msg, DeadLetterReason::Overflow(Overflow::DropNewest));
+                Ok(())
+            }
+            Overflow::DropOldest => {
+                // Stay admitted and take the oldest message out to make room. Replies and job
+                // results met on the way are never dropped: they go back in (behind, which is
+                // harmless: each has its own continuation). If the reactor took every message
+                // meanwhile there is nothing to drop, and the count is over capacity by this
+                // one until the reactor pops it: at most by the number of racing senders.
+                let mut keep = Vec::new();
+                let oldest = loop {
+                    match self.queue.pop() {
+                        Some(Task::Message(m)) => break Some(m),
+                        Some(t) => keep.push(t),
+                        None => break None,
+                    }
+                };
+                for t in keep {
+                    self.queue.push(t);
+                }
+                self.queue.push(Task::Message(msg));
+                if let Some(old) = oldest {
+                    self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.dead_letter(old, DeadLetterReason::Overflow(Overflow::DropOldest));
+                }
+                if prev & SLEEPING != 0 {
+                    self.wake();
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Queues a reply or job result on a permit: no capacity check (its room was reserved),
@@ -252,7 +402,7 @@ impl Mailbox {
     /// as `policy` has learned is worth it, then parks until a push, a flag, or `timeout`
     /// wakes it. Teaches `policy` how the wait ended.
     pub(crate) fn idle(&self, policy: &mut IdlePolicy, timeout: Option<Duration>) {
-        let busy = COUNTS | CLOSED;
+        let busy = COUNTS | CLOSED | SIGNAL;
         if self.state.load(Ordering::Acquire) & busy == CLOSED {
             // A stop request between its two stores (see `request_stop`): let the stopping
             // thread finish rather than spin against it.
@@ -302,6 +452,27 @@ impl Mailbox {
         if !policy.fresh {
             policy.parked_for(parked.elapsed());
         }
+    }
+
+    /// Parks a reactor that has no instance running until a command or a stop request comes
+    /// (or `timeout` passes). Messages pushed meanwhile may wake it too: the caller loops.
+    pub(crate) fn wait_signal(&self, timeout: Option<Duration>) {
+        let cur = self.state();
+        if cur & SIGNAL != 0 || self.stop.requested.load(Ordering::Acquire) {
+            return;
+        }
+        if self
+            .state
+            .compare_exchange(cur, cur | SLEEPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        match timeout {
+            Some(d) => thread::park_timeout(d),
+            None => thread::park(),
+        }
+        self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
     }
 
     /// Pops every remaining item once the reactor is DEAD, waiting out pushes that were

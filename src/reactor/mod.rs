@@ -1,27 +1,76 @@
-//! The reactor: one thread per component, its bounded mailbox and run loop, the timers that
-//! bound requests and jobs, and the [`Context`] a component sees. Depends on `worker` (to
-//! offload) and `types`.
+//! The reactor: one thread per component, its bounded mailbox and run loop, its timers (user
+//! timers, idle timeout, the deadlines of requests and jobs), the life of the component
+//! instances it builds (start, restart in place, stop), and the [`Context`] a component sees.
+//! Depends on `worker` (to offload) and `types`.
 //!
-//! The wake-up protocol and the stop sequence are described in `README.md` beside this file.
+//! The wake-up protocol, the stop sequence and the restart protocol are described in
+//! `README.md` beside this file.
 
 mod context;
 mod mailbox;
 mod run;
+mod timer;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use context::{Component, Context};
+pub use timer::TimerId;
 
-pub(crate) use context::Core;
-pub(crate) use mailbox::MAX_CAPACITY;
+pub(crate) use context::{Core, Settings};
+pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
 pub(crate) use run::{abandon_unstarted, on_reactor_thread, spawn, Exit, Factory};
 
 use mailbox::{Mailbox, CLOSED, DEAD};
 
 use crate::types::{
-    DeadLetterReason, Error, LateReplies, Message, Name, PublishReport, SubscriptionId,
+    DeadLetterReason, Down, DownReason, Error, LateReplies, Message, Name, PublishReport,
+    SubscriptionId,
 };
+
+/// What a component's handler returning `Err` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum OnError {
+    /// The instance failed, as on a panic: it goes down, and its supervisor decides (restart
+    /// or not, by its restart mode). The default.
+    #[default]
+    Fail,
+    /// The message is dead-lettered with [`DeadLetterReason::Failed`], the error counted
+    /// ([`ReactorStats::errors`]), and the instance keeps running. Panics still fail it.
+    Continue,
+}
+
+/// A watch, to end it with `unwatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchId(pub(crate) u64);
+
+/// Who a `Down` goes to.
+#[derive(Clone)]
+pub(crate) enum Watcher {
+    /// A component: its `Component::down` runs on its reactor.
+    Reactor(Reactor),
+    /// A plain thread's [`Watch`](crate::Watch) handle.
+    Channel(crossbeam::channel::Sender<Down>),
+}
+
+/// A component instance went down; the reactor tells its supervisor.
+#[derive(Debug)]
+pub(crate) struct InstanceDown {
+    pub(crate) name: Name,
+    pub(crate) reason: DownReason,
+    /// The reactor waits for a `Restart` or `Exit` command; `false`: its thread has ended.
+    pub(crate) awaiting: bool,
+    /// When, on the runtime's clock: restart windows and backoff count from here, not from
+    /// when the supervisor got to it.
+    pub(crate) at: std::time::Instant,
+}
+
+/// What a reactor needs from the runtime above it: watches, and a supervisor to report to.
+pub(crate) trait System: Send + Sync + 'static {
+    fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error>;
+    fn unwatch(&self, id: WatchId) -> bool;
+    fn down(&self, down: InstanceDown);
+}
 
 /// What a reactor needs from the world outside it: the bus, seen through this trait so the
 /// reactor does not depend on the bus module.
@@ -30,6 +79,7 @@ pub(crate) trait Router: Send + Sync + 'static {
     fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>>;
     fn subscribe(&self, pattern: &str, reactor: &Reactor) -> Result<SubscriptionId, Error>;
     fn unsubscribe(&self, id: SubscriptionId) -> bool;
+    fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>>;
     fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Option<Name>);
     fn late(&self) -> std::sync::Weak<dyn LateReplies>;
 }
@@ -67,6 +117,12 @@ pub struct ReactorStats {
     pub late_jobs: u64,
     /// Failures: handler panics or errors, and panics in `stop`.
     pub failures: u64,
+    /// Handler errors that did not fail the instance ([`OnError::Continue`]).
+    pub errors: u64,
+    /// Messages dropped by the overflow policy (each dead-lettered).
+    pub dropped: u64,
+    /// Times a fresh instance was built after the first.
+    pub restarts: u64,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -79,19 +135,27 @@ impl std::fmt::Debug for Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(name: Name, capacity: usize, max_pending: usize) -> Reactor {
+    pub(crate) fn new(
+        name: Name,
+        config: MailboxConfig,
+        router: std::sync::Weak<dyn Router>,
+    ) -> Reactor {
         Reactor {
-            mailbox: Arc::new(Mailbox::new(name, capacity, max_pending)),
+            mailbox: Arc::new(Mailbox::new(name, config, router)),
         }
     }
 
     /// Never blocks. Queues `msg` for the component's `handle`.
     ///
-    /// Messages from one thread are handled in the order that thread executed them.
+    /// Messages from one thread are handled in the order that thread executed them. Messages
+    /// queued while the component is being restarted wait for the new instance.
     ///
     /// # Errors
     ///
-    /// - [`Error::Backpressure`] when `capacity` messages are waiting; `msg` is handed back.
+    /// - [`Error::Backpressure`] when `capacity` messages are waiting and the overflow policy
+    ///   is [`Overflow::Reject`](crate::Overflow::Reject); `msg` is handed back. (Under
+    ///   `DropOldest` / `DropNewest` a message is dropped and dead-lettered instead, and this
+    ///   returns `Ok`.)
     /// - [`Error::Stopped`] once the component is stopping, has stopped or has failed; `msg`
     ///   is handed back.
     pub fn execute(&self, msg: Message) -> Result<(), Error<Message>> {
@@ -141,6 +205,9 @@ impl Reactor {
             late_replies: c.late_replies.load(Ordering::Relaxed),
             late_jobs: c.late_jobs.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
         }
     }
 
@@ -148,6 +215,11 @@ impl Reactor {
     /// queued until `drain_deadline`, calls `stop`, and exits.
     pub(crate) fn close(&self, drain_deadline: std::time::Instant) {
         self.mailbox.request_stop(drain_deadline);
+    }
+
+    /// Sends a command to the reactor thread (dropped if the thread is gone).
+    pub(crate) fn command(&self, c: Control) {
+        self.mailbox.command(c);
     }
 
     /// `true` when both handles are for the same reactor.

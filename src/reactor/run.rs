@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,10 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Cont, Context, Core, Local};
-use super::mailbox::{IdlePolicy, Mailbox, Task, CLOSED, DEAD};
-use super::Router;
-use crate::types::{panic_message, DeadLetterReason, Error, Message};
+use super::mailbox::{Control, IdlePolicy, Mailbox, Task, CLOSED, DEAD};
+use super::timer::{next_period, Action, Entry};
+use super::{InstanceDown, OnError};
+use crate::types::{panic_message, BoxError, DeadLetterReason, DownReason, Error, Message, Wake};
 
 /// Most messages taken from the queue per pass: bounds the time between timer checks and
 /// amortises the admission counter's RMW.
@@ -60,6 +61,8 @@ pub(crate) fn spawn<C: Component>(
     builder.spawn(move || {
         ON_REACTOR.with(|f| f.set(true));
         core.reactor.mailbox.set_thread(thread::current());
+        let me: Weak<dyn Wake> = Arc::downgrade(&core.reactor.mailbox) as _;
+        core.settings.clock.register(me);
         let exit = run(&core, &factory, &started);
         drop(core);
         let _ = done.send(exit);
@@ -68,8 +71,8 @@ pub(crate) fn spawn<C: Component>(
 
 /// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
 /// queued messages. Returns how many.
-pub(crate) fn abandon_unstarted(reactor: &super::Reactor, router: &Arc<dyn super::Router>) -> u64 {
-    close_for_good(&reactor.mailbox, &**router, &DeadLetterReason::Stopped)
+pub(crate) fn abandon_unstarted(reactor: &super::Reactor) -> u64 {
+    close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped)
 }
 
 /// Why the component stopped handling messages, with the message it failed on.
@@ -78,6 +81,45 @@ struct Failure {
     reason: DeadLetterReason,
 }
 
+/// How an instance's life ended.
+enum End {
+    /// The runtime asked the reactor to stop: the instance was stopped in order.
+    Shutdown,
+    /// The instance stopped itself ([`Context::stop`]) and was stopped in order.
+    Normal,
+    /// The instance failed. `rest`: the tasks it had taken out but not run.
+    Failed(Failure, Vec<Task>),
+    /// Its supervisor stopped it for a restart: stopped in order, queued messages kept.
+    Suspended(Sender<()>),
+    /// Its supervisor stopped it for good: stopped in order.
+    Exit(DeadLetterReason),
+}
+
+/// What an instance that went down waits for.
+enum Next {
+    Restart(Sender<Result<(), String>>),
+    Exit(DeadLetterReason, DownReason),
+}
+
+fn build<C: Component>(
+    core: &Core,
+    factory: &Factory<C>,
+    local: &mut Local<C>,
+) -> Result<C, String> {
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        let mut comp = factory();
+        comp.start(&mut Context { core, local })
+            .map(|()| comp)
+            .map_err(|e| e.to_string())
+    }));
+    match built {
+        Ok(r) => r,
+        Err(p) => Err(format!("panicked: {}", panic_message(&*p))),
+    }
+}
+
+/// The reactor thread's life: instance after instance, until the runtime stops it or its
+/// supervisor gives up on it. See "Restarts" in README.md.
 fn run<C: Component>(
     core: &Core,
     factory: &Factory<C>,
@@ -86,44 +128,193 @@ fn run<C: Component>(
     let mb = &*core.reactor.mailbox;
     let mut local = Local::<C>::new();
     let mut exit = Exit::default();
+    // Tasks a failed instance had taken out but not run: the next instance runs them first.
+    let mut carry: Vec<Task> = Vec::new();
+    let mut restart_ack: Option<Sender<Result<(), String>>> = None;
+    loop {
+        local.reset();
+        let down = match build(core, factory, &mut local) {
+            Ok(mut comp) => {
+                match restart_ack.take() {
+                    Some(ack) => {
+                        let _ = ack.send(Ok(()));
+                    }
+                    None => {
+                        let _ = started.send(Ok(()));
+                    }
+                }
+                let end = run_instance(&mut comp, core, &mut local, &mut exit, &mut carry);
+                drop(comp);
+                match end {
+                    End::Shutdown => {
+                        let reason = exit_down_reason(&exit);
+                        let exit = finish(core, exit, DeadLetterReason::Stopped);
+                        report(core, reason, false);
+                        return exit;
+                    }
+                    End::Exit(dl) => {
+                        let exit = finish(core, exit, dl);
+                        report(core, DownReason::Shutdown, false);
+                        return exit;
+                    }
+                    End::Suspended(ack) => {
+                        // The supervisor tells the watchers: it knows what comes next.
+                        let _ = ack.send(());
+                        None
+                    }
+                    End::Normal if !core.settings.await_after_normal => {
+                        let reason = exit
+                            .failure
+                            .as_ref()
+                            .map_or(DownReason::Normal, down_reason);
+                        let exit = finish(core, exit, DeadLetterReason::Stopped);
+                        report(core, reason, false);
+                        return exit;
+                    }
+                    End::Normal => Some(DownReason::Normal),
+                    End::Failed(f, rest) => {
+                        mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        if let Some(m) = f.message {
+                            exit.abandoned += 1;
+                            mb.dead_letter(m, f.reason.clone());
+                        }
+                        let down = down_reason(&f.reason);
+                        if !core.settings.await_after_failure {
+                            // Never restarted: refuse new messages now, account for the rest.
+                            mb.set_flag(CLOSED);
+                            for task in rest {
+                                exit.abandoned += u64::from(abandon(mb, task, &f.reason));
+                            }
+                            let mut exit = finish(core, exit, f.reason.clone());
+                            exit.failure = Some(f.reason);
+                            report(core, down, false);
+                            return exit;
+                        }
+                        carry = rest;
+                        exit.failure = Some(f.reason);
+                        Some(down)
+                    }
+                }
+            }
+            Err(reason) => {
+                local.abandon_all();
+                let Some(ack) = restart_ack.take() else {
+                    return start_failed(core, exit, reason, started);
+                };
+                mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let _ = ack.send(Err(reason.clone()));
+                exit.failure = Some(DeadLetterReason::Failed(reason.clone()));
+                Some(DownReason::Failed(format!("start failed: {reason}")))
+            }
+        };
+        if let Some(reason) = down {
+            report(core, reason, true);
+        }
+        match await_command(mb, core) {
+            Next::Restart(ack) => {
+                mb.reopen();
+                mb.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                exit.failure = None;
+                restart_ack = Some(ack);
+            }
+            Next::Exit(dl, down) => {
+                for task in carry.drain(..) {
+                    exit.abandoned += u64::from(abandon(mb, task, &dl));
+                }
+                let mut exit = finish(core, exit, dl.clone());
+                if down.is_failure() {
+                    exit.failure = Some(dl);
+                }
+                report(core, down, false);
+                return exit;
+            }
+        }
+    }
+}
 
-    let built = catch_unwind(AssertUnwindSafe(|| {
-        let mut comp = factory();
-        comp.start(&mut Context {
-            core,
-            local: &mut local,
-        })
-        .map(|()| comp)
-        .map_err(|e| e.to_string())
-    }));
-    let mut comp = match built {
-        Ok(Ok(c)) => {
-            let _ = started.send(Ok(()));
-            c
-        }
-        Ok(Err(reason)) => {
-            local.abandon_all();
-            return start_failed(core, exit, reason, started);
-        }
-        Err(p) => {
-            local.abandon_all();
-            let reason = format!("panicked: {}", panic_message(&*p));
-            return start_failed(core, exit, reason, started);
-        }
-    };
+/// Tells the supervisor an instance went down (`awaiting`: the reactor waits for its word).
+fn report(core: &Core, reason: DownReason, awaiting: bool) {
+    core.system.down(InstanceDown {
+        name: core.reactor.mailbox.name.clone(),
+        reason,
+        awaiting,
+        at: core.settings.clock.now(),
+    });
+}
 
+fn down_reason(reason: &DeadLetterReason) -> DownReason {
+    match reason {
+        DeadLetterReason::Panicked(m) => DownReason::Panicked(m.clone()),
+        DeadLetterReason::Failed(m) => DownReason::Failed(m.clone()),
+        _ => DownReason::Shutdown,
+    }
+}
+
+/// The reason a stop by the runtime reports: a panic in `stop` makes it a failure.
+fn exit_down_reason(exit: &Exit) -> DownReason {
+    exit.failure
+        .as_ref()
+        .map_or(DownReason::Shutdown, down_reason)
+}
+
+/// Waits, with no instance running, for the supervisor's word or the runtime's stop.
+fn await_command(mb: &Mailbox, core: &Core) -> Next {
+    loop {
+        if mb.stop_requested().is_some() {
+            return Next::Exit(DeadLetterReason::Stopped, DownReason::Shutdown);
+        }
+        for c in mb.take_commands() {
+            match c {
+                Control::Restart(ack) => return Next::Restart(ack),
+                Control::Exit(dl) => {
+                    let down = down_reason(&dl);
+                    return Next::Exit(dl, down);
+                }
+                // Down already; a watch notice has no instance to go to (watches end with the
+                // instance that made them).
+                Control::Suspend(ack) => {
+                    let _ = ack.send(());
+                }
+                Control::Down(_) | Control::Tick => {}
+            }
+        }
+        let _ = core;
+        mb.wait_signal(None);
+    }
+}
+
+/// Runs one instance until it ends. `carry`: tasks to run first (left by a failed instance).
+fn run_instance<C: Component>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+    exit: &mut Exit,
+    carry: &mut Vec<Task>,
+) -> End {
+    let mb = &*core.reactor.mailbox;
+    let settings = &core.settings;
     let batch_max = batch_size(mb.capacity);
-    let mut batch: Vec<Task> = Vec::with_capacity(batch_max);
+    let mut batch: Vec<Task> = std::mem::take(carry);
     // Set once the stop request is seen: messages handled from then on are `drained`, and
     // none is started after this deadline.
     let mut drain: Option<Instant> = None;
+    let mut suspend: Option<Sender<()>> = None;
+    let mut exit_for_good: Option<DeadLetterReason> = None;
     let landing = Backoff::new();
     let mut idle = IdlePolicy::default();
+    if let Some(d) = settings.idle_timeout {
+        local.idle_at = Some(settings.clock.now() + d);
+    }
     loop {
-        let n = mb.pop_batch(&mut batch, batch_max);
+        let n = if batch.is_empty() {
+            mb.pop_batch(&mut batch, batch_max)
+        } else {
+            batch.len()
+        };
         let mut tasks = batch.drain(..);
         let mut handled = 0u64;
-        let mut outcome = Ok(());
+        let mut messages = 0u64;
+        let mut outcome = Ok(true);
         for task in tasks.by_ref() {
             if drain.is_none() {
                 drain = mb.stop_requested();
@@ -132,37 +323,71 @@ fn run<C: Component>(
             if is_message && drain.is_some_and(|d| Instant::now() >= d) {
                 // Past the drain deadline no message is started: it is abandoned like those
                 // still queued. Replies and job results still reach their continuations.
-                exit.abandoned += u64::from(abandon(
-                    &core.reactor.mailbox,
-                    &*core.router,
-                    task,
-                    &DeadLetterReason::Stopped,
-                ));
+                exit.abandoned += u64::from(abandon(mb, task, &DeadLetterReason::Stopped));
                 continue;
             }
-            outcome = dispatch(&mut comp, core, &mut local, task);
-            if outcome.is_err() {
-                break;
+            outcome = dispatch(comp, core, local, task);
+            match outcome {
+                Err(_) => break,
+                Ok(done) if is_message => {
+                    messages += 1;
+                    if done {
+                        handled += 1;
+                        exit.drained += u64::from(drain.is_some());
+                    } else {
+                        exit.abandoned += 1;
+                    }
+                }
+                Ok(_) => {}
             }
-            if is_message {
-                handled += 1;
-                exit.drained += u64::from(drain.is_some());
+            if local.stop_self && drain.is_none() {
+                drain = Some(Instant::now() + settings.drain_timeout);
             }
         }
         let rest: Vec<Task> = tasks.collect();
         exit.handled += handled;
         mb.counters.handled.fetch_add(handled, Ordering::Relaxed);
         if let Err(f) = outcome {
-            return fail(core, exit, &mut local, f, rest);
+            return End::Failed(f, rest);
         }
-        if !local.timers.is_empty() {
-            if let Err(f) = fire_timers(&mut comp, core, &mut local) {
-                return fail(core, exit, &mut local, f, Vec::new());
+        if messages > 0 {
+            if let Some(d) = settings.idle_timeout {
+                local.idle_at = Some(settings.clock.now() + d);
+            }
+        }
+        for c in mb.take_commands() {
+            match c {
+                Control::Down(d) => {
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        comp.down(d, &mut Context { core, local })
+                    }));
+                    if let Err(f) = callback_outcome(r) {
+                        return End::Failed(f, Vec::new());
+                    }
+                }
+                Control::Suspend(ack) => suspend = Some(ack),
+                Control::Exit(dl) => exit_for_good = Some(dl),
+                // Running already.
+                Control::Restart(ack) => {
+                    let _ = ack.send(Ok(()));
+                }
+                Control::Tick => {}
+            }
+        }
+        if suspend.is_some() || exit_for_good.is_some() {
+            break;
+        }
+        if local.next_deadline().is_some() {
+            if let Err(f) = fire_timers(comp, core, local) {
+                return End::Failed(f, Vec::new());
             }
         }
 
         if drain.is_none() {
             drain = mb.stop_requested();
+            if drain.is_none() && local.stop_self {
+                drain = Some(Instant::now() + settings.drain_timeout);
+            }
         }
         if let Some(deadline) = drain {
             if Mailbox::normal_len(mb.state()) == 0 || Instant::now() >= deadline {
@@ -179,23 +404,19 @@ fn run<C: Component>(
         } else if drain.is_none() {
             let timeout = local
                 .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+                .and_then(|d| settings.clock.park_for(d));
             mb.idle(&mut idle, timeout);
         }
     }
 
-    // Orderly stop.
+    // Orderly stop of this instance. A suspended one keeps its queued messages for the next.
+    let keep = suspend.is_some().then_some(&mut *carry);
     let deadline = drain.unwrap_or_else(Instant::now);
-    let mut failure = settle(&mut comp, core, &mut local, &mut exit, deadline)
+    let mut failure = settle(comp, core, local, exit, deadline, keep)
         .err()
         .map(|f| f.reason);
     if failure.is_none() {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            comp.stop(&mut Context {
-                core,
-                local: &mut local,
-            })
-        }));
+        let r = catch_unwind(AssertUnwindSafe(|| comp.stop(&mut Context { core, local })));
         if let Err(p) = r {
             failure = Some(DeadLetterReason::Panicked(panic_message(&*p)));
         }
@@ -205,7 +426,30 @@ fn run<C: Component>(
     }
     local.abandon_all();
     exit.failure = failure;
-    finish(core, exit, DeadLetterReason::Stopped)
+    if let Some(ack) = suspend {
+        End::Suspended(ack)
+    } else if let Some(dl) = exit_for_good {
+        End::Exit(dl)
+    } else if mb.stop_requested().is_some() || !local.stop_self {
+        End::Shutdown
+    } else {
+        End::Normal
+    }
+}
+
+/// A component callback's result as a failure, if it was one.
+fn callback_outcome(r: std::thread::Result<Result<(), BoxError>>) -> Result<(), Failure> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure {
+            message: None,
+            reason: DeadLetterReason::Failed(e.to_string()),
+        }),
+        Err(p) => Err(Failure {
+            message: None,
+            reason: DeadLetterReason::Panicked(panic_message(&*p)),
+        }),
+    }
 }
 
 /// The first steps of an orderly stop, before `Component::stop`: replies and job results
@@ -213,12 +457,16 @@ fn run<C: Component>(
 /// deadline, are abandoned); then every continuation still waiting stops waiting and gets
 /// `Err(Stopped)`, except those whose outcome is already on its way, which get that outcome.
 /// New requests and jobs are refused from here on, so this ends.
+///
+/// `keep`: where queued messages go instead of the dead-letter topic (a suspended instance's
+/// messages wait for the next instance).
 fn settle<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
     exit: &mut Exit,
     drain_deadline: Instant,
+    mut keep: Option<&mut Vec<Task>>,
 ) -> Result<(), Failure> {
     let mb = &core.reactor.mailbox;
     // From here on `Context::request` and `spawn_blocking` answer `Stopped`: continuations
@@ -232,17 +480,16 @@ fn settle<C: Component>(
             let mut tasks = buf.drain(..);
             while let Some(task) = tasks.next() {
                 if let Task::Message(m) = task {
-                    exit.abandoned += 1;
-                    dead_letter(
-                        &core.reactor.mailbox,
-                        &*core.router,
-                        m,
-                        DeadLetterReason::Stopped,
-                    );
+                    match keep.as_deref_mut() {
+                        Some(kept) => kept.push(Task::Message(m)),
+                        None => {
+                            exit.abandoned += 1;
+                            mb.dead_letter(m, DeadLetterReason::Stopped);
+                        }
+                    }
                 } else if let Err(f) = dispatch(comp, core, local, task) {
                     for t in tasks {
-                        exit.abandoned +=
-                            u64::from(abandon(&core.reactor.mailbox, &*core.router, t, &f.reason));
+                        exit.abandoned += u64::from(abandon(mb, t, &f.reason));
                     }
                     return Err(f);
                 }
@@ -292,13 +539,14 @@ fn start_failed(
     exit
 }
 
-/// Runs one task. `Err` means the component failed and must stop.
+/// Runs one task. `Err` means the instance failed and must go down; `Ok(false)`, a message
+/// whose handler's error was dead-lettered under [`OnError::Continue`].
 fn dispatch<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
     task: Task,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     match task {
         Task::Message(msg) => {
             // Kept so the message can be dead-lettered if the handler fails. Only the envelope:
@@ -308,7 +556,13 @@ fn dispatch<C: Component>(
                 comp.handle(msg, &mut Context { core, local })
             }));
             match r {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => Ok(true),
+                Ok(Err(e)) if core.settings.on_error == OnError::Continue => {
+                    let mb = &core.reactor.mailbox;
+                    mb.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    mb.dead_letter(keep, DeadLetterReason::Failed(e.to_string()));
+                    Ok(false)
+                }
                 Ok(Err(e)) => Err(Failure {
                     message: Some(keep),
                     reason: DeadLetterReason::Failed(e.to_string()),
@@ -320,18 +574,18 @@ fn dispatch<C: Component>(
             }
         }
         Task::Reply { id, outcome } => match local.take(id) {
-            Some(p) => run_cont(comp, core, local, p.cont, outcome),
+            Some(p) => run_cont(comp, core, local, p.cont, outcome).map(|()| true),
             None => {
-                late_reply(&core.reactor.mailbox, &*core.router, outcome);
-                Ok(())
+                late_reply(&core.reactor.mailbox, outcome);
+                Ok(true)
             }
         },
         Task::Job { id, outcome } => match local.take(id) {
-            Some(p) => run_cont(comp, core, local, p.cont, outcome),
+            Some(p) => run_cont(comp, core, local, p.cont, outcome).map(|()| true),
             None => {
                 let mb = &core.reactor.mailbox;
                 mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(true)
             }
         },
     }
@@ -391,89 +645,91 @@ fn fire_timers<C: Component>(
     core: &Core,
     local: &mut Local<C>,
 ) -> Result<(), Failure> {
-    let now = Instant::now();
-    while let Some((&(at, id), ())) = local.timers.first_key_value() {
-        if at > now {
-            break;
+    let now = core.settings.clock.now();
+    while let Some((at, id, entry)) = local.timers.pop_due(now) {
+        match entry {
+            Entry::Deadline => {
+                let Some(p) = local.take(id) else { continue };
+                if p.ticket.abandon() {
+                    let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
+                    run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
+                } else {
+                    // The outcome was taken for delivery before the deadline: it is in the
+                    // mailbox, or will be within a few instructions, and goes to the
+                    // continuation then.
+                    local.restore(id, p);
+                }
+            }
+            Entry::User {
+                period,
+                action: Action::Call(mut f),
+            } => {
+                local.timers.firing(id);
+                catch_unwind(AssertUnwindSafe(|| {
+                    f(comp, &mut Context { core, local });
+                }))
+                .map_err(|p| Failure {
+                    message: None,
+                    reason: DeadLetterReason::Panicked(panic_message(&*p)),
+                })?;
+                // A periodic timer goes on unless its callback cancelled it.
+                if let (Some(p), false) = (period, local.timers.fired_cancelled()) {
+                    let next = next_period(at, p, now);
+                    local.timers.user(next, id, period, Action::Call(f));
+                }
+            }
+            Entry::User {
+                action: Action::Deliver(msg),
+                ..
+            } => {
+                let mb = &core.reactor.mailbox;
+                if dispatch(comp, core, local, Task::Message(msg))? {
+                    mb.counters.handled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        let Some(p) = local.take(id) else { continue };
-        if p.ticket.abandon() {
-            let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
-            run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
-        } else {
-            // The outcome was taken for delivery before the deadline: it is in the mailbox,
-            // or will be within a few instructions, and goes to the continuation then.
-            local.restore(id, p);
-        }
+    }
+    if local.idle_at.is_some_and(|at| at <= now) {
+        local.idle_at = None;
+        let r = catch_unwind(AssertUnwindSafe(|| comp.idle(&mut Context { core, local })));
+        callback_outcome(r)?;
     }
     Ok(())
 }
 
 /// A reply nobody waits for any more, found on the reactor's side: counted and dead-lettered
 /// exactly as when the deliverer finds it (a bare "no reply" notice is not a reply).
-fn late_reply(mb: &Mailbox, router: &dyn Router, outcome: Result<Message, Error>) {
+fn late_reply(mb: &Mailbox, outcome: Result<Message, Error>) {
     if let Ok(reply) = outcome {
         mb.counters.late_replies.fetch_add(1, Ordering::Relaxed);
-        if let Some(late) = router.late().upgrade() {
-            late.late_reply(reply, Some(mb.name.clone()));
-        }
+        mb.late_reply(reply);
     }
-}
-
-/// The component failed: dead-letter the message it failed on and everything still queued.
-/// Waiting continuations are dropped uncalled, their places given back.
-fn fail<C: Component>(
-    core: &Core,
-    mut exit: Exit,
-    local: &mut Local<C>,
-    f: Failure,
-    rest: Vec<Task>,
-) -> Exit {
-    let mb = &core.reactor.mailbox;
-    local.abandon_all();
-    mb.counters.failures.fetch_add(1, Ordering::Relaxed);
-    mb.set_flag(CLOSED);
-    if let Some(m) = f.message {
-        exit.abandoned += 1;
-        dead_letter(&core.reactor.mailbox, &*core.router, m, f.reason.clone());
-    }
-    for task in rest {
-        exit.abandoned += u64::from(abandon(
-            &core.reactor.mailbox,
-            &*core.router,
-            task,
-            &f.reason,
-        ));
-    }
-    let mut exit = finish(core, exit, f.reason.clone());
-    exit.failure = Some(f.reason);
-    exit
 }
 
 /// The thread's last act: refuse everything, then account for what is left.
 fn finish(core: &Core, mut exit: Exit, reason: DeadLetterReason) -> Exit {
-    exit.abandoned += close_for_good(&core.reactor.mailbox, &*core.router, &reason);
+    exit.abandoned += close_for_good(&core.reactor.mailbox, &reason);
     exit
 }
 
 /// Sets DEAD, so nothing more is admitted, and accounts for every task still queued.
 /// Returns how many bus messages were abandoned.
-fn close_for_good(mb: &Mailbox, router: &dyn Router, reason: &DeadLetterReason) -> u64 {
+fn close_for_good(mb: &Mailbox, reason: &DeadLetterReason) -> u64 {
     mb.set_flag(DEAD | CLOSED);
     let mut abandoned = 0;
-    mb.drain_dead(|task| abandoned += u64::from(abandon(mb, router, task, reason)));
+    mb.drain_dead(|task| abandoned += u64::from(abandon(mb, task, reason)));
     abandoned
 }
 
 /// Accounts for a task that will not be handled; `true` if it was a bus message.
-fn abandon(mb: &Mailbox, router: &dyn Router, task: Task, reason: &DeadLetterReason) -> bool {
+fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) -> bool {
     match task {
         Task::Message(m) => {
-            dead_letter(mb, router, m, reason.clone());
+            mb.dead_letter(m, reason.clone());
             true
         }
         Task::Reply { outcome, .. } => {
-            late_reply(mb, router, outcome);
+            late_reply(mb, outcome);
             false
         }
         Task::Job { .. } => {
@@ -481,15 +737,4 @@ fn abandon(mb: &Mailbox, router: &dyn Router, task: Task, reason: &DeadLetterRea
             false
         }
     }
-}
-
-fn dead_letter(mb: &Mailbox, router: &dyn Router, mut m: Message, reason: DeadLetterReason) {
-    mb.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-    // A request that will not be handled: tell the requester now rather than at its timeout.
-    if let Some(r) = m.take_reply_handle() {
-        let _ = r.fail(Error::NoReply {
-            reason: format!("`{}`: {reason}", mb.name),
-        });
-    }
-    router.dead_letter(m, reason, Some(mb.name.clone()));
 }

@@ -1,23 +1,36 @@
-//! The runtime: configuration, deploy / start / stop, the registry of reactors (which the bus
-//! reaches through `ReactorProvider`), and the shutdown report. Depends on every other module.
+//! The runtime: configuration, deploy / start / stop, supervision (restart modes, supervisors
+//! and their strategies, the supervisor thread), the registry of components with their states
+//! and watches (the bus reaches reactors through it as `ReactorProvider`), and the shutdown
+//! report. Depends on every other module.
 //!
-//! The stop sequence is described in `README.md` beside this file.
+//! The stop sequence and the supervision protocol are described in `README.md` beside this
+//! file.
 
+mod agent;
+mod registry;
 mod report;
+mod supervisor;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver};
 
+pub use agent::{Agent, AgentStats};
+pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
+pub use supervisor::{Restart, RestartBackoff, Strategy, SupervisorOptions};
 
 use crate::bus::{Bus, ReactorProvider};
-use crate::reactor::{self, Component, Core, Exit, Factory, Reactor, MAX_CAPACITY};
-use crate::types::{Error, Name, Pattern};
+use crate::reactor::{
+    self, Component, Core, Exit, Factory, MailboxConfig, OnError, Reactor, Settings, System,
+    WatchId, Watcher, MAX_CAPACITY,
+};
+use crate::types::{Clock, Error, Message, Name, Overflow, Pattern, Topic};
 use crate::worker::{PoolShutdown, WorkerPool};
+use registry::{Entry, Registry};
+use supervisor::Supervision;
 
 /// How long `stop` waits for a reactor thread beyond its drain deadline before it gives up on
 /// joining it (a handler that never returns cannot be interrupted).
@@ -33,6 +46,8 @@ pub struct RuntimeBuilder {
     drain_timeout: Duration,
     thread_name_prefix: String,
     reactor_stack_size: usize,
+    clock: Clock,
+    root: SupervisorOptions,
 }
 
 impl Default for RuntimeBuilder {
@@ -45,6 +60,8 @@ impl Default for RuntimeBuilder {
             drain_timeout: Duration::from_secs(5),
             thread_name_prefix: String::new(),
             reactor_stack_size: 512 * 1024,
+            clock: Clock::system(),
+            root: SupervisorOptions::default(),
         }
     }
 }
@@ -97,12 +114,28 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Creates the runtime and its worker pool. Components are deployed next.
+    /// The clock timers, timeouts, backoff and restart windows read. Default:
+    /// [`Clock::system`]. Tests give a [`ManualClock`](crate::ManualClock)'s.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The root supervisor's strategy, intensity and backoff (its `parent` is ignored).
+    /// Default: [`SupervisorOptions::default`], one-for-one, 5 restarts in 5 s, no backoff.
+    /// Components deployed without [`ComponentOptions::supervisor`] belong to the root.
+    pub fn supervisor(mut self, root: SupervisorOptions) -> Self {
+        self.root = root;
+        self
+    }
+
+    /// Creates the runtime, its worker pool and its supervisor thread. Components are
+    /// deployed next.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a zero or out-of-range size; [`Error::Spawn`] when a
-    /// worker thread cannot be created.
+    /// worker or the supervisor thread cannot be created.
     pub fn build(self) -> Result<Runtime, Error> {
         check_capacity("mailbox capacity", self.mailbox_capacity)?;
         check_capacity("max pending", self.max_pending)?;
@@ -115,10 +148,18 @@ impl RuntimeBuilder {
         let registry = Arc::new(Registry::default());
         let provider: Arc<dyn ReactorProvider> = registry.clone();
         bus.set_provider(Arc::downgrade(&provider));
+        let supervision = Supervision::start(
+            Arc::clone(&registry),
+            self.clock.clone(),
+            self.root.clone(),
+            self.drain_timeout + JOIN_GRACE,
+            format!("{}supervisor", self.thread_name_prefix),
+        )?;
         Ok(Runtime {
             bus,
             pool,
             registry,
+            supervision,
             config: self,
             lifecycle: Mutex::new(()),
             state: Mutex::new(State::default()),
@@ -142,6 +183,11 @@ pub struct ComponentOptions {
     max_pending: Option<usize>,
     drain_timeout: Option<Duration>,
     subscriptions: Vec<String>,
+    restart: Restart,
+    supervisor: Option<String>,
+    overflow: Overflow,
+    on_error: OnError,
+    idle_timeout: Option<Duration>,
 }
 
 impl ComponentOptions {
@@ -178,20 +224,37 @@ impl ComponentOptions {
         self.subscriptions.push(pattern.into());
         self
     }
-}
 
-#[derive(Default)]
-struct Registry {
-    by_name: RwLock<HashMap<Name, Reactor>>,
-}
+    /// When its supervisor restarts it. Default: [`Restart::Temporary`] (never).
+    pub fn restart(mut self, mode: Restart) -> Self {
+        self.restart = mode;
+        self
+    }
 
-impl ReactorProvider for Registry {
-    fn reactor(&self, name: &str) -> Option<Reactor> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+    /// The supervisor it belongs to, added before with
+    /// [`Runtime::add_supervisor`]. Default: the root.
+    pub fn supervisor(mut self, name: impl Into<String>) -> Self {
+        self.supervisor = Some(name.into());
+        self
+    }
+
+    /// What a full mailbox does with a new message. Default: [`Overflow::Reject`].
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// What a handler's `Err` means. Default: [`OnError::Fail`].
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// Calls [`Component::idle`] once the component has received no message for `d`.
+    /// Default: never.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
     }
 }
 
@@ -217,6 +280,7 @@ struct Launching {
 
 struct Launcher<C> {
     factory: Factory<C>,
+    settings: Settings,
 }
 
 impl<C: Component> Launch for Launcher<C> {
@@ -230,6 +294,8 @@ impl<C: Component> Launch for Launcher<C> {
             reactor: d.reactor.clone(),
             router: rt.bus.router(),
             pool: rt.pool.clone(),
+            system: Arc::clone(&rt.supervision) as Arc<dyn System>,
+            settings: self.settings.clone(),
         };
         let thread = format!("{}{}", rt.config.thread_name_prefix, d.name);
         let builder = thread::Builder::new()
@@ -329,6 +395,7 @@ pub struct Runtime {
     bus: Bus,
     pool: WorkerPool,
     registry: Arc<Registry>,
+    supervision: Arc<Supervision>,
     config: RuntimeBuilder,
     // Serializes start / deploy / stop, and is held while they wait on reactor threads.
     lifecycle: Mutex<()>,
@@ -377,6 +444,111 @@ impl Runtime {
     /// The reactor of the component named `name`.
     pub fn reactor(&self, name: &str) -> Option<Reactor> {
         self.registry.reactor(name)
+    }
+
+    /// What the registry knows of the component named `name`: its state, restarts, last
+    /// `Down` reason and reactor.
+    pub fn whois(&self, name: &str) -> Option<ComponentInfo> {
+        self.registry.get(name).map(|e| e.info())
+    }
+
+    /// Every deployed component, in deploy order, with its state.
+    pub fn list(&self) -> Vec<ComponentInfo> {
+        self.components()
+            .iter()
+            .filter_map(|n| self.whois(n))
+            .collect()
+    }
+
+    /// Adds a supervisor named `name` (under `options`' parent, default the root). Deploy its
+    /// children next with [`ComponentOptions::supervisor`]; a child supervisor's place among
+    /// its parent's children is its place in this call order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the name is taken or the parent does not exist.
+    pub fn add_supervisor(&self, name: &str, options: SupervisorOptions) -> Result<(), Error> {
+        self.supervision.add_supervisor(name, options)
+    }
+
+    /// Watches the component named `name` from a plain thread: each time an instance of it
+    /// goes down, the returned [`Watch`] gets a [`Down`](crate::Down). Watching a component
+    /// that is down for good delivers its `Down` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no component has that name.
+    pub fn watch(&self, name: &str) -> Result<Watch, Error> {
+        let (tx, rx) = channel::unbounded();
+        let id = self.registry.watch(name, Watcher::Channel(tx))?;
+        Ok(Watch { id, rx })
+    }
+
+    /// Ends a watch (made here or by a component); `false` if it had ended already.
+    pub fn unwatch(&self, id: WatchId) -> bool {
+        self.registry.unwatch(id)
+    }
+
+    /// Deploys an interval agent in one line: every `period`, on its own reactor, it calls
+    /// `produce` with the tick number (1, 2, ...) and publishes what it returns on `topic`
+    /// (`None`: nothing this tick). [`Agent::signal`] makes it produce once more at once.
+    ///
+    /// Backpressure is handled explicitly, by counting and skipping: a subscriber that
+    /// refuses an event (full mailbox) misses that event, and the count goes to
+    /// [`AgentStats::refused`]; with no subscriber at all the event is skipped and counted in
+    /// [`AgentStats::no_subscriber`]. The agent never blocks and never queues events of its
+    /// own. It is `permanent`: restarted after a panic in `produce` (its tick count starts
+    /// again).
+    ///
+    /// # Errors
+    ///
+    /// As [`deploy_with`](Runtime::deploy_with); [`Error::InvalidTopic`] for a malformed or
+    /// wildcard topic; [`Error::InvalidConfig`] for a zero period.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{Message, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// let rt = Runtime::new()?;
+    /// let ticks = rt.bus().subscribe_inbox("clock.tick", 16)?;
+    /// let agent = rt.deploy_interval("ticker", Duration::from_millis(10), "clock.tick",
+    ///     |n| Some(Message::typed(n)))?;
+    /// rt.start()?;
+    /// let first = ticks.recv_timeout(Duration::from_secs(5))?;
+    /// assert_eq!(first.get::<u64>(), Some(&1));
+    /// assert!(agent.stats().produced >= 1);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn deploy_interval<F>(
+        &self,
+        name: &str,
+        period: Duration,
+        topic: &str,
+        produce: F,
+    ) -> Result<Agent, Error>
+    where
+        F: Fn(u64) -> Option<Message> + Send + Sync + 'static,
+    {
+        Topic::new(topic)?;
+        if period.is_zero() {
+            return Err(Error::InvalidConfig {
+                reason: format!("agent `{name}`: the period must be above zero"),
+            });
+        }
+        let (factory, parts) = agent::IntervalAgent::factory(Arc::new(produce), topic, period);
+        let options = ComponentOptions::new()
+            .mailbox(16)
+            .restart(Restart::Permanent);
+        let reactor = self.deploy_with(name, options, factory)?;
+        Ok(parts.into_agent(reactor))
+    }
+
+    /// Why the runtime failed, when its root supervisor exceeded its restart intensity: every
+    /// component was then stopped. `None` while it has not.
+    pub fn failure(&self) -> Option<String> {
+        self.supervision.failure()
     }
 
     /// Names of the deployed components, in deploy order.
@@ -456,6 +628,18 @@ impl Runtime {
             .iter()
             .map(Pattern::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let supervisor = self
+            .supervision
+            .supervisor_name(options.supervisor.as_deref())?;
+        let drain_timeout = options.drain_timeout.unwrap_or(self.config.drain_timeout);
+        let settings = Settings {
+            clock: self.config.clock.clone(),
+            await_after_failure: options.restart != Restart::Temporary,
+            await_after_normal: options.restart == Restart::Permanent,
+            on_error: options.on_error,
+            idle_timeout: options.idle_timeout,
+            drain_timeout,
+        };
 
         let _life = self.lifecycle()?;
         let mut st = self.lock();
@@ -465,7 +649,12 @@ impl Runtime {
             });
         }
         let name: Name = Name::from(name);
-        let reactor = Reactor::new(name.clone(), capacity, max_pending);
+        let config = MailboxConfig {
+            capacity,
+            max_pending,
+            overflow: options.overflow,
+        };
+        let reactor = Reactor::new(name.clone(), config, Arc::downgrade(&self.bus.router()));
         {
             let mut reg = self
                 .registry
@@ -475,17 +664,21 @@ impl Runtime {
             if reg.contains_key(&name) {
                 return Err(Error::AlreadyDeployed { name });
             }
-            reg.insert(name.clone(), reactor.clone());
+            let entry = Entry::new(name.clone(), reactor.clone(), options.restart, supervisor);
+            reg.insert(name.clone(), Arc::new(entry));
         }
+        self.supervision
+            .adopt(&name, options.supervisor.as_deref().unwrap_or("root"));
         for p in &patterns {
             self.bus.subscribe_reactor(p.as_str(), &reactor)?;
         }
         let deployed = Deployed {
             name,
             reactor: reactor.clone(),
-            drain_timeout: options.drain_timeout.unwrap_or(self.config.drain_timeout),
+            drain_timeout,
             launcher: Arc::new(Launcher {
                 factory: Arc::new(factory) as Factory<C>,
+                settings,
             }),
             thread: None,
         };
@@ -514,7 +707,8 @@ impl Runtime {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&d.name);
-        reactor::abandon_unstarted(&d.reactor, &self.bus.router());
+        self.supervision.disown(&d.name);
+        reactor::abandon_unstarted(&d.reactor);
     }
 
     /// Spawns a reactor thread and waits until its component has started. No lock but the
@@ -528,7 +722,12 @@ impl Runtime {
             .recv()
             .unwrap_or_else(|_| Err("the reactor thread died during start".into()));
         match outcome {
-            Ok(()) => Ok((handle, done)),
+            Ok(()) => {
+                if let Some(e) = self.registry.get(&l.name) {
+                    e.set_state(ComponentState::Running);
+                }
+                Ok((handle, done))
+            }
             Err(reason) => {
                 let _ = handle.join();
                 Err(Error::StartFailed {
@@ -606,12 +805,13 @@ impl Runtime {
     /// The stop itself, under the lifecycle lock the caller holds.
     fn stop_locked(&self, _life: &MutexGuard<'_, ()>) -> ShutdownReport {
         let started = Instant::now();
+        // No restart from now on: a reactor waiting for one ends at its stop request.
+        self.supervision.begin_shutdown();
         let mut deployed = {
             let mut st = self.lock();
             st.phase = Phase::Stopped;
             std::mem::take(&mut st.components)
         };
-        let router = self.bus.router();
         let me = thread::current().id();
         let mut components = Vec::with_capacity(deployed.len());
         for d in deployed.iter_mut().rev() {
@@ -632,11 +832,20 @@ impl Runtime {
                         }
                     }
                 }
-                None => report.abandoned = reactor::abandon_unstarted(&d.reactor, &router),
+                None => {
+                    report.abandoned = reactor::abandon_unstarted(&d.reactor);
+                    if let Some(e) = self.registry.get(&d.name) {
+                        e.set_state(ComponentState::Stopped);
+                    }
+                }
             }
+            report.restarts = d.reactor.stats().restarts;
+            report.dropped = d.reactor.stats().dropped;
             components.push(report);
         }
         self.lock().components = deployed;
+        // Every reactor has sent its last `Down`: the watchers get them, then the thread ends.
+        self.supervision.finish();
         let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
         ShutdownReport {
             components,

@@ -21,7 +21,13 @@ pub struct ComponentReport {
     /// a component that never started. Messages accepted = `handled` + `abandoned`.
     pub abandoned: u64,
     /// Why it failed, if it did (a panic or error in a handler, a continuation or `stop`).
+    /// A component that was restarted reports only the failure of its last instance.
     pub failure: Option<String>,
+    /// How many times its supervisor built a fresh instance.
+    pub restarts: u64,
+    /// Messages its overflow policy dropped (each dead-lettered). Messages accepted =
+    /// `handled` + `abandoned` + `dropped`.
+    pub dropped: u64,
     /// `false` when its thread did not finish within the drain deadline plus a grace second
     /// (a handler that never returns) and was left running.
     pub joined: bool,
@@ -35,6 +41,8 @@ impl ComponentReport {
             drained: 0,
             abandoned: 0,
             failure: None,
+            restarts: 0,
+            dropped: 0,
             joined: true,
         }
     }

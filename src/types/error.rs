@@ -55,6 +55,14 @@ pub enum Error<T = ()> {
         /// The refused message or job.
         rejected: T,
     },
+    /// A send to a component by name ([`Bus::send_to`](crate::Bus::send_to)) found no
+    /// component of that name.
+    NoComponent {
+        /// The name sent to.
+        name: String,
+        /// The refused message.
+        rejected: T,
+    },
     /// No subscription matches the topic.
     NoSubscriber {
         /// The topic sent to.
@@ -167,6 +175,9 @@ impl<T> Error<T> {
                 },
                 Some(rejected),
             ),
+            Error::NoComponent { name, rejected } => {
+                (Error::NoComponent { name, rejected: () }, Some(rejected))
+            }
             Error::Timeout { after } => (Error::Timeout { after }, None),
             Error::NoReply { reason } => (Error::NoReply { reason }, None),
             Error::Panicked { message } => (Error::Panicked { message }, None),
@@ -215,6 +226,10 @@ impl<T> Error<T> {
                 topic,
                 rejected: f(p),
             },
+            (Error::NoComponent { name, .. }, Some(p)) => Error::NoComponent {
+                name,
+                rejected: f(p),
+            },
             (Error::InvalidTopic { topic, reason, .. }, Some(p)) => Error::InvalidTopic {
                 topic,
                 reason,
@@ -258,6 +273,7 @@ impl Error {
             Error::Backpressure { .. }
             | Error::Stopped { .. }
             | Error::NoSubscriber { .. }
+            | Error::NoComponent { .. }
             | Error::InvalidTopic { .. } => {
                 unreachable!("payload-carrying errors are built with their payload")
             }
@@ -283,6 +299,10 @@ impl<T> fmt::Debug for Error<T> {
             Error::NoSubscriber { topic, .. } => f
                 .debug_struct("NoSubscriber")
                 .field("topic", topic)
+                .finish_non_exhaustive(),
+            Error::NoComponent { name, .. } => f
+                .debug_struct("NoComponent")
+                .field("name", name)
                 .finish_non_exhaustive(),
             Error::Timeout { after } => f.debug_struct("Timeout").field("after", after).finish(),
             Error::NoReply { reason } => f.debug_struct("NoReply").field("reason", reason).finish(),
@@ -333,6 +353,7 @@ impl<T> fmt::Display for Error<T> {
             }
             Error::Stopped { target, .. } => write!(f, "`{target}` has stopped"),
             Error::NoSubscriber { topic, .. } => write!(f, "no subscriber for `{topic}`"),
+            Error::NoComponent { name, .. } => write!(f, "no component named `{name}`"),
             Error::Timeout { after } => write!(f, "timed out after {after:?}"),
             Error::NoReply { reason } => write!(f, "no reply will come: {reason}"),
             Error::Panicked { message } => write!(f, "job panicked: {message}"),

@@ -580,6 +580,37 @@ pub enum DeadLetterReason {
     Stopped,
     /// A reply that arrived after its request timed out, or after its requester stopped.
     LateReply,
+    /// Dropped by the component's mailbox overflow policy ([`Overflow::DropOldest`] drops the
+    /// oldest queued message to make room, [`Overflow::DropNewest`] the one arriving).
+    Overflow(Overflow),
+}
+
+/// What a component's mailbox does with a message that arrives when it is full.
+///
+/// Whatever the policy, a message is never lost silently: refused ones come back to the sender
+/// inside [`Error::Backpressure`](crate::Error::Backpressure), dropped ones are counted
+/// ([`ReactorStats::dropped`](crate::ReactorStats::dropped)) and published on the dead-letter
+/// topic with [`DeadLetterReason::Overflow`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Overflow {
+    /// Refuse the new message: the sender gets it back in `Error::Backpressure`. The default.
+    #[default]
+    Reject,
+    /// Accept the new message and drop the oldest one queued (freshest data wins: telemetry,
+    /// prices). The sender gets `Ok`.
+    DropOldest,
+    /// Accept and drop the new message: the sender gets `Ok`, the message is dead-lettered.
+    DropNewest,
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overflow::Reject => "reject",
+            Overflow::DropOldest => "drop-oldest",
+            Overflow::DropNewest => "drop-newest",
+        })
+    }
 }
 
 impl fmt::Display for DeadLetterReason {
@@ -589,6 +620,7 @@ impl fmt::Display for DeadLetterReason {
             DeadLetterReason::Failed(m) => write!(f, "handler failed: {m}"),
             DeadLetterReason::Stopped => f.write_str("component stopped"),
             DeadLetterReason::LateReply => f.write_str("late reply"),
+            DeadLetterReason::Overflow(p) => write!(f, "mailbox full, dropped by policy {p}"),
         }
     }
 }

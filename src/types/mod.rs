@@ -1,18 +1,23 @@
 //! The vocabulary every other module shares: messages and payloads, topics and patterns, the
 //! error type, ids. Depends on nothing else in the crate.
 
+mod clock;
+mod down;
 mod error;
 mod intern;
 mod message;
 mod topic;
 
+pub use clock::{Clock, ManualClock};
+pub use down::{Down, DownReason};
 pub use error::{Error, Name};
 pub use message::{
-    DeadLetter, DeadLetterReason, Message, MessageId, Payload, PublishReport, ReplyHandle,
-    SubscriptionId, Typed,
+    DeadLetter, DeadLetterReason, Message, MessageId, Overflow, Payload, PublishReport,
+    ReplyHandle, SubscriptionId, Typed,
 };
 pub use topic::{Pattern, Topic};
 
+pub(crate) use clock::Wake;
 pub(crate) use intern::{intern, Str};
 pub(crate) use message::{LateReplies, NotDelivered, ReplySink};
 

@@ -1,0 +1,169 @@
+//! Agents: components whose job is to produce events, on a schedule or when signalled, and
+//! publish them on the bus.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::reactor::{Component, Context, Reactor};
+use crate::types::{BoxError, Error, Message};
+
+/// What an agent has done, counted since it was deployed (across restarts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Times the producer was called (ticks and signals).
+    pub produced: u64,
+    /// Events published to at least one subscriber.
+    pub published: u64,
+    /// Times the producer returned `None`: nothing to publish.
+    pub empty: u64,
+    /// Deliveries refused by a subscriber (full mailbox: `Backpressure`, or stopped). The
+    /// event is skipped for that subscriber, not retried: the next tick brings a fresh one.
+    pub refused: u64,
+    /// Events skipped because nothing subscribed to the topic.
+    pub no_subscriber: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    produced: AtomicU64,
+    published: AtomicU64,
+    empty: AtomicU64,
+    refused: AtomicU64,
+    no_subscriber: AtomicU64,
+}
+
+/// A handle to a deployed agent ([`Runtime::deploy_interval`](crate::Runtime::deploy_interval)).
+#[derive(Clone)]
+pub struct Agent {
+    reactor: Reactor,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.reactor.name())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Agent {
+    /// The counters now.
+    pub fn stats(&self) -> AgentStats {
+        let c = &self.counters;
+        AgentStats {
+            produced: c.produced.load(Ordering::Relaxed),
+            published: c.published.load(Ordering::Relaxed),
+            empty: c.empty.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            no_subscriber: c.no_subscriber.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Never blocks. Asks the agent to produce and publish once now, on its own reactor, in
+    /// addition to its schedule: how an external source (a file watcher, a socket) tells it
+    /// something happened.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backpressure`] when signals are already waiting (its mailbox is full: the
+    /// agent is behind, and will produce anyway); [`Error::Stopped`] once it has stopped.
+    pub fn signal(&self) -> Result<(), Error> {
+        self.reactor
+            .execute(Message::empty())
+            .map_err(Error::without_payload)
+    }
+
+    /// The agent's reactor.
+    pub fn reactor(&self) -> &Reactor {
+        &self.reactor
+    }
+}
+
+/// The producing function of an interval agent: called with the tick number (1, 2, ...).
+pub(crate) type Produce = Arc<dyn Fn(u64) -> Option<Message> + Send + Sync>;
+
+pub(crate) struct IntervalAgent {
+    produce: Produce,
+    topic: Arc<str>,
+    period: Duration,
+    ticks: u64,
+    counters: Arc<Counters>,
+}
+
+impl IntervalAgent {
+    /// The component factory and the handle's counters.
+    pub(crate) fn factory(
+        produce: Produce,
+        topic: &str,
+        period: Duration,
+    ) -> (
+        impl Fn() -> IntervalAgent + Send + Sync + 'static,
+        AgentHandleParts,
+    ) {
+        let counters = Arc::new(Counters::default());
+        let topic: Arc<str> = topic.into();
+        let c = Arc::clone(&counters);
+        let make = move || IntervalAgent {
+            produce: Arc::clone(&produce),
+            topic: Arc::clone(&topic),
+            period,
+            ticks: 0,
+            counters: Arc::clone(&c),
+        };
+        (make, AgentHandleParts(counters))
+    }
+
+    fn produce(&mut self, ctx: &mut Context<'_, Self>) {
+        self.ticks += 1;
+        let c = &self.counters;
+        c.produced.fetch_add(1, Ordering::Relaxed);
+        let Some(event) = (self.produce)(self.ticks) else {
+            c.empty.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match ctx.publish(&self.topic, event) {
+            Ok(report) => {
+                if report.delivered > 0 {
+                    c.published.fetch_add(1, Ordering::Relaxed);
+                }
+                c.refused
+                    .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
+            }
+            Err(Error::NoSubscriber { .. }) => {
+                c.no_subscriber.fetch_add(1, Ordering::Relaxed);
+            }
+            // The topic was checked at deploy; any other refusal is counted as refused.
+            Err(_) => {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The counters a deployed agent's handle reads.
+pub(crate) struct AgentHandleParts(Arc<Counters>);
+
+impl AgentHandleParts {
+    pub(crate) fn into_agent(self, reactor: Reactor) -> Agent {
+        Agent {
+            reactor,
+            counters: self.0,
+        }
+    }
+}
+
+impl Component for IntervalAgent {
+    fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        ctx.every(self.period, |this: &mut Self, ctx| this.produce(ctx));
+        Ok(())
+    }
+
+    /// A signal: produce once now.
+    fn handle(&mut self, _msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        self.produce(ctx);
+        Ok(())
+    }
+}

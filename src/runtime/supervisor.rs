@@ -1,0 +1,602 @@
+//! Supervision: restart modes, supervisors with strategies, restart intensity and backoff,
+//! and the one supervisor thread per runtime that applies them. See "Supervision" in
+//! `README.md` beside this file.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+
+use super::registry::{ComponentState, Entry, Registry};
+use crate::reactor::{Control, InstanceDown, System, WatchId, Watcher};
+use crate::types::{Clock, DeadLetterReason, Down, DownReason, Error, Name, Wake};
+
+/// When a component's supervisor builds a fresh instance of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Restart {
+    /// Always: after a failure and after it stopped itself.
+    Permanent,
+    /// After a failure only (a panic, or an `Err` from a handler unless
+    /// [`OnError::Continue`](crate::OnError::Continue)); not after it stopped itself.
+    Transient,
+    /// Never. Its queued messages are dead-lettered when it goes down. The default.
+    #[default]
+    Temporary,
+}
+
+/// What a supervisor does when one of its children fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// Restart the failed child only. The default.
+    #[default]
+    OneForOne,
+    /// Stop every other child in reverse deploy order, then restart them all in deploy order.
+    AllForOne,
+    /// Stop the children deployed after the failed one (in reverse order), then restart the
+    /// failed one and those, in deploy order.
+    RestForOne,
+    /// Restart nothing here: stop the whole group and fail it to its parent supervisor, whose
+    /// strategy then treats the group as one failed child.
+    Escalate,
+}
+
+/// How long a supervisor waits before a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RestartBackoff {
+    /// Restart at once. The default.
+    #[default]
+    None,
+    /// Wait this long before every restart.
+    Fixed(Duration),
+    /// Wait `first` before the first restart in the intensity window, doubling for each
+    /// further restart in it, up to `max`.
+    Exponential {
+        /// The first wait.
+        first: Duration,
+        /// The longest wait.
+        max: Duration,
+    },
+}
+
+impl RestartBackoff {
+    /// The wait before the `nth` restart in the window (1-based).
+    pub fn delay(&self, nth: u32) -> Duration {
+        match *self {
+            RestartBackoff::None => Duration::ZERO,
+            RestartBackoff::Fixed(d) => d,
+            RestartBackoff::Exponential { first, max } => {
+                let doublings = nth.saturating_sub(1).min(31);
+                first.saturating_mul(1 << doublings).min(max)
+            }
+        }
+    }
+}
+
+/// A supervisor's settings, for [`Runtime::add_supervisor`](crate::Runtime::add_supervisor)
+/// and, for the root, [`RuntimeBuilder::supervisor`](crate::RuntimeBuilder::supervisor).
+#[derive(Clone, Debug)]
+pub struct SupervisorOptions {
+    pub(crate) strategy: Strategy,
+    pub(crate) max_restarts: u32,
+    pub(crate) window: Duration,
+    pub(crate) backoff: RestartBackoff,
+    pub(crate) parent: Option<String>,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        SupervisorOptions::new(Strategy::OneForOne)
+    }
+}
+
+impl SupervisorOptions {
+    /// A supervisor with `strategy`, at most 5 restarts in 5 s, no backoff, under the root.
+    pub fn new(strategy: Strategy) -> Self {
+        SupervisorOptions {
+            strategy,
+            max_restarts: 5,
+            window: Duration::from_secs(5),
+            backoff: RestartBackoff::None,
+            parent: None,
+        }
+    }
+
+    /// The intensity limit: at most `max_restarts` restarts within `window`. One more and the
+    /// supervisor gives up: it stops its group and fails to its parent (the root fails the
+    /// runtime: every component is stopped, see [`Runtime::failure`](crate::Runtime::failure)).
+    /// Default: 5 in 5 s.
+    pub fn intensity(mut self, max_restarts: u32, window: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.window = window;
+        self
+    }
+
+    /// The wait before each restart. Default: none.
+    pub fn backoff(mut self, backoff: RestartBackoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The supervisor this one belongs to. Default: the root.
+    pub fn parent(mut self, name: impl Into<String>) -> Self {
+        self.parent = Some(name.into());
+        self
+    }
+}
+
+/// The root supervisor's name.
+pub(crate) const ROOT: &str = "root";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Child {
+    Comp(Name),
+    Sup(usize),
+}
+
+struct Node {
+    name: Name,
+    parent: Option<usize>,
+    opts: SupervisorOptions,
+    children: Vec<Child>,
+    /// Restarts within the window, oldest first.
+    log: VecDeque<Instant>,
+}
+
+#[derive(Default)]
+struct Tree {
+    nodes: Vec<Node>,
+    by_name: HashMap<Name, usize>,
+    /// Component → its supervisor.
+    comps: HashMap<Name, usize>,
+}
+
+enum Event {
+    Down(InstanceDown),
+    Tick,
+    Quit,
+}
+
+/// Sends the supervisor thread a tick when a manual clock moves.
+struct Ticker(Sender<Event>);
+
+impl Wake for Ticker {
+    fn wake(&self) {
+        let _ = self.0.send(Event::Tick);
+    }
+}
+
+/// The supervision tree and the channel to its thread. Reactors reach it as their `System`.
+pub(crate) struct Supervision {
+    registry: Arc<Registry>,
+    tx: Sender<Event>,
+    tree: Mutex<Tree>,
+    clock: Clock,
+    /// How long to wait for a reactor to acknowledge a suspend or a restart.
+    ack_timeout: Duration,
+    shutting_down: AtomicBool,
+    failure: Mutex<Option<String>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    _ticker: Arc<Ticker>,
+}
+
+impl System for Supervision {
+    fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error> {
+        self.registry.watch(target, watcher)
+    }
+
+    fn unwatch(&self, id: WatchId) -> bool {
+        self.registry.unwatch(id)
+    }
+
+    fn down(&self, down: InstanceDown) {
+        let _ = self.tx.send(Event::Down(down));
+    }
+}
+
+impl Supervision {
+    /// The tree with its root, and the thread that acts on it.
+    pub(crate) fn start(
+        registry: Arc<Registry>,
+        clock: Clock,
+        root: SupervisorOptions,
+        ack_timeout: Duration,
+        thread_name: String,
+    ) -> Result<Arc<Supervision>, Error> {
+        let (tx, rx) = channel::unbounded();
+        let ticker = Arc::new(Ticker(tx.clone()));
+        let me: Weak<dyn Wake> = Arc::downgrade(&ticker) as _;
+        clock.register(me);
+        let mut tree = Tree::default();
+        tree.nodes.push(Node {
+            name: ROOT.into(),
+            parent: None,
+            opts: root,
+            children: Vec::new(),
+            log: VecDeque::new(),
+        });
+        tree.by_name.insert(ROOT.into(), 0);
+        let sup = Arc::new(Supervision {
+            registry,
+            tx,
+            tree: Mutex::new(tree),
+            clock,
+            ack_timeout,
+            shutting_down: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            thread: Mutex::new(None),
+            _ticker: ticker,
+        });
+        // The thread holds the tree weakly: dropping the runtime ends it.
+        let weak = Arc::downgrade(&sup);
+        let handle = thread::Builder::new()
+            .name(thread_name.clone())
+            .spawn(move || supervise(&weak, &rx))
+            .map_err(|source| Error::Spawn {
+                thread: thread_name,
+                source,
+            })?;
+        *sup.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(sup)
+    }
+
+    fn tree(&self) -> MutexGuard<'_, Tree> {
+        self.tree.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a supervisor under its parent.
+    pub(crate) fn add_supervisor(&self, name: &str, opts: SupervisorOptions) -> Result<(), Error> {
+        let mut t = self.tree();
+        if t.by_name.contains_key(name) {
+            return Err(Error::InvalidConfig {
+                reason: format!("a supervisor named `{name}` exists already"),
+            });
+        }
+        let parent = self.find(&t, opts.parent.as_deref())?;
+        let i = t.nodes.len();
+        t.nodes.push(Node {
+            name: name.into(),
+            parent: Some(parent),
+            opts,
+            children: Vec::new(),
+            log: VecDeque::new(),
+        });
+        t.nodes[parent].children.push(Child::Sup(i));
+        t.by_name.insert(name.into(), i);
+        Ok(())
+    }
+
+    fn find(&self, t: &Tree, name: Option<&str>) -> Result<usize, Error> {
+        let name = name.unwrap_or(ROOT);
+        t.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::InvalidConfig {
+                reason: format!("no supervisor named `{name}` (add it with `add_supervisor`)"),
+            })
+    }
+
+    /// Checks that a supervisor exists; its canonical name.
+    pub(crate) fn supervisor_name(&self, name: Option<&str>) -> Result<Name, Error> {
+        let t = self.tree();
+        let i = self.find(&t, name)?;
+        Ok(t.nodes[i].name.clone())
+    }
+
+    /// Places a deployed component last among its supervisor's children.
+    pub(crate) fn adopt(&self, name: &Name, supervisor: &str) {
+        let mut t = self.tree();
+        if let Ok(i) = self.find(&t, Some(supervisor)) {
+            t.nodes[i].children.push(Child::Comp(name.clone()));
+            t.comps.insert(name.clone(), i);
+        }
+    }
+
+    /// Removes a component that never started (its deploy failed).
+    pub(crate) fn disown(&self, name: &Name) {
+        let mut t = self.tree();
+        if let Some(i) = t.comps.remove(name) {
+            t.nodes[i]
+                .children
+                .retain(|c| *c != Child::Comp(name.clone()));
+        }
+    }
+
+    /// Why the runtime failed, if its root supervisor gave up.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// From now on nothing is restarted: the runtime is stopping.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Ends the thread once it has handled every event sent before (the last `Down` notices
+    /// of a shutdown among them), and joins it.
+    pub(crate) fn finish(&self) {
+        self.begin_shutdown();
+        let _ = self.tx.send(Event::Quit);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            if h.thread().id() != thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    // ---- the supervisor thread -----------------------------------------------------------
+
+    fn on_down(&self, d: InstanceDown, delayed: &mut Vec<Delayed>) {
+        let Some(entry) = self.registry.get(&d.name) else {
+            return;
+        };
+        // Watches end with the instance that made them.
+        self.registry.drop_watches_by(&d.name);
+        if !d.awaiting {
+            let state = if d.reason.is_failure() {
+                ComponentState::Failed
+            } else {
+                ComponentState::Stopped
+            };
+            entry.went_down(&d.reason, state);
+            self.registry.notify(&Down {
+                name: d.name,
+                reason: d.reason,
+                restarting: false,
+            });
+            return;
+        }
+        if self.stopping() {
+            // The runtime's stop request ends the waiting reactor; nothing to decide.
+            entry.went_down(&d.reason, ComponentState::Restarting);
+            return;
+        }
+        let Some(group) = self.tree().comps.get(&d.name).copied() else {
+            return;
+        };
+        entry.went_down(&d.reason, ComponentState::Restarting);
+        self.registry.notify(&Down {
+            name: d.name.clone(),
+            reason: d.reason.clone(),
+            restarting: true,
+        });
+        self.child_failed(group, Child::Comp(d.name), &d.reason, d.at, delayed);
+    }
+
+    /// `child` of `group` failed (and is down, waiting): apply the group's strategy.
+    fn child_failed(
+        &self,
+        group: usize,
+        child: Child,
+        reason: &DownReason,
+        now: Instant,
+        delayed: &mut Vec<Delayed>,
+    ) {
+        let (strategy, children, delay, gave_up) = {
+            let mut t = self.tree();
+            let node = &mut t.nodes[group];
+            let window = node.opts.window;
+            node.log.push_back(now);
+            while node
+                .log
+                .front()
+                .is_some_and(|&at| now.saturating_duration_since(at) > window)
+            {
+                node.log.pop_front();
+            }
+            let count = u32::try_from(node.log.len()).unwrap_or(u32::MAX);
+            let gave_up =
+                node.opts.strategy == Strategy::Escalate || count > node.opts.max_restarts;
+            (
+                node.opts.strategy,
+                node.children.clone(),
+                node.opts.backoff.delay(count),
+                gave_up,
+            )
+        };
+        if gave_up {
+            self.group_failed(group, &child, reason, now, delayed);
+            return;
+        }
+        let pos = children.iter().position(|c| *c == child).unwrap_or(0);
+        let targets: Vec<Child> = match strategy {
+            Strategy::OneForOne | Strategy::Escalate => vec![child.clone()],
+            Strategy::AllForOne => children,
+            Strategy::RestForOne => children[pos..].to_vec(),
+        };
+        for t in targets.iter().rev() {
+            if *t != child {
+                self.suspend(t);
+            }
+        }
+        delayed.push(Delayed {
+            at: now + delay,
+            targets,
+        });
+    }
+
+    /// `group` gives up (intensity exceeded, or `Escalate`): every child of it goes down, and
+    /// its parent treats it as one failed child; the root fails the runtime instead.
+    fn group_failed(
+        &self,
+        group: usize,
+        failed: &Child,
+        reason: &DownReason,
+        now: Instant,
+        delayed: &mut Vec<Delayed>,
+    ) {
+        let (children, parent, name) = {
+            let t = self.tree();
+            let n = &t.nodes[group];
+            (n.children.clone(), n.parent, n.name.clone())
+        };
+        for c in children.iter().rev() {
+            if c != failed {
+                self.suspend(c);
+            }
+        }
+        match parent {
+            Some(p) => self.child_failed(p, Child::Sup(group), reason, now, delayed),
+            None => {
+                let why = format!("supervisor `{name}` gave up: {reason}");
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+                self.exit_all(&Child::Sup(group), &why);
+                delayed.clear();
+            }
+        }
+    }
+
+    /// Every component under `child` goes down for good.
+    fn exit_all(&self, child: &Child, why: &str) {
+        match child {
+            Child::Comp(name) => {
+                if let Some(e) = self.registry.get(name) {
+                    let dl = match e.state() {
+                        ComponentState::Restarting
+                            if e.info().last_down.is_some_and(|r| r.is_failure()) =>
+                        {
+                            DeadLetterReason::Failed(why.to_owned())
+                        }
+                        _ => DeadLetterReason::Stopped,
+                    };
+                    e.reactor.command(Control::Exit(dl));
+                }
+            }
+            Child::Sup(i) => {
+                let children = self.tree().nodes[*i].children.clone();
+                for c in children.iter().rev() {
+                    self.exit_all(c, why);
+                }
+            }
+        }
+    }
+
+    /// Stops a running child (a subtree: its components in reverse order) so that it can be
+    /// restarted; its queued messages stay. A temporary component is stopped for good.
+    fn suspend(&self, child: &Child) {
+        match child {
+            Child::Comp(name) => {
+                let Some(e) = self.registry.get(name) else {
+                    return;
+                };
+                if e.state() != ComponentState::Running {
+                    return;
+                }
+                let (tx, rx) = channel::bounded(1);
+                e.reactor.command(Control::Suspend(tx));
+                if rx.recv_timeout(self.ack_timeout).is_err() {
+                    // A handler that does not return: the command stays queued and takes
+                    // effect when it does. Restarting it then is still ordered after its stop.
+                    return;
+                }
+                self.registry.drop_watches_by(name);
+                if e.restart == super::Restart::Temporary {
+                    e.reactor.command(Control::Exit(DeadLetterReason::Stopped));
+                    return;
+                }
+                e.went_down(&DownReason::Shutdown, ComponentState::Restarting);
+                self.registry.notify(&Down {
+                    name: e.name.clone(),
+                    reason: DownReason::Shutdown,
+                    restarting: true,
+                });
+            }
+            Child::Sup(i) => {
+                let children = self.tree().nodes[*i].children.clone();
+                for c in children.iter().rev() {
+                    self.suspend(c);
+                }
+            }
+        }
+    }
+
+    /// Starts fresh instances of `child` (a subtree: in deploy order), one at a time: each
+    /// one's `start` has returned before the next is built.
+    fn restart(&self, child: &Child) {
+        if self.stopping() {
+            return;
+        }
+        match child {
+            Child::Comp(name) => {
+                let Some(e) = self.registry.get(name) else {
+                    return;
+                };
+                if e.state() != ComponentState::Restarting {
+                    return;
+                }
+                let (tx, rx) = channel::bounded(1);
+                e.reactor.command(Control::Restart(tx));
+                if let Ok(Ok(())) = rx.recv_timeout(self.ack_timeout) {
+                    set_running(&e);
+                }
+                // A failed start comes back as another `Down`, under the intensity limit.
+            }
+            Child::Sup(i) => {
+                let children = {
+                    let mut t = self.tree();
+                    // A restarted supervisor starts with a clean restart history.
+                    t.nodes[*i].log.clear();
+                    t.nodes[*i].children.clone()
+                };
+                for c in &children {
+                    self.restart(c);
+                }
+            }
+        }
+    }
+}
+
+fn set_running(e: &Entry) {
+    e.set_state(ComponentState::Running);
+}
+
+/// Restarts due at `at`.
+struct Delayed {
+    at: Instant,
+    targets: Vec<Child>,
+}
+
+/// The supervisor thread's loop: one event at a time, restarts when their backoff is over.
+fn supervise(sup: &Weak<Supervision>, rx: &Receiver<Event>) {
+    let mut delayed: Vec<Delayed> = Vec::new();
+    loop {
+        let wait = {
+            let Some(s) = sup.upgrade() else { return };
+            delayed
+                .iter()
+                .map(|d| d.at)
+                .min()
+                .map(|at| s.clock.park_for(at))
+        };
+        let event = match wait {
+            Some(Some(d)) => rx.recv_timeout(d),
+            // Nothing delayed, or a manual clock (it sends a tick when it moves).
+            _ => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let Some(s) = sup.upgrade() else { return };
+        match event {
+            Ok(Event::Down(d)) => s.on_down(d, &mut delayed),
+            Ok(Event::Tick) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(Event::Quit) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = s.clock.now();
+        let (due, later): (Vec<Delayed>, Vec<Delayed>) =
+            delayed.drain(..).partition(|d| d.at <= now);
+        delayed = later;
+        for d in due {
+            for t in &d.targets {
+                s.restart(t);
+            }
+        }
+    }
+}
