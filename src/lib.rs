@@ -168,6 +168,146 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! ## Supervision
+//!
+//! A component's restart mode says whether its supervisor builds a fresh instance after a
+//! failure ([`Restart::Transient`]), also after it stopped itself ([`Restart::Permanent`]), or
+//! never ([`Restart::Temporary`], the default). Supervisors group components with a
+//! [`Strategy`] and an intensity limit; messages queued during a restart wait for the new
+//! instance, and only the one the handler failed on is dead-lettered.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, ComponentState, Context, Message,
+//!                  Restart, Runtime, Strategy, SupervisorOptions};
+//! use std::time::Duration;
+//!
+//! struct Parser { parsed: u32 } // fresh state in every instance
+//!
+//! impl Component for Parser {
+//!     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         let text = msg.as_json().and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+//!         let n: u32 = text.parse().expect("a number"); // a bad input panics this instance
+//!         self.parsed += 1;
+//!         ctx.reply(&mut msg, Message::typed(n))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let rt = Runtime::new()?;
+//! rt.add_supervisor("parsers", SupervisorOptions::new(Strategy::OneForOne)
+//!     .intensity(5, Duration::from_secs(5)))?;
+//! rt.deploy_with("parser",
+//!     ComponentOptions::new().subscribe("parse").restart(Restart::Permanent).supervisor("parsers"),
+//!     || Parser { parsed: 0 })?;
+//! rt.start()?;
+//!
+//! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))
+//!     .map_err(|e| e.without_payload())?.wait();
+//! assert!(ask("oops").is_err());          // the instance panicked: NoReply, at once
+//! assert_eq!(ask("42")?.get::<u32>(), Some(&42)); // a new instance answers
+//! assert_eq!(rt.whois("parser").unwrap().restarts, 1);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## Watches and the registry
+//!
+//! Watch a component to hear when it goes down, and why; look components up by name, list them
+//! with their states, and send to a name directly.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, Context, DownReason, Message, Runtime};
+//! use std::time::Duration;
+//!
+//! struct OneShot;
+//! impl Component for OneShot {
+//!     fn handle(&mut self, _m: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         ctx.stop(); // done: an orderly stop
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let rt = Runtime::new()?;
+//! rt.deploy("job", || OneShot)?;
+//! let watch = rt.watch("job")?;
+//! rt.start()?;
+//! rt.bus().send_to("job", Message::empty()).map_err(|e| e.without_payload())?;
+//! let down = watch.recv_timeout(Duration::from_secs(5))?;
+//! assert_eq!((&*down.name, &down.reason, down.restarting), ("job", &DownReason::Normal, false));
+//! # while !rt.whois("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
+//! let states: Vec<_> = rt.list().into_iter().map(|c| (c.name, c.state)).collect();
+//! assert_eq!(states, [("job".into(), reactorium::ComponentState::Stopped)]);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## Time: timers, agents, idle timeouts
+//!
+//! Timers run on the component's own reactor ([`Context::after`], [`Context::every`],
+//! [`Context::send_after`], cancellable with [`Context::cancel_timer`]); there is no timer
+//! thread. [`Runtime::deploy_interval`] deploys an agent that publishes on a schedule in one
+//! line; [`ComponentOptions::idle_timeout`] calls [`Component::idle`] after a quiet spell. A
+//! [`ManualClock`] makes all of it testable without waiting.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, ManualClock, Message, Runtime};
+//! use std::time::Duration;
+//!
+//! struct Session { expired: crossbeam::channel::Sender<()> }
+//! impl Component for Session {
+//!     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+//!     fn idle(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         let _ = self.expired.send(());
+//!         ctx.stop(); // expire after 30 quiet minutes
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let clock = ManualClock::new();
+//! let rt = Runtime::builder().clock(clock.clock()).build()?;
+//! let (tx, expired) = crossbeam::channel::unbounded();
+//! rt.deploy_with("session", ComponentOptions::new().idle_timeout(Duration::from_secs(1800)),
+//!     move || Session { expired: tx.clone() })?;
+//! let ticks = rt.bus().subscribe_inbox("tick", 8)?;
+//! rt.deploy_interval("ticker", Duration::from_secs(60), "tick", |n| Some(Message::typed(n)))?;
+//! rt.start()?;
+//!
+//! clock.advance(Duration::from_secs(60)); // one minute: one tick
+//! assert_eq!(ticks.recv_timeout(Duration::from_secs(5))?.get::<u64>(), Some(&1));
+//! clock.advance(Duration::from_secs(1800)); // half an hour: the session expires
+//! expired.recv_timeout(Duration::from_secs(5))?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! ## Overflow policies and dead letters
+//!
+//! A full mailbox refuses by default ([`Overflow::Reject`]). A component may instead drop the
+//! oldest or the newest message; a drop is counted and the message goes to the dead-letter
+//! topic, like every accepted message that could not be handled.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason,
+//!                  Message, Overflow, Runtime, DEAD_LETTER_TOPIC};
+//! use std::time::Duration;
+//!
+//! struct Gauge;
+//! impl Component for Gauge {
+//!     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+//! }
+//!
+//! let rt = Runtime::new()?;
+//! let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+//! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox(2)
+//!     .overflow(Overflow::DropOldest), || Gauge)?;
+//! for reading in 1..=3 { // not started: the third reading pushes out the first
+//!     rt.bus().send("temp", Message::typed(reading)).map_err(|e| e.without_payload())?;
+//! }
+//! let letter = dead.recv_timeout(Duration::from_secs(5))?;
+//! let letter = letter.get::<DeadLetter>().unwrap();
+//! assert_eq!(letter.reason, DeadLetterReason::Overflow(Overflow::DropOldest));
+//! assert_eq!(letter.message.get::<i32>(), Some(&1));
+//! assert_eq!(rt.reactor("gauge").unwrap().stats().dropped, 1);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
@@ -179,8 +319,9 @@
 //!
 //! In one process delivery is at-most-once, and every message is accounted for: handled,
 //! returned to the caller inside an [`Error`], or sent to the dead-letter topic
-//! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, late
-//! reply). Messages from one thread to one component arrive in the order sent.
+//! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, dropped
+//! by an overflow policy, late reply). Messages from one thread to one component arrive in the
+//! order sent, across restarts too.
 
 mod bus;
 mod reactor;

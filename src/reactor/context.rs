@@ -50,9 +50,13 @@ pub trait Component: Sized + 'static {
         Ok(())
     }
 
-    /// Handles one message. A panic or an `Err` is a failure: the component is stopped, the
-    /// message and what remains in its mailbox go to the dead-letter topic with the reason,
-    /// and the rest of the runtime keeps running.
+    /// Handles one message. A panic or an `Err` is a failure (an `Err` only dead-letters the
+    /// message under [`OnError::Continue`](crate::OnError::Continue)): the instance goes down
+    /// and the message goes to the dead-letter topic with the reason. Its restart mode decides
+    /// the rest: a `temporary` component (the default) stays down and what remains in its
+    /// mailbox is dead-lettered too; a `permanent` or `transient` one is rebuilt from its
+    /// factory by its supervisor and the queued messages go to the new instance. The rest of
+    /// the runtime keeps running.
     ///
     /// # Errors
     ///

@@ -40,16 +40,18 @@ impl fmt::Display for DownReason {
 /// The notice a watcher gets when the component it watches goes down.
 ///
 /// A watch is by name and lasts until [`unwatch`](crate::Runtime::unwatch) or until the
-/// component is down for good: a supervised component that is restarted sends one `Down` per
-/// instance that went down, with `restarting: true`; its last has `restarting: false`, and
-/// the watch ends with it.
+/// component is down for good: a supervised component sends one `Down` per instance that went
+/// down, with `restarting: true` when its supervisor is restarting it; the last has
+/// `restarting: false`, and the watch ends with it. (If a supervisor decides to restart and
+/// then gives up, for example because its own parent exceeded its intensity, the final
+/// `restarting: false` notice follows the `true` one.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Down {
     /// The component.
     pub name: Name,
     /// Why it went down.
     pub reason: DownReason,
-    /// `true` when its supervisor will restart it (after any backoff); `false` when it is
+    /// `true` when its supervisor is restarting it (after any backoff); `false` when it is
     /// down for good.
     pub restarting: bool,
 }
