@@ -173,6 +173,9 @@ fn run<C: Component>(
                     }
                     End::Normal => Some(DownReason::Normal),
                     End::Failed(f, rest) => {
+                        // The instance's continuations and timers die with it: places go
+                        // back, and a new instance never runs an old one's callbacks.
+                        local.abandon_all();
                         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
                         if let Some(m) = f.message {
                             exit.abandoned += 1;

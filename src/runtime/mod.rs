@@ -27,7 +27,7 @@ use crate::reactor::{
     self, Component, Core, Exit, Factory, MailboxConfig, OnError, Reactor, Settings, System,
     WatchId, Watcher, MAX_CAPACITY,
 };
-use crate::types::{Clock, Error, Message, Name, Overflow, Pattern, Topic};
+use crate::types::{Clock, DownReason, Error, Message, Name, Overflow, Pattern, Topic};
 use crate::worker::{PoolShutdown, WorkerPool};
 use registry::{Entry, Registry};
 use supervisor::Supervision;
@@ -730,6 +730,10 @@ impl Runtime {
             }
             Err(reason) => {
                 let _ = handle.join();
+                self.registry.never_ran(
+                    &l.name,
+                    DownReason::Failed(format!("start failed: {reason}")),
+                );
                 Err(Error::StartFailed {
                     component: l.name.clone(),
                     reason,
@@ -834,9 +838,7 @@ impl Runtime {
                 }
                 None => {
                     report.abandoned = reactor::abandon_unstarted(&d.reactor);
-                    if let Some(e) = self.registry.get(&d.name) {
-                        e.set_state(ComponentState::Stopped);
-                    }
+                    self.registry.never_ran(&d.name, DownReason::Shutdown);
                 }
             }
             report.restarts = d.reactor.stats().restarts;

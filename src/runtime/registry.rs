@@ -221,6 +221,27 @@ impl Registry {
         }
     }
 
+    /// A component that never ran (its first start failed, or the runtime stopped before
+    /// starting it) is down for good: record it and tell its watchers, as the supervisor does
+    /// for one that ran.
+    pub(crate) fn never_ran(&self, name: &str, reason: DownReason) {
+        let Some(entry) = self.get(name) else { return };
+        if entry.state().is_down_for_good() {
+            return;
+        }
+        let state = if reason.is_failure() {
+            ComponentState::Failed
+        } else {
+            ComponentState::Stopped
+        };
+        entry.went_down(&reason, state);
+        self.notify(&Down {
+            name: entry.name.clone(),
+            reason,
+            restarting: false,
+        });
+    }
+
     /// The instance of `name` went down: the watches it made end with it.
     pub(crate) fn drop_watches_by(&self, name: &Name) {
         let mut w = self.watches();
