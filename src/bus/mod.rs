@@ -473,8 +473,16 @@ impl Router for BusInner {
             .prepare(&table, DEAD_LETTER_TOPIC, letter)
             .expect("valid topic");
         letter.source = None;
-        for sub in table.matching(DEAD_LETTER_TOPIC) {
-            if sub.target.deliver(letter.clone()).is_err() {
+        // The last subscriber gets the original, as in `publish`: with one subscriber, no
+        // copy shares the payload, so it can `take` the `DeadLetter` out at once.
+        let mut subs = table.matching(DEAD_LETTER_TOPIC).peekable();
+        while let Some(sub) = subs.next() {
+            let copy = if subs.peek().is_some() {
+                letter.clone()
+            } else {
+                std::mem::replace(&mut letter, Message::empty())
+            };
+            if sub.target.deliver(copy).is_err() {
                 self.stats
                     .dead_letters_dropped
                     .fetch_add(1, Ordering::Relaxed);
