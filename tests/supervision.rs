@@ -5,143 +5,15 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    BoxError, Component, ComponentOptions, ComponentState, Context, DeadLetter, DeadLetterReason,
-    DownReason, ManualClock, Message, OnError, Restart, RestartBackoff, Runtime, Strategy,
-    SupervisorOptions, DEAD_LETTER_TOPIC,
+    ComponentOptions, ComponentState, DeadLetter, DeadLetterReason, DownReason, ManualClock,
+    OnError, Restart, RestartBackoff, Runtime, Strategy, SupervisorOptions, DEAD_LETTER_TOPIC,
 };
+use support::life::{expect_line, life, permanent, runtime_with, send_to, text, Journal};
 use support::{wait_until, SOON};
-
-/// The journal all components of a test write to: `"<name>#<instance> start"` etc.
-#[derive(Clone, Default)]
-struct Journal {
-    lines: Arc<Mutex<Vec<String>>>,
-    tx: Option<Sender<String>>,
-}
-
-impl Journal {
-    fn with_feed() -> (Journal, Receiver<String>) {
-        let (tx, rx) = channel::unbounded();
-        (
-            Journal {
-                lines: Arc::default(),
-                tx: Some(tx),
-            },
-            rx,
-        )
-    }
-
-    fn log(&self, line: String) {
-        self.lines.lock().unwrap().push(line.clone());
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(line);
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The lines about start and stop only, from index `from`.
-    fn life_since(&self, from: usize) -> Vec<String> {
-        self.lines()[from..]
-            .iter()
-            .filter(|l| l.ends_with(" start") || l.ends_with(" stop"))
-            .cloned()
-            .collect()
-    }
-}
-
-/// Waits for the journal feed to show `line`; panics after `SOON`.
-fn expect_line(feed: &Receiver<String>, line: &str) {
-    loop {
-        match feed.recv_timeout(SOON) {
-            Ok(l) if l == line => return,
-            Ok(_) => {}
-            Err(_) => panic!("timed out waiting for journal line {line:?}"),
-        }
-    }
-}
-
-/// A component that journals its life. A message `"boom"` panics, `"fail"` returns an error,
-/// `"quit"` stops the instance; others are journalled as handled.
-struct Life {
-    name: &'static str,
-    instance: u64,
-    journal: Journal,
-}
-
-fn life(name: &'static str, journal: &Journal) -> impl Fn() -> Life + Send + Sync + 'static {
-    let journal = journal.clone();
-    let instances = Arc::new(AtomicU64::new(0));
-    move || Life {
-        name,
-        instance: instances.fetch_add(1, Ordering::SeqCst) + 1,
-        journal: journal.clone(),
-    }
-}
-
-impl Life {
-    fn log(&self, what: &str) {
-        self.journal
-            .log(format!("{}#{} {what}", self.name, self.instance));
-    }
-}
-
-impl Component for Life {
-    fn start(&mut self, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        self.log("start");
-        Ok(())
-    }
-
-    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        match msg.as_json().and_then(|v| v.as_str()) {
-            Some("boom") => panic!("boom in {}", self.name),
-            Some("fail") => Err("failed on purpose".into()),
-            Some("quit") => {
-                ctx.stop();
-                Ok(())
-            }
-            Some(other) => {
-                self.log(&format!("handled {other}"));
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn stop(&mut self, _ctx: &mut Context<'_, Self>) {
-        self.log("stop");
-    }
-}
-
-fn text(s: &str) -> Message {
-    Message::json(s.into())
-}
-
-fn send_to(rt: &Runtime, name: &str, s: &str) {
-    rt.bus()
-        .send_to(name, text(s))
-        .unwrap_or_else(|e| panic!("send to {name}: {e}"));
-}
-
-fn runtime_with(root: SupervisorOptions) -> Result<Runtime> {
-    Ok(Runtime::builder()
-        .workers(1)
-        .drain_timeout(Duration::from_secs(1))
-        .supervisor(root)
-        .build()?)
-}
-
-fn permanent() -> ComponentOptions {
-    ComponentOptions::new().restart(Restart::Permanent)
-}
 
 #[test]
 fn permanent_component_is_restarted_after_a_panic_with_fresh_state() -> Result<()> {

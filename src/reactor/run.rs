@@ -213,7 +213,7 @@ fn run<C: Component>(
         if let Some(reason) = down {
             report(core, reason, true);
         }
-        match await_command(mb, core) {
+        match await_command(mb) {
             Next::Restart(ack) => {
                 mb.reopen();
                 mb.counters.restarts.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +261,7 @@ fn exit_down_reason(exit: &Exit) -> DownReason {
 }
 
 /// Waits, with no instance running, for the supervisor's word or the runtime's stop.
-fn await_command(mb: &Mailbox, core: &Core) -> Next {
+fn await_command(mb: &Mailbox) -> Next {
     loop {
         if mb.stop_requested().is_some() {
             return Next::Exit(DeadLetterReason::Stopped, DownReason::Shutdown);
@@ -281,7 +281,6 @@ fn await_command(mb: &Mailbox, core: &Core) -> Next {
                 Control::Down(_) | Control::Tick => {}
             }
         }
-        let _ = core;
         mb.wait_signal(None);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
-use super::registry::{ComponentState, Entry, Registry};
+use super::registry::{ComponentState, Registry};
 use crate::reactor::{Control, InstanceDown, System, WatchId, Watcher};
 use crate::types::{Clock, DeadLetterReason, Down, DownReason, Error, Name, Wake};
 
@@ -537,7 +537,7 @@ impl Supervision {
                 let (tx, rx) = channel::bounded(1);
                 e.reactor.command(Control::Restart(tx));
                 if let Ok(Ok(())) = rx.recv_timeout(self.ack_timeout) {
-                    set_running(&e);
+                    e.set_state(ComponentState::Running);
                 }
                 // A failed start comes back as another `Down`, under the intensity limit.
             }
@@ -554,10 +554,6 @@ impl Supervision {
             }
         }
     }
-}
-
-fn set_running(e: &Entry) {
-    e.set_state(ComponentState::Running);
 }
 
 /// Restarts due at `at`.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
 
+pub mod life;
+
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
