@@ -324,6 +324,7 @@
 //! order sent, across restarts too.
 
 mod bus;
+mod ingress;
 mod reactor;
 mod runtime;
 mod types;
@@ -334,7 +335,8 @@ mod worker;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use bus::{Bus, BusStats, Inbox, PendingReply};
+pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
+pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpShutdown, HttpStats, Routes};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
     Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState, Restart,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 
-pub use reply::PendingReply;
+pub use reply::{PendingReply, ReplyTicket};
 
 use crate::reactor::{on_reactor_thread, Reactor, Router};
 use crate::types::{
@@ -208,6 +208,73 @@ impl Bus {
         }
     }
 
+    /// Never blocks. Sends `msg` as a request to one subscriber of `topic` (as
+    /// [`send`](Bus::send)); its outcome goes to `callback` instead of a waiting thread.
+    ///
+    /// For event loops that must not hold a thread per request (the HTTP front-end is one).
+    /// `callback` runs exactly once, on whichever thread settles the request: the replier's
+    /// (often a component's reactor, so keep it short and non-blocking: hand the outcome to
+    /// your own loop), or the thread that calls [`ReplyTicket::expire`]. It gets the reply,
+    /// the responder's error ([`Error::NoReply`] when the request was dropped unanswered), or
+    /// [`Error::Timeout`] from `expire`.
+    ///
+    /// The bus runs no timer for these requests: the caller enforces `timeout` by calling
+    /// [`ReplyTicket::expire`] once [`ReplyTicket::deadline`] has passed.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Bus::send); the message is handed back and `callback` is dropped unrun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{Bus, Error, Message};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let service = bus.subscribe_inbox("math.double", 8)?;
+    /// let (tx, rx) = crossbeam::channel::bounded(1);
+    /// let ticket = bus
+    ///     .request_callback("math.double", Message::typed(21u32), Duration::from_secs(1), move |r| {
+    ///         let _ = tx.send(r.map(|m| *m.get::<u32>().unwrap()));
+    ///     })
+    ///     .map_err(|e| e.without_payload())?;
+    ///
+    /// let mut req = service.recv()?;
+    /// let n = *req.get::<u32>().unwrap();
+    /// req.take_reply_handle().unwrap().send(Message::typed(n * 2))?;
+    /// assert_eq!(rx.recv()?.ok(), Some(42));
+    /// assert!(!ticket.expire()); // settled already: nothing to expire
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn request_callback<F>(
+        &self,
+        topic: &str,
+        mut msg: Message,
+        timeout: Duration,
+        callback: F,
+    ) -> Result<ReplyTicket, Error<Message>>
+    where
+        F: FnOnce(Result<Message, Error>) + Send + 'static,
+    {
+        let slot = reply::CallbackSlot::new(timeout, Box::new(callback));
+        let id = msg.id;
+        msg.set_reply(ReplyHandle::new(
+            Box::new(reply::CallbackSink(Arc::clone(&slot))),
+            id,
+            self.inner.late(),
+        ));
+        match self.inner.send(topic, msg) {
+            Ok(()) => Ok(ReplyTicket::new(slot, id)),
+            Err(e) => Err(e.map_payload(|mut m| {
+                if let Some(r) = m.take_reply_handle() {
+                    r.cancel();
+                }
+                m
+            })),
+        }
+    }
+
     /// Subscribes the deployed component `component` to `pattern`.
     ///
     /// # Errors
@@ -308,6 +375,12 @@ impl Bus {
     /// ```
     pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
         Router::send_to(&*self.inner, name, msg)
+    }
+
+    /// Accounts for a reply nobody will read (a front-end's client hung up): counted as late
+    /// and dead-lettered, as a reply after a timeout is.
+    pub(crate) fn late_reply(&self, reply: Message) {
+        LateReplies::late_reply(&*self.inner, reply, None);
     }
 
     pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {

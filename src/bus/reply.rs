@@ -181,3 +181,107 @@ impl Drop for PendingReply {
         }
     }
 }
+
+/// The callback of a request made with [`Bus::request_callback`](crate::Bus::request_callback),
+/// shared by the replier's sink and the requester's [`ReplyTicket`]: whichever takes it first
+/// runs it, so it runs exactly once.
+type Callback = Box<dyn FnOnce(Result<Message, Error>) + Send>;
+
+pub(super) struct CallbackSlot {
+    timeout: Duration,
+    callback: Mutex<Option<Callback>>,
+}
+
+impl CallbackSlot {
+    pub(super) fn new(timeout: Duration, callback: Callback) -> Arc<CallbackSlot> {
+        Arc::new(CallbackSlot {
+            timeout,
+            callback: Mutex::new(Some(callback)),
+        })
+    }
+
+    fn take(&self) -> Option<Callback> {
+        self.callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// The replier's side of a callback request.
+pub(super) struct CallbackSink(pub(super) Arc<CallbackSlot>);
+
+impl ReplySink for CallbackSink {
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>> {
+        match self.0.take() {
+            Some(callback) => {
+                callback(outcome);
+                Ok(())
+            }
+            None => Err(Box::new(NotDelivered {
+                why: Error::Timeout {
+                    after: self.0.timeout,
+                },
+                outcome,
+                requester: None,
+            })),
+        }
+    }
+
+    fn cancel(self: Box<Self>) {}
+}
+
+/// The requester's side of a request whose outcome goes to a callback
+/// ([`Bus::request_callback`](crate::Bus::request_callback)).
+///
+/// The bus runs no timer of its own: the holder of the ticket enforces the timeout by calling
+/// [`expire`](ReplyTicket::expire) once [`deadline`](ReplyTicket::deadline) has passed (an
+/// event loop does this from its own timer). Dropping the ticket does not cancel the request:
+/// the callback still runs when the outcome comes.
+pub struct ReplyTicket {
+    slot: Arc<CallbackSlot>,
+    id: MessageId,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for ReplyTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTicket")
+            .field("request", &self.id)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl ReplyTicket {
+    pub(super) fn new(slot: Arc<CallbackSlot>, id: MessageId) -> ReplyTicket {
+        let deadline = Instant::now() + slot.timeout;
+        ReplyTicket { slot, id, deadline }
+    }
+
+    /// The id of the request (replies carry it as their correlation).
+    pub fn request_id(&self) -> MessageId {
+        self.id
+    }
+
+    /// When the request's timeout passes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Gives up waiting: if no outcome has come yet, runs the callback with
+    /// [`Error::Timeout`] on the calling thread and returns `true`; a reply arriving later is
+    /// counted as late and dead-lettered. Returns `false` when the callback already ran (or is
+    /// running) with the outcome.
+    pub fn expire(&self) -> bool {
+        match self.slot.take() {
+            Some(callback) => {
+                callback(Err(Error::Timeout {
+                    after: self.slot.timeout,
+                }));
+                true
+            }
+            None => false,
+        }
+    }
+}

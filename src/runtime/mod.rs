@@ -9,8 +9,10 @@
 mod agent;
 mod registry;
 mod report;
+mod serve;
 mod supervisor;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -163,6 +165,8 @@ impl RuntimeBuilder {
             config: self,
             lifecycle: Mutex::new(()),
             state: Mutex::new(State::default()),
+            front_ends: Arc::default(),
+            running: Arc::default(),
         })
     }
 }
@@ -401,6 +405,10 @@ pub struct Runtime {
     lifecycle: Mutex<()>,
     // Short critical sections only: never held while waiting on a thread.
     state: Mutex<State>,
+    // Front-ends (HTTP) started by `serve_http`; stopped before any component.
+    front_ends: Arc<serve::FrontEnds>,
+    // Set once `start` has started every component; cleared when `stop` begins.
+    running: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -782,7 +790,12 @@ impl Runtime {
             }
             index += 1;
         }
+        self.running.store(true, Ordering::Release);
         Ok(())
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.lock().phase == Phase::Stopped
     }
 
     /// Stops the runtime; see `# Shutdown` on [`Runtime`]. Returns what each component did.
@@ -809,6 +822,10 @@ impl Runtime {
     /// The stop itself, under the lifecycle lock the caller holds.
     fn stop_locked(&self, _life: &MutexGuard<'_, ()>) -> ShutdownReport {
         let started = Instant::now();
+        self.running.store(false, Ordering::Release);
+        // Front-ends first: no new requests, and those in flight are answered while every
+        // component still runs.
+        let http = self.front_ends.stop_all();
         // No restart from now on: a reactor waiting for one ends at its stop request.
         self.supervision.begin_shutdown();
         let mut deployed = {
@@ -853,6 +870,7 @@ impl Runtime {
             components,
             pool,
             bus: self.bus.stats(),
+            http,
             elapsed: started.elapsed(),
         }
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::bus::BusStats;
+use crate::ingress::http::HttpShutdown;
 use crate::reactor::Exit;
 use crate::types::Name;
 use crate::worker::PoolShutdown;
@@ -65,6 +66,8 @@ pub struct ShutdownReport {
     pub pool: PoolShutdown,
     /// The bus's counters at the end (dead letters, late replies, ...).
     pub bus: BusStats,
+    /// What each HTTP front-end's graceful stop did, in the order they were started.
+    pub http: Vec<HttpShutdown>,
     /// How long the stop took.
     pub elapsed: Duration,
 }

@@ -128,6 +128,13 @@ pub enum Error<T = ()> {
         /// The OS error, also given by `source()`.
         source: std::io::Error,
     },
+    /// An I/O operation of a front-end failed (for example binding its listening socket).
+    Io {
+        /// What was being done ("bind 127.0.0.1:8080").
+        context: String,
+        /// The OS error, also given by `source()`.
+        source: std::io::Error,
+    },
     /// The runtime is not in a state that allows this call (for example `start` after `stop`).
     InvalidState {
         /// What was attempted and why it cannot be done.
@@ -201,6 +208,7 @@ impl<T> Error<T> {
                 (Error::StartFailed { component, reason }, None)
             }
             Error::Spawn { thread, source } => (Error::Spawn { thread, source }, None),
+            Error::Io { context, source } => (Error::Io { context, source }, None),
             Error::InvalidState { reason } => (Error::InvalidState { reason }, None),
         }
     }
@@ -269,6 +277,7 @@ impl Error {
             Error::NotFound { name } => Error::NotFound { name },
             Error::StartFailed { component, reason } => Error::StartFailed { component, reason },
             Error::Spawn { thread, source } => Error::Spawn { thread, source },
+            Error::Io { context, source } => Error::Io { context, source },
             Error::InvalidState { reason } => Error::InvalidState { reason },
             Error::Backpressure { .. }
             | Error::Stopped { .. }
@@ -330,6 +339,11 @@ impl<T> fmt::Debug for Error<T> {
                 .field("component", component)
                 .field("reason", reason)
                 .finish(),
+            Error::Io { context, source } => f
+                .debug_struct("Io")
+                .field("context", context)
+                .field("source", source)
+                .finish(),
             Error::Spawn { thread, source } => f
                 .debug_struct("Spawn")
                 .field("thread", thread)
@@ -368,6 +382,7 @@ impl<T> fmt::Display for Error<T> {
                 write!(f, "component `{component}` failed to start: {reason}")
             }
             Error::Spawn { thread, .. } => write!(f, "could not spawn thread `{thread}`"),
+            Error::Io { context, .. } => write!(f, "could not {context}"),
             Error::InvalidState { reason } => f.write_str(reason),
         }
     }
@@ -377,6 +392,7 @@ impl<T> std::error::Error for Error<T> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Spawn { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }

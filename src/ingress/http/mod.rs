@@ -1,0 +1,466 @@
+//! The HTTP front-end: a route table maps `METHOD /path/{param}` to a bus topic; each request
+//! becomes a bus request and the component's reply becomes the response, while the
+//! connection waits without holding a thread. A fixed number of I/O threads, each with its
+//! own `polling::Poller`, own every connection; `httparse` reads the heads.
+//!
+//! Owns: the listener, the connections and their deadlines (header, body, idle keep-alive,
+//! write, reply), the connection cap, the status mapping and error shape, and the graceful
+//! stop. Does not own: what a route means (components do) or the metrics it serves (the
+//! runtime gives them through [`AdminHooks`]). Design notes: `README.md` beside this file.
+
+mod io;
+mod route;
+mod stats;
+mod wire;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use polling::Poller;
+
+pub use route::Routes;
+pub(crate) use stats::write_prometheus;
+
+use crate::bus::Bus;
+use crate::types::Error;
+
+/// Header names of the messages a route sends, and of the replies that shape a response.
+///
+/// A request message carries `http.method`, `http.path`, `http.query` (when there is one),
+/// `http.param.NAME` for each path parameter, and `http.header.NAME` (lower-cased) for each
+/// header named in [`HttpConfig::forward_header`]. A reply may set `http.status` (default
+/// `200`) and `http.header.NAME` for each response header.
+pub mod http_names {
+    /// The request's method (`GET`).
+    pub const METHOD: &str = "http.method";
+    /// The request's path, without its query.
+    pub const PATH: &str = "http.path";
+    /// The request's query string, without the `?`.
+    pub const QUERY: &str = "http.query";
+    /// Prefix of a path parameter's header: `http.param.id`.
+    pub const PARAM_PREFIX: &str = "http.param.";
+    /// Prefix of a forwarded request header, and of a response header a reply sets.
+    pub const HEADER_PREFIX: &str = "http.header.";
+    /// The response status a reply asks for (`"201"`).
+    pub const STATUS: &str = "http.status";
+}
+
+/// What the runtime lends a front-end for its admin endpoints.
+pub(crate) trait AdminHooks: Send + Sync {
+    /// The runtime's metrics in the Prometheus text format.
+    fn metrics(&self) -> String;
+    /// Whether the runtime is ready, and a JSON detail of why (or why not).
+    fn ready(&self) -> (bool, serde_json::Value);
+}
+
+/// Settings of an HTTP front-end. Every setter documents its default.
+///
+/// # Examples
+///
+/// ```
+/// use reactorium::HttpConfig;
+/// use std::time::Duration;
+///
+/// let config = HttpConfig::new()
+///     .bind("127.0.0.1:0".parse()?)
+///     .io_threads(2)
+///     .max_connections(5_000)
+///     .request_timeout(Duration::from_secs(2))
+///     .forward_header("x-request-id");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) io_threads: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) forward_headers: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            io_threads: 2,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            forward_headers: Vec::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The defaults documented on each setter.
+    pub fn new() -> HttpConfig {
+        HttpConfig::default()
+    }
+
+    /// The address to listen on. Default `127.0.0.1:8080`; port 0 picks a free port (see
+    /// [`HttpServer::local_addr`]).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// I/O threads, fixed for the server's life whatever the number of connections.
+    /// Default 2; 1..=64.
+    pub fn io_threads(mut self, n: usize) -> Self {
+        self.io_threads = n;
+        self
+    }
+
+    /// Connections held at once. Past it, a new connection's first request gets `503` with
+    /// `Retry-After` and the connection closes (and past it by 256 more, new connections are
+    /// closed at once). Default 10,000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// The largest request head (request line and headers). Past it: `431`. Default 16 KiB.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n;
+        self
+    }
+
+    /// The largest request body. Past it: `413`, before the body is read. Default 1 MiB.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// Time from a request's first byte to the end of its head. Past it: `408` and the
+    /// connection closes (this is what ends a slowloris client). Default 10 s.
+    pub fn header_timeout(mut self, d: Duration) -> Self {
+        self.header_timeout = d;
+        self
+    }
+
+    /// Time from the end of the head to the end of the body. Past it: `408` and the
+    /// connection closes. Default 30 s.
+    pub fn body_timeout(mut self, d: Duration) -> Self {
+        self.body_timeout = d;
+        self
+    }
+
+    /// How long a keep-alive connection may sit idle between requests before it is closed.
+    /// Default 60 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// How long a response may take to be written (a client that does not read). Past it the
+    /// connection closes. Default 30 s.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = d;
+        self
+    }
+
+    /// How long a component may take to reply, for routes without a timeout of their own.
+    /// Past it: `504`. Default 10 s.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// How long a graceful stop waits for requests in flight before it closes their
+    /// connections. Default 5 s.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// The `Retry-After` of a `503` (backpressure, stopped component, too many connections),
+    /// in whole seconds, at least 1. Default 1 s.
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = d;
+        self
+    }
+
+    /// Copies the request header `name` (case-insensitive) into the message as
+    /// `http.header.NAME`. Default: none.
+    pub fn forward_header(mut self, name: impl Into<String>) -> Self {
+        self.forward_headers.push(name.into().to_ascii_lowercase());
+        self
+    }
+
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs().max(1)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidConfig {
+                reason: format!("http: {reason}"),
+            })
+        };
+        if !(1..=64).contains(&self.io_threads) {
+            return bad("io_threads must be in 1..=64");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_header_bytes < 256 {
+            return bad("max_header_bytes must be at least 256");
+        }
+        for (name, d) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(&format!("{name} must be above zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of an HTTP front-end's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HttpStats {
+    /// Connections open now.
+    pub open_connections: usize,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Connections closed at once because the server held `max_connections` + 256.
+    pub refused_connections: u64,
+    /// `accept` calls that failed (for example out of file descriptors); the server paused
+    /// accepting for 100 ms after each and went on.
+    pub accept_errors: u64,
+    /// Responses written, every status.
+    pub requests: u64,
+    /// Requests whose head did not arrive within `header_timeout` (`408`).
+    pub header_timeouts: u64,
+    /// Requests whose body did not arrive within `body_timeout` (`408`).
+    pub body_timeouts: u64,
+    /// Keep-alive connections closed after `idle_timeout`.
+    pub idle_timeouts: u64,
+    /// Connections closed because a response was not taken within `write_timeout`.
+    pub write_timeouts: u64,
+    /// Requests whose component did not reply in time (`504`).
+    pub reply_timeouts: u64,
+}
+
+/// What a graceful stop of an HTTP front-end did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HttpShutdown {
+    /// Requests in flight at the stop that were answered before the deadline.
+    pub completed: u64,
+    /// Idle keep-alive connections (and half-sent heads) closed at once.
+    pub closed_idle: u64,
+    /// Connections still in flight at the deadline, closed without a response.
+    pub abandoned: u64,
+    /// Every I/O thread was joined.
+    pub joined: bool,
+    /// How long the stop took.
+    pub elapsed: Duration,
+}
+
+/// State shared by a server's I/O threads and its handle.
+pub(crate) struct Shared {
+    pub(crate) config: HttpConfig,
+    pub(crate) routes: Routes,
+    pub(crate) bus: Bus,
+    pub(crate) admin: Option<Arc<dyn AdminHooks>>,
+    pub(crate) listener: Arc<TcpListener>,
+    pub(crate) open: AtomicUsize,
+    pub(crate) stopping: AtomicBool,
+    drain_deadline: Mutex<Option<Instant>>,
+    pub(crate) stats: stats::Counters,
+}
+
+impl Shared {
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running HTTP front-end. Cheap to clone (a handle).
+///
+/// Made by [`Runtime::serve_http`](crate::Runtime::serve_http), which also stops it (first,
+/// before any component) when the runtime stops.
+///
+/// # Shutdown
+///
+/// [`stop`](HttpServer::stop) stops accepting at once, closes idle keep-alive connections,
+/// lets the requests in flight finish (each answered with `Connection: close`) until the
+/// shutdown deadline ([`HttpConfig::shutdown_timeout`]), then closes what is left and joins
+/// the I/O threads. A reply that comes after its connection closed is counted as a late reply
+/// on the bus and dead-lettered.
+#[derive(Clone)]
+pub struct HttpServer {
+    inner: Arc<ServerInner>,
+}
+
+struct ServerInner {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    pollers: Vec<Arc<Poller>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    report: Mutex<Option<HttpShutdown>>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("local_addr", &self.inner.local_addr)
+            .field("routes", &self.inner.shared.routes)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl HttpServer {
+    /// Binds and starts the I/O threads.
+    pub(crate) fn start(
+        bus: Bus,
+        config: HttpConfig,
+        routes: Routes,
+        admin: Option<Arc<dyn AdminHooks>>,
+        thread_prefix: &str,
+    ) -> Result<HttpServer, Error> {
+        config.validate()?;
+        let io_err = |context: String| move |source| Error::Io { context, source };
+        let listener =
+            TcpListener::bind(config.bind).map_err(io_err(format!("bind {}", config.bind)))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("make the listener non-blocking".into()))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(io_err("read the listener's address".into()))?;
+        let shared = Arc::new(Shared {
+            stats: stats::Counters::new(routes.len()),
+            config,
+            routes,
+            bus,
+            admin,
+            listener: Arc::new(listener),
+            open: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
+        });
+        let mut pollers = Vec::new();
+        let mut loops = Vec::new();
+        for _ in 0..shared.config.io_threads {
+            let poller = Arc::new(Poller::new().map_err(io_err("create a poller".into()))?);
+            let (tx, rx) = crossbeam::channel::unbounded();
+            let t = io::IoThread::new(Arc::clone(&shared), Arc::clone(&poller), tx, rx)
+                .map_err(io_err("register the listener".into()))?;
+            pollers.push(poller);
+            loops.push(t);
+        }
+        let server = HttpServer {
+            inner: Arc::new(ServerInner {
+                shared,
+                local_addr,
+                pollers,
+                threads: Mutex::new(Vec::new()),
+                report: Mutex::new(None),
+            }),
+        };
+        for (i, t) in loops.into_iter().enumerate() {
+            let thread = format!("{thread_prefix}http-{}-{i}", local_addr.port());
+            let spawned = std::thread::Builder::new()
+                .name(thread.clone())
+                .spawn(move || t.run());
+            match spawned {
+                Ok(h) => server.threads().push(h),
+                Err(source) => {
+                    server.stop();
+                    return Err(Error::Spawn { thread, source });
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.inner.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address the server listens on (with the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HttpStats {
+        let s = &self.inner.shared;
+        s.stats.snapshot(s.open.load(Ordering::Relaxed))
+    }
+
+    /// Stops the server gracefully; see `# Shutdown` on [`HttpServer`]. Blocks until the I/O
+    /// threads have finished (at most the shutdown timeout and one second more). Calling it
+    /// again returns the first call's report.
+    pub fn stop(&self) -> HttpShutdown {
+        let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = *report {
+            return r;
+        }
+        let started = Instant::now();
+        let s = &self.inner.shared;
+        let deadline = started + s.config.shutdown_timeout;
+        *s.drain_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        s.stopping.store(true, Ordering::Release);
+        for p in &self.inner.pollers {
+            let _ = p.notify();
+        }
+        let threads = std::mem::take(&mut *self.threads());
+        let mut joined = true;
+        for h in threads {
+            // Each thread ends by the deadline; the extra second covers a busy machine.
+            while !h.is_finished() && Instant::now() < deadline + Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                joined = false;
+            }
+        }
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let r = HttpShutdown {
+            completed: l(&s.stats.drain_completed),
+            closed_idle: l(&s.stats.drain_closed_idle),
+            abandoned: l(&s.stats.drain_abandoned),
+            joined,
+            elapsed: started.elapsed(),
+        };
+        *report = Some(r);
+        r
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+}
