@@ -382,6 +382,17 @@ impl Message {
         self
     }
 
+    /// Adds every header of `headers` at once (one allocation for the lot).
+    pub(crate) fn with_headers(mut self, mut headers: Vec<(String, String)>) -> Message {
+        let ext = self.ext();
+        if ext.headers.is_empty() {
+            ext.headers = headers;
+        } else {
+            ext.headers.append(&mut headers);
+        }
+        self
+    }
+
     /// Sets the timestamp to now.
     pub fn stamped(mut self) -> Message {
         self.ext().timestamp = Some(SystemTime::now());

@@ -16,7 +16,7 @@ use polling::{Event, Events, PollMode, Poller};
 use super::route::{Admin, Matched, Target};
 use super::stats::TimeoutKind;
 use super::wire::{self, Head, Response};
-use super::Shared;
+use super::{http_names, Shared};
 use crate::bus::{Bus, ReplyTicket};
 use crate::types::{Error, Message};
 
@@ -27,6 +27,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The most bytes one read takes; level-triggered polling brings the connection back if more
 /// is waiting, so one busy connection cannot hold the thread.
 const READ_CHUNK: usize = 16 * 1024;
+/// The most buffer capacity an idle connection keeps between requests.
+const KEEP_BUFFER: usize = 16 * 1024;
 /// Connections past `max_connections` that are still read far enough to be told `503`.
 pub(super) const REJECT_SLACK: usize = 256;
 /// How long an over-the-limit connection may take to send its head before it is just closed.
@@ -148,6 +150,7 @@ pub(super) struct IoThread {
     timers: BTreeSet<(Instant, usize)>,
     next_seq: u64,
     draining: Option<Instant>,
+    scratch: Box<[u8]>,
 }
 
 impl IoThread {
@@ -178,6 +181,7 @@ impl IoThread {
             timers: BTreeSet::new(),
             next_seq: 0,
             draining: None,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -216,13 +220,11 @@ impl IoThread {
             .min();
             let timeout = next.map(|t| t.saturating_duration_since(now));
             events.clear();
-            if let Err(e) = self.poller.wait(&mut events, timeout) {
-                // Not expected from epoll on a valid poller; do not spin on it.
-                self.shared
-                    .stats
-                    .poll_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                let _ = e;
+            if self.poller.wait(&mut events, timeout).is_err() {
+                // Not expected from epoll on a valid poller (EINTR is retried inside); count
+                // it and do not spin on it.
+                let errors = &self.shared.stats.poll_errors;
+                errors.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
             for ev in events.iter() {
@@ -356,19 +358,20 @@ impl IoThread {
 
     fn read(&mut self, key: usize) {
         let limit = self.read_limit(key);
-        let Some(c) = self.conn(key) else { return };
+        let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
+            return;
+        };
         let have = c.rbuf.len();
         if have >= limit {
             // Nothing more may be buffered until what is there is used.
             self.set_interest(key, false, None);
             return;
         }
-        let want = READ_CHUNK.min(limit - have);
-        c.rbuf.resize(have + want, 0);
-        let r = (&c.io.source).read(&mut c.rbuf[have..]);
-        match r {
+        // Read into the thread's scratch buffer and keep only what came: an idle or
+        // half-sent connection holds a few hundred bytes, not a whole read chunk.
+        let want = self.scratch.len().min(limit - have);
+        match (&c.io.source).read(&mut self.scratch[..want]) {
             Ok(0) => {
-                c.rbuf.truncate(have);
                 c.peer_eof = true;
                 if c.in_flight() {
                     self.set_interest(key, false, None);
@@ -377,18 +380,15 @@ impl IoThread {
                 }
             }
             Ok(n) => {
-                c.rbuf.truncate(have + n);
+                c.rbuf.extend_from_slice(&self.scratch[..n]);
                 self.process(key);
             }
-            Err(e) => {
-                c.rbuf.truncate(have);
-                if !matches!(
+            Err(e)
+                if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) {
-                    self.close(key);
-                }
-            }
+                ) => {}
+            Err(_) => self.close(key),
         }
     }
 
@@ -460,7 +460,9 @@ impl IoThread {
                     let body: Vec<u8> = if c.rbuf.len() == head.content_length {
                         std::mem::take(&mut c.rbuf)
                     } else {
-                        c.rbuf.drain(..head.content_length).collect()
+                        let body = c.rbuf.drain(..head.content_length).collect();
+                        c.rbuf.shrink_to(KEEP_BUFFER);
+                        body
                     };
                     self.dispatch(key, head, route, params, body, since);
                 }
@@ -614,18 +616,20 @@ impl IoThread {
         } else {
             Message::bytes(body)
         };
-        let mut msg = msg
-            .with_header("http.method", head.method)
-            .with_header("http.path", head.path);
+        // One vector for every header, sized once.
+        let mut headers = Vec::with_capacity(3 + params.len() + head.forwarded.len());
+        headers.push((http_names::METHOD.to_owned(), head.method));
+        headers.push((http_names::PATH.to_owned(), head.path));
         if !head.query.is_empty() {
-            msg = msg.with_header("http.query", head.query);
+            headers.push((http_names::QUERY.to_owned(), head.query));
         }
         for (n, v) in params {
-            msg = msg.with_header(format!("http.param.{n}"), v);
+            headers.push((format!("{}{n}", http_names::PARAM_PREFIX), v));
         }
         for (n, v) in head.forwarded {
-            msg = msg.with_header(format!("http.header.{n}"), v);
+            headers.push((format!("{}{n}", http_names::HEADER_PREFIX), v));
         }
+        let msg = msg.with_headers(headers);
         let seq = self.next_seq;
         self.next_seq += 1;
         let inbound = Arc::clone(&self.inbound);
@@ -736,6 +740,9 @@ impl IoThread {
         }
         c.wbuf.clear();
         c.wpos = 0;
+        if c.wbuf.capacity() > KEEP_BUFFER {
+            c.wbuf = Vec::new(); // a large response's buffer is not kept for the idle time
+        }
         if c.close_after {
             self.close(key);
             return;
