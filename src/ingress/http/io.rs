@@ -128,7 +128,13 @@ struct Conn {
     peer_eof: bool,
     /// Admitted past `max_connections`: its first request gets `503` and the connection ends.
     reject: bool,
+    /// When the current phase times out.
     deadline: Option<Instant>,
+    /// The earliest entry the timer set holds for this connection (see `set_deadline`).
+    armed: Option<Instant>,
+    /// Unique within the thread: tells this connection's timer entries from those of an
+    /// earlier connection in the same slot.
+    id: u64,
     interest: (bool, bool),
 }
 
@@ -147,7 +153,12 @@ pub(super) struct IoThread {
     accept_paused_until: Option<Instant>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    timers: BTreeSet<(Instant, usize)>,
+    /// Wake-ups: (when, slot, connection id). Lazy: an entry may be earlier than its
+    /// connection's deadline (then it is re-armed when it comes up) or stale (skipped).
+    timers: BTreeSet<(Instant, usize, u64)>,
+    /// The time read once per loop turn, after the wait.
+    now: Instant,
+    next_conn: u64,
     next_seq: u64,
     draining: Option<Instant>,
     scratch: Box<[u8]>,
@@ -179,6 +190,8 @@ impl IoThread {
             conns: Vec::new(),
             free: Vec::new(),
             timers: BTreeSet::new(),
+            now: Instant::now(),
+            next_conn: 0,
             next_seq: 0,
             draining: None,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -190,6 +203,7 @@ impl IoThread {
         let mut events = Events::new();
         loop {
             let now = Instant::now();
+            self.now = now;
             if self.draining.is_none() && self.shared.stopping.load(Ordering::Acquire) {
                 self.begin_drain(now);
             }
@@ -227,6 +241,7 @@ impl IoThread {
                 errors.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
+            self.now = Instant::now();
             for ev in events.iter() {
                 if ev.key == LISTENER {
                     self.accept();
@@ -234,7 +249,7 @@ impl IoThread {
                     self.on_ready(ev.key - 1, ev.readable, ev.writable);
                 }
             }
-            self.fire_timers(Instant::now());
+            self.fire_timers(self.now);
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
             }
@@ -275,7 +290,7 @@ impl IoThread {
                         if let Some(l) = &self.listener {
                             let _ = l.modify(Event::none(LISTENER));
                         }
-                        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
                         return;
                     }
                     // A connection that died in the backlog (ECONNABORTED and the like).
@@ -326,9 +341,12 @@ impl IoThread {
             peer_eof: false,
             reject,
             deadline: None,
+            armed: None,
+            id: self.next_conn,
             interest: (true, false),
         });
-        let now = Instant::now();
+        self.next_conn += 1;
+        let now = self.now;
         let wait = if reject {
             REJECT_READ
         } else {
@@ -406,7 +424,7 @@ impl IoThread {
     fn process(&mut self, key: usize) {
         let shared = Arc::clone(&self.shared);
         loop {
-            let now = Instant::now();
+            let now = self.now;
             let Some(c) = self.conn(key) else { return };
             match &mut c.phase {
                 Phase::Head { since } => {
@@ -527,7 +545,7 @@ impl IoThread {
                     params,
                     since,
                 };
-                let d = Instant::now() + config.body_timeout;
+                let d = self.now + config.body_timeout;
                 self.set_deadline(key, Some(d));
                 true
             }
@@ -702,7 +720,8 @@ impl IoThread {
         close: bool,
     ) {
         let draining = self.draining.is_some();
-        self.shared.stats.record(route, r.status, since.elapsed());
+        let took = self.now.saturating_duration_since(since);
+        self.shared.stats.record(route, r.status, took);
         if draining {
             self.shared
                 .stats
@@ -727,7 +746,7 @@ impl IoThread {
                 Ok(n) => c.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let d = Instant::now() + self.shared.config.write_timeout;
+                    let d = self.now + self.shared.config.write_timeout;
                     self.set_interest(key, false, Some(true));
                     self.set_deadline(key, Some(d));
                     return;
@@ -749,7 +768,7 @@ impl IoThread {
         }
         c.phase = Phase::Head { since: None };
         let peer_eof = c.peer_eof;
-        let d = Instant::now() + self.shared.config.idle_timeout;
+        let d = self.now + self.shared.config.idle_timeout;
         self.set_interest(key, !peer_eof, Some(false));
         self.set_deadline(key, Some(d));
     }
@@ -767,30 +786,48 @@ impl IoThread {
 
     // ---- time ------------------------------------------------------------------------
 
+    /// Sets when the connection's current phase times out. Most changes push the deadline
+    /// later and cost nothing here: the set gets a new entry only when the connection needs
+    /// waking earlier than any entry it has; a late entry is re-armed when it comes up.
     fn set_deadline(&mut self, key: usize, at: Option<Instant>) {
         let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
-        if c.deadline == at {
-            return;
-        }
-        if let Some(old) = c.deadline.take() {
-            self.timers.remove(&(old, key));
-        }
+        c.deadline = at;
         if let Some(at) = at {
-            c.deadline = Some(at);
-            self.timers.insert((at, key));
+            if c.armed.map_or(true, |a| at < a) {
+                self.timers.insert((at, key, c.id));
+                c.armed = Some(at);
+            }
         }
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&(at, key)) = self.timers.first() {
+        while let Some(&(at, key, id)) = self.timers.first() {
             if at > now {
                 return;
             }
             self.timers.pop_first();
-            let Some(c) = self.conn(key) else { continue };
-            c.deadline = None;
+            let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
+                continue;
+            };
+            if c.id != id {
+                continue; // an entry of a closed connection whose slot was reused
+            }
+            if c.armed == Some(at) {
+                c.armed = None;
+            }
+            match c.deadline {
+                None => continue,
+                Some(d) if d > now => {
+                    if c.armed.map_or(true, |a| d < a) {
+                        self.timers.insert((d, key, id));
+                        c.armed = Some(d);
+                    }
+                    continue;
+                }
+                Some(_) => c.deadline = None,
+            }
             match &c.phase {
                 Phase::Head { since: None } => {
                     self.shared.stats.timeout(TimeoutKind::Idle);
@@ -827,8 +864,8 @@ impl IoThread {
         let Some(c) = self.conns.get_mut(key).and_then(Option::take) else {
             return;
         };
-        if let Some(d) = c.deadline {
-            self.timers.remove(&(d, key));
+        if let Some(a) = c.armed {
+            self.timers.remove(&(a, key, c.id));
         }
         if let Phase::Waiting { ticket, .. } = &c.phase {
             // The client is gone: stop waiting, so a reply that comes later is counted late.
