@@ -77,6 +77,7 @@ pub struct HttpConfig {
     pub(crate) bind: SocketAddr,
     pub(crate) io_threads: usize,
     pub(crate) max_connections: usize,
+    pub(crate) backlog: u32,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) header_timeout: Duration,
@@ -95,6 +96,7 @@ impl Default for HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             io_threads: 2,
             max_connections: 10_000,
+            backlog: 1024,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
@@ -134,6 +136,15 @@ impl HttpConfig {
     /// closed at once). Default 10,000.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// The listen backlog: connections the kernel queues before they are accepted. The
+    /// kernel caps it at `net.core.somaxconn`. Default 1024 (the standard library's listener
+    /// has 128, which a burst of a few hundred clients overflows: the kernel drops their
+    /// SYNs and each client waits a second to retry).
+    pub fn backlog(mut self, n: u32) -> Self {
+        self.backlog = n;
         self
     }
 
@@ -282,6 +293,18 @@ pub struct HttpShutdown {
     pub elapsed: Duration,
 }
 
+/// A non-blocking listener on `addr` with `backlog`, with `SO_REUSEADDR` as the standard
+/// library sets it (a restarted server can bind while old connections sit in TIME_WAIT).
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// State shared by a server's I/O threads and its handle.
 pub(crate) struct Shared {
     pub(crate) config: HttpConfig,
@@ -351,10 +374,7 @@ impl HttpServer {
         config.validate()?;
         let io_err = |context: String| move |source| Error::Io { context, source };
         let listener =
-            TcpListener::bind(config.bind).map_err(io_err(format!("bind {}", config.bind)))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io_err("make the listener non-blocking".into()))?;
+            bind(config.bind, config.backlog).map_err(io_err(format!("bind {}", config.bind)))?;
         let local_addr = listener
             .local_addr()
             .map_err(io_err("read the listener's address".into()))?;
