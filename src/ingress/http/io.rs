@@ -153,15 +153,12 @@ pub(super) struct IoThread {
 impl IoThread {
     pub(super) fn new(
         shared: Arc<Shared>,
+        listener: Arc<TcpListener>,
         poller: Arc<Poller>,
         tx: Sender<Completion>,
         rx: Receiver<Completion>,
     ) -> io::Result<IoThread> {
-        let listener = Registered::new(
-            &poller,
-            Arc::clone(&shared.listener),
-            Event::readable(LISTENER),
-        )?;
+        let listener = Registered::new(&poller, listener, Event::readable(LISTENER))?;
         Ok(IoThread {
             inbound: Arc::new(Inbound {
                 tx,
