@@ -341,6 +341,13 @@ impl IoThread {
                 .is_some_and(|c| matches!(c.phase, Phase::Writing))
         {
             self.flush(key);
+            // Written out: a pipelined request may be waiting in the buffer already.
+            if self
+                .conn(key)
+                .is_some_and(|c| matches!(c.phase, Phase::Head { .. }) && !c.rbuf.is_empty())
+            {
+                self.process(key);
+            }
         }
         if readable && self.conn(key).is_some() {
             self.read(key);
@@ -435,9 +442,9 @@ impl IoThread {
                         }
                         Ok(Some((head, used))) => {
                             c.rbuf.drain(..used);
-                            if !self.route(key, head, started) {
-                                return;
-                            }
+                            // Answered at once or not, go round: a pipelined head may be
+                            // buffered already, and no more bytes may come to wake us.
+                            let _answered = !self.route(key, head, started);
                         }
                     }
                 }
