@@ -418,17 +418,22 @@ impl IoThread {
                         return;
                     }
                     let started = *since.get_or_insert(now);
+                    let limit = shared.config.max_header_bytes;
                     match wire::parse_head(&c.rbuf, &shared.config.forward_headers) {
+                        // Over the limit, whole or not (a head that ends in the one byte read
+                        // past the limit is over it too).
+                        Ok(Some((_, used))) if used > limit => {
+                            let r = wire::head_too_large(limit);
+                            self.respond(key, r, None, started, true);
+                            return;
+                        }
+                        Ok(None) if c.rbuf.len() > limit => {
+                            let r = wire::head_too_large(limit);
+                            self.respond(key, r, None, started, true);
+                            return;
+                        }
                         Ok(None) => {
-                            if c.rbuf.len() > shared.config.max_header_bytes {
-                                let limit = shared.config.max_header_bytes;
-                                let r = Response::error(
-                                    431,
-                                    "headers_too_large",
-                                    &format!("the request head is over {limit} bytes"),
-                                );
-                                self.respond(key, r, None, started, true);
-                            } else if c.reject {
+                            if c.reject {
                                 // keep reading until the head is in (or REJECT_READ passes)
                             } else {
                                 let d = started + shared.config.header_timeout;
