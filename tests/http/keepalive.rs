@@ -165,6 +165,40 @@ fn a_request_then_a_half_close_is_still_answered() -> Result<()> {
 }
 
 #[test]
+fn pipelined_requests_then_a_half_close_are_all_answered() -> Result<()> {
+    // `printf 'GET /a ...GET /b ...' | nc -N host port`: every request arrived before the
+    // end of the stream.
+    let (_rt, server) = server(config())?;
+    let mut c = Client::connect(server.local_addr())?;
+    let mut raw = Vec::new();
+    for i in 0..3 {
+        raw.extend_from_slice(format!("GET /items/{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    c.send(&raw)?;
+    c.stream().shutdown(Shutdown::Write)?;
+    for i in 0..3 {
+        let r = c
+            .read_response()
+            .map_err(|e| anyhow::anyhow!("response {i}: {e}"))?;
+        assert_eq!(id_of(&r), i.to_string());
+    }
+    c.assert_closed_silently();
+    Ok(())
+}
+
+#[test]
+fn a_client_that_does_not_read_is_cut_off_after_write_timeout() -> Result<()> {
+    let (_rt, server) = server(config().write_timeout(Duration::from_millis(300)))?;
+    let mut c = Client::connect(server.local_addr())?;
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")?; // and never reads
+    crate::support::wait_until("the write times out", || server.stats().write_timeouts == 1);
+    crate::support::wait_until("the connection is closed", || {
+        server.stats().open_connections == 0
+    });
+    Ok(())
+}
+
+#[test]
 fn idle_keep_alive_connection_closes_after_idle_timeout() -> Result<()> {
     let idle = Duration::from_millis(300);
     let (_rt, server) = server(config().idle_timeout(idle))?;

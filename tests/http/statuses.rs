@@ -96,6 +96,34 @@ fn reply_status_and_headers_shape_the_response() -> Result<()> {
     Ok(())
 }
 
+/// Replies `204` (with a body, which must not be sent).
+struct NoContent;
+
+impl Component for NoContent {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        ctx.reply(&mut msg, with_status(Message::json(json!("ignored")), 204))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_204_reply_has_no_body_and_keeps_the_connection() -> Result<()> {
+    let routes = Routes::new()
+        .route("DELETE", "/items/{id}", "items.delete")?
+        .fixed("GET", "/hello", 200, "text/plain", "hello")?;
+    let (_rt, server) = serve(config(), routes, |rt| {
+        rt.deploy_with("delete", on("items.delete"), || NoContent)?;
+        Ok(())
+    })?;
+    let mut c = Client::connect(server.local_addr())?;
+    let r = c.request(b"DELETE /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")?;
+    assert_eq!((r.status, r.reason.as_str()), (204, "No Content"));
+    assert_eq!(r.header("content-length"), None);
+    // Had a body been sent, it would be read as the next response's start.
+    assert_eq!(c.get("/hello")?.body, b"hello");
+    Ok(())
+}
+
 #[test]
 fn route_parameters_are_percent_decoded_and_the_query_is_passed_on() -> Result<()> {
     let (_rt, server) = echo_server(config())?;
