@@ -122,7 +122,8 @@ struct Conn {
     wpos: usize,
     /// Close once the response being written is out.
     close_after: bool,
-    /// The peer closed its side: answer what is in flight, then close.
+    /// The peer closed its side: answer what is in flight and what is buffered (requests
+    /// pipelined before the end of the stream), then close.
     peer_eof: bool,
     /// Admitted past `max_connections`: its first request gets `503` and the connection ends.
     reject: bool,
@@ -432,6 +433,11 @@ impl IoThread {
                             self.respond(key, r, None, started, true);
                             return;
                         }
+                        // The rest of a head that cannot come any more.
+                        Ok(None) if c.peer_eof => {
+                            self.close(key);
+                            return;
+                        }
                         Ok(None) => {
                             if c.reject {
                                 // keep reading until the head is in (or REJECT_READ passes)
@@ -715,7 +721,10 @@ impl IoThread {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let Some(c) = self.conn(key) else { return };
-        c.close_after |= close || draining || c.peer_eof || c.reject;
+        // After the peer's end of stream, the last response closes; requests it pipelined
+        // before that are still answered.
+        let last = c.peer_eof && c.rbuf.is_empty();
+        c.close_after |= close || draining || last || c.reject;
         c.phase = Phase::Writing;
         r.write_to(&mut c.wbuf, c.close_after);
         self.flush(key);
@@ -745,7 +754,7 @@ impl IoThread {
         }
         c.wbuf.clear();
         c.wpos = 0;
-        if c.close_after {
+        if c.close_after || (c.peer_eof && c.rbuf.is_empty()) {
             self.close(key);
             return;
         }
