@@ -132,7 +132,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     println!("kv: listening on http://{}", server.local_addr());
     println!(
-        "kv: try  curl -X PUT {0}/kv/a -d '1'  and  curl {0}/kv/a",
+        "kv: try  curl -X PUT {0}/kv/a -H 'content-type: application/json' -d '1'  and  \
+         curl {0}/kv/a",
         format_args!("http://{}", server.local_addr())
     );
 
