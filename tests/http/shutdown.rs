@@ -14,14 +14,20 @@ use crate::support::{on, wait_until, Probe, SOON};
 
 const SLOW_GET: &[u8] = b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n";
 
+/// Larger than loopback socket buffers take at once: writing it waits for the client.
+const BIG: usize = 16 * 1024 * 1024;
+
 fn routes() -> Result<Routes> {
-    Ok(Routes::new().route("GET", "/slow", "slow.get")?.fixed(
-        "GET",
-        "/hello",
-        200,
-        "text/plain",
-        "hello",
-    )?)
+    Ok(Routes::new()
+        .route("GET", "/slow", "slow.get")?
+        .fixed("GET", "/hello", 200, "text/plain", "hello")?
+        .fixed(
+            "GET",
+            "/big",
+            200,
+            "application/octet-stream",
+            vec![b'x'; BIG],
+        )?)
 }
 
 /// Asserts nothing is served on `addr` any more: the connection is refused, or closed at
@@ -90,6 +96,31 @@ fn stop_answers_requests_in_flight_with_connection_close() -> Result<()> {
     );
     assert_eq!(report.component("slow").map(|c| c.handled), Some(3));
     assert_not_served(addr);
+    Ok(())
+}
+
+#[test]
+fn a_response_being_written_at_the_stop_is_finished_and_its_connection_closed() -> Result<()> {
+    let (_rt, server) = serve(
+        config().shutdown_timeout(Duration::from_secs(2)),
+        routes()?,
+        |_| Ok(()),
+    )?;
+    let mut c = Client::connect(server.local_addr())?;
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")?;
+    // Not read yet: the server waits for the socket to take the rest.
+    wait_until("the response is partly written", || {
+        c.stream().peek(&mut [0u8; 1]).is_ok_and(|n| n == 1)
+    });
+    let report = std::thread::scope(|s| -> Result<HttpShutdown> {
+        let stopping = s.spawn(|| server.stop());
+        let r = c.read_response()?;
+        assert_eq!((r.status, r.body.len()), (200, BIG));
+        // Written in full during the drain: nothing more can come on it.
+        c.assert_closed_silently();
+        Ok(stopping.join().expect("stop"))
+    })?;
+    assert_eq!((report.completed, report.abandoned), (1, 0), "{report:?}");
     Ok(())
 }
 
