@@ -731,6 +731,7 @@ impl IoThread {
     }
 
     fn flush(&mut self, key: usize) {
+        let draining = self.draining.is_some();
         let Some(c) = self.conn(key) else { return };
         while c.wpos < c.wbuf.len() {
             match (&c.io.source).write(&c.wbuf[c.wpos..]) {
@@ -754,6 +755,16 @@ impl IoThread {
         }
         c.wbuf.clear();
         c.wpos = 0;
+        if draining && !c.close_after {
+            // A response queued before the stop, written out during it: in flight at the
+            // stop and answered. The connection closes now rather than idle to the deadline.
+            self.shared
+                .stats
+                .drain_completed
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(key);
+            return;
+        }
         if c.close_after || (c.peer_eof && c.rbuf.is_empty()) {
             self.close(key);
             return;
