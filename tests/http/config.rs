@@ -67,3 +67,13 @@ fn a_server_runs_exactly_io_threads_until_it_stops() -> Result<()> {
     wait_until("the I/O threads end", || threads_named(&name).is_empty());
     Ok(())
 }
+
+#[test]
+fn public_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<reactorium::HttpServer>();
+    send_sync::<HttpConfig>();
+    send_sync::<Routes>();
+    send_sync::<reactorium::HttpStats>();
+    send_sync::<reactorium::HttpShutdown>();
+}
