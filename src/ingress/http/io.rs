@@ -455,7 +455,7 @@ impl IoThread {
                             c.rbuf.drain(..used);
                             // Answered at once or not, go round: a pipelined head may be
                             // buffered already, and no more bytes may come to wake us.
-                            let _answered = !self.route(key, head, started);
+                            self.route(key, head, started);
                         }
                     }
                 }
