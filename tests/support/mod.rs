@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
 
+pub mod http;
 pub mod life;
 
 use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};

@@ -124,7 +124,8 @@ struct Conn {
     wpos: usize,
     /// Close once the response being written is out.
     close_after: bool,
-    /// The peer closed its side: answer what is in flight, then close.
+    /// The peer closed its side: answer what is in flight and what is buffered (requests
+    /// pipelined before the end of the stream), then close.
     peer_eof: bool,
     /// Admitted past `max_connections`: its first request gets `503` and the connection ends.
     reject: bool,
@@ -167,15 +168,12 @@ pub(super) struct IoThread {
 impl IoThread {
     pub(super) fn new(
         shared: Arc<Shared>,
+        listener: Arc<TcpListener>,
         poller: Arc<Poller>,
         tx: Sender<Completion>,
         rx: Receiver<Completion>,
     ) -> io::Result<IoThread> {
-        let listener = Registered::new(
-            &poller,
-            Arc::clone(&shared.listener),
-            Event::readable(LISTENER),
-        )?;
+        let listener = Registered::new(&poller, listener, Event::readable(LISTENER))?;
         Ok(IoThread {
             inbound: Arc::new(Inbound {
                 tx,
@@ -364,6 +362,13 @@ impl IoThread {
                 .is_some_and(|c| matches!(c.phase, Phase::Writing))
         {
             self.flush(key);
+            // Written out: a pipelined request may be waiting in the buffer already.
+            if self
+                .conn(key)
+                .is_some_and(|c| matches!(c.phase, Phase::Head { .. }) && !c.rbuf.is_empty())
+            {
+                self.process(key);
+            }
         }
         if readable && self.conn(key).is_some() {
             self.read(key);
@@ -432,17 +437,27 @@ impl IoThread {
                         return;
                     }
                     let started = *since.get_or_insert(now);
+                    let limit = shared.config.max_header_bytes;
                     match wire::parse_head(&c.rbuf, &shared.config.forward_headers) {
+                        // Over the limit, whole or not (a head that ends in the one byte read
+                        // past the limit is over it too).
+                        Ok(Some((_, used))) if used > limit => {
+                            let r = wire::head_too_large(limit);
+                            self.respond(key, r, None, started, true);
+                            return;
+                        }
+                        Ok(None) if c.rbuf.len() > limit => {
+                            let r = wire::head_too_large(limit);
+                            self.respond(key, r, None, started, true);
+                            return;
+                        }
+                        // The rest of a head that cannot come any more.
+                        Ok(None) if c.peer_eof => {
+                            self.close(key);
+                            return;
+                        }
                         Ok(None) => {
-                            if c.rbuf.len() > shared.config.max_header_bytes {
-                                let limit = shared.config.max_header_bytes;
-                                let r = Response::error(
-                                    431,
-                                    "headers_too_large",
-                                    &format!("the request head is over {limit} bytes"),
-                                );
-                                self.respond(key, r, None, started, true);
-                            } else if c.reject {
+                            if c.reject {
                                 // keep reading until the head is in (or REJECT_READ passes)
                             } else {
                                 let d = started + shared.config.header_timeout;
@@ -456,9 +471,9 @@ impl IoThread {
                         }
                         Ok(Some((head, used))) => {
                             c.rbuf.drain(..used);
-                            if !self.route(key, head, started) {
-                                return;
-                            }
+                            // Answered at once or not, go round: a pipelined head may be
+                            // buffered already, and no more bytes may come to wake us.
+                            self.route(key, head, started);
                         }
                     }
                 }
@@ -729,13 +744,17 @@ impl IoThread {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let Some(c) = self.conn(key) else { return };
-        c.close_after |= close || draining || c.peer_eof || c.reject;
+        // After the peer's end of stream, the last response closes; requests it pipelined
+        // before that are still answered.
+        let last = c.peer_eof && c.rbuf.is_empty();
+        c.close_after |= close || draining || last || c.reject;
         c.phase = Phase::Writing;
         r.write_to(&mut c.wbuf, c.close_after);
         self.flush(key);
     }
 
     fn flush(&mut self, key: usize) {
+        let draining = self.draining.is_some();
         let Some(c) = self.conn(key) else { return };
         while c.wpos < c.wbuf.len() {
             match (&c.io.source).write(&c.wbuf[c.wpos..]) {
@@ -762,7 +781,17 @@ impl IoThread {
         if c.wbuf.capacity() > KEEP_BUFFER {
             c.wbuf = Vec::new(); // a large response's buffer is not kept for the idle time
         }
-        if c.close_after {
+        if draining && !c.close_after {
+            // A response queued before the stop, written out during it: in flight at the
+            // stop and answered. The connection closes now rather than idle to the deadline.
+            self.shared
+                .stats
+                .drain_completed
+                .fetch_add(1, Ordering::Relaxed);
+            self.close(key);
+            return;
+        }
+        if c.close_after || (c.peer_eof && c.rbuf.is_empty()) {
             self.close(key);
             return;
         }

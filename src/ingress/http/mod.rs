@@ -311,7 +311,6 @@ pub(crate) struct Shared {
     pub(crate) routes: Routes,
     pub(crate) bus: Bus,
     pub(crate) admin: Option<Arc<dyn AdminHooks>>,
-    pub(crate) listener: Arc<TcpListener>,
     pub(crate) open: AtomicUsize,
     pub(crate) stopping: AtomicBool,
     drain_deadline: Mutex<Option<Instant>>,
@@ -378,13 +377,16 @@ impl HttpServer {
         let local_addr = listener
             .local_addr()
             .map_err(io_err("read the listener's address".into()))?;
+        // Owned by the I/O threads alone (each registration holds it): the socket closes,
+        // refusing new connections, once every thread has begun its drain, however long
+        // the application keeps an `HttpServer` handle.
+        let listener = Arc::new(listener);
         let shared = Arc::new(Shared {
             stats: stats::Counters::new(routes.len()),
             config,
             routes,
             bus,
             admin,
-            listener: Arc::new(listener),
             open: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             drain_deadline: Mutex::new(None),
@@ -394,8 +396,14 @@ impl HttpServer {
         for _ in 0..shared.config.io_threads {
             let poller = Arc::new(Poller::new().map_err(io_err("create a poller".into()))?);
             let (tx, rx) = crossbeam::channel::unbounded();
-            let t = io::IoThread::new(Arc::clone(&shared), Arc::clone(&poller), tx, rx)
-                .map_err(io_err("register the listener".into()))?;
+            let t = io::IoThread::new(
+                Arc::clone(&shared),
+                Arc::clone(&listener),
+                Arc::clone(&poller),
+                tx,
+                rx,
+            )
+            .map_err(io_err("register the listener".into()))?;
             pollers.push(poller);
             loops.push(t);
         }

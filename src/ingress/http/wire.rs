@@ -213,6 +213,15 @@ pub(crate) fn head_error(e: &HeadError) -> Response {
     }
 }
 
+/// The response for a head over `limit` bytes.
+pub(crate) fn head_too_large(limit: usize) -> Response {
+    Response::error(
+        431,
+        "headers_too_large",
+        &format!("the request head is over {limit} bytes"),
+    )
+}
+
 /// The response for a request the bus refused, or whose outcome was an error. `retry_after`
 /// is the `Retry-After` seconds on `503`s caused by backpressure.
 pub(crate) fn bus_error(e: &Error, retry_after: u64) -> Response {
