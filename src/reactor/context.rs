@@ -378,14 +378,23 @@ impl<'a, C: Component> Context<'a, C> {
 
     /// Answers the request `request` with `reply`, taking its reply handle.
     ///
+    /// A requester that no longer waits (its timeout passed, an HTTP client hung up, the
+    /// requesting component stopped) is not this component's failure: the reply is counted
+    /// as late ([`BusStats::late_replies`](crate::BusStats)) and dead-lettered, and `reply`
+    /// returns `Ok`, so `ctx.reply(..)?` never takes a responder down for a slow or vanished
+    /// client. To learn whether the reply was read, use
+    /// [`Message::take_reply_handle`] and [`ReplyHandle::send`], which report it.
+    ///
     /// # Errors
     ///
-    /// - [`Error::InvalidState`] when `request` is not a request or was answered already.
-    /// - As [`ReplyHandle::send`] when the requester no longer waits (the reply is then
-    ///   counted and dead-lettered).
+    /// [`Error::InvalidState`] when `request` is not a request or was answered already.
     pub fn reply(&self, request: &mut Message, reply: Message) -> Result<(), Error> {
         match request.take_reply_handle() {
-            Some(h) => h.send(self.stamp(reply)),
+            Some(h) => match h.send(self.stamp(reply)) {
+                // Late: counted and dead-lettered by the handle.
+                Err(Error::Timeout { .. } | Error::Stopped { .. }) => Ok(()),
+                other => other,
+            },
             None => Err(Error::InvalidState {
                 reason: "the message is not a request, or it was answered already",
             }),

@@ -450,12 +450,11 @@ impl Component for ReplyOrFail {
 }
 
 #[test]
-#[ignore = "bug: `ctx.reply(..)?` on a late reply fails the component (the documented pattern)"]
 fn a_late_reply_does_not_take_down_a_component_written_like_the_examples() -> Result<()> {
     // A client timing out (or hanging up) is routine for an HTTP service; the reply that comes
-    // after is counted late by the bus. `ctx.reply` also returns it as an `Err`, and the
-    // documented `?` turns that into a handler error: with the default `OnError::Fail` and
-    // `Restart::Temporary` the component is down for good and every later request is `503`.
+    // after is counted late by the bus. Were `ctx.reply` to return that as an `Err`, the
+    // documented `?` would fail the handler: with the default `OnError::Fail` and
+    // `Restart::Temporary` the component would be down for good, every later request `503`.
     let (gate_tx, gate) = channel::unbounded();
     let routes =
         Routes::new().route_timeout("GET", "/svc", "svc.get", Duration::from_millis(200))?;
