@@ -27,6 +27,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The most bytes one read takes; level-triggered polling brings the connection back if more
 /// is waiting, so one busy connection cannot hold the thread.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long a connection closed after an early error keeps reading (and discarding) what the
+/// client still sends. Discarding costs no memory; the time bounds what a client can take.
+const LINGER: Duration = Duration::from_secs(2);
 /// The most buffer capacity an idle connection keeps between requests.
 const KEEP_BUFFER: usize = 16 * 1024;
 /// Connections past `max_connections` that are still read far enough to be told `503`.
@@ -114,6 +117,9 @@ enum Phase {
     },
     /// A response is partly written; waiting for the socket to take the rest.
     Writing,
+    /// The last response is out and our side is shut; reading and discarding what the client
+    /// still sends (a body we refused), so that it reads the response rather than a reset.
+    Lingering,
 }
 
 struct Conn {
@@ -129,6 +135,9 @@ struct Conn {
     peer_eof: bool,
     /// Admitted past `max_connections`: its first request gets `503` and the connection ends.
     reject: bool,
+    /// The response that closes was an error given before the request was read whole:
+    /// linger after it (see `Phase::Lingering`).
+    linger: bool,
     /// When the current phase times out.
     deadline: Option<Instant>,
     /// The earliest entry the timer set holds for this connection (see `set_deadline`).
@@ -141,7 +150,7 @@ struct Conn {
 
 impl Conn {
     fn in_flight(&self) -> bool {
-        !matches!(self.phase, Phase::Head { .. })
+        !matches!(self.phase, Phase::Head { .. } | Phase::Lingering)
     }
 }
 
@@ -338,6 +347,7 @@ impl IoThread {
             close_after: false,
             peer_eof: false,
             reject,
+            linger: false,
             deadline: None,
             armed: None,
             id: self.next_conn,
@@ -384,6 +394,14 @@ impl IoThread {
         let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
+        if let Phase::Lingering = c.phase {
+            match (&c.io.source).read(&mut self.scratch) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => self.close(key), // end of stream, or an error
+            }
+            return;
+        }
         let have = c.rbuf.len();
         if have >= limit {
             // Nothing more may be buffered until what is there is used.
@@ -499,7 +517,7 @@ impl IoThread {
                     };
                     self.dispatch(key, head, route, params, body, since);
                 }
-                Phase::Waiting { .. } | Phase::Writing => return,
+                Phase::Waiting { .. } | Phase::Writing | Phase::Lingering => return,
             }
             // Go round while there is something to do: a body to check for, or (pipelining)
             // the next head.
@@ -748,6 +766,7 @@ impl IoThread {
         // before that are still answered.
         let last = c.peer_eof && c.rbuf.is_empty();
         c.close_after |= close || draining || last || c.reject;
+        c.linger |= close && !c.peer_eof;
         c.phase = Phase::Writing;
         r.write_to(&mut c.wbuf, c.close_after);
         self.flush(key);
@@ -789,6 +808,17 @@ impl IoThread {
                 .drain_completed
                 .fetch_add(1, Ordering::Relaxed);
             self.close(key);
+            return;
+        }
+        if c.close_after && c.linger {
+            // Shut our side (the client sees the end of the response), then read and discard
+            // until the client closes too, for at most LINGER.
+            let _ = c.io.source.shutdown(std::net::Shutdown::Write);
+            c.phase = Phase::Lingering;
+            c.rbuf = Vec::new();
+            let d = self.now + LINGER;
+            self.set_interest(key, true, Some(false));
+            self.set_deadline(key, Some(d));
             return;
         }
         if c.close_after || (c.peer_eof && c.rbuf.is_empty()) {
@@ -883,6 +913,7 @@ impl IoThread {
                     self.shared.stats.timeout(TimeoutKind::Write);
                     self.close(key);
                 }
+                Phase::Lingering => self.close(key),
             }
         }
     }

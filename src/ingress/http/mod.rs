@@ -161,7 +161,8 @@ impl HttpConfig {
     }
 
     /// Time from a request's first byte to the end of its head. Past it: `408` and the
-    /// connection closes (this is what ends a slowloris client). Default 10 s.
+    /// connection closes (this is what ends a slowloris client). A new connection that sends
+    /// nothing at all is closed after this long too. Default 10 s.
     pub fn header_timeout(mut self, d: Duration) -> Self {
         self.header_timeout = d;
         self
@@ -181,8 +182,9 @@ impl HttpConfig {
         self
     }
 
-    /// How long a response may take to be written (a client that does not read). Past it the
-    /// connection closes. Default 30 s.
+    /// How long a response being written may wait for the client to take more of it (a
+    /// client that does not read): measured between two writes that make progress, as
+    /// nginx's `send_timeout`. Past it the connection closes. Default 30 s.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.write_timeout = d;
         self
