@@ -324,6 +324,7 @@
 //! order sent, across restarts too.
 
 mod bus;
+mod metrics;
 mod reactor;
 mod runtime;
 mod types;
@@ -335,6 +336,7 @@ mod worker;
 pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply};
+pub use metrics::{Histogram, HistogramSnapshot};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
     Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState, Restart,
@@ -371,5 +373,6 @@ mod thread_safety {
         send_sync::<Clock>();
         send_sync::<ManualClock>();
         send_sync::<ComponentInfo>();
+        send_sync::<Histogram>();
     }
 }
