@@ -11,23 +11,9 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
 use reactorium::{Error, PoolShutdown, Runtime, WorkerPool};
-use support::{on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON};
-
-// ---- helpers ---------------------------------------------------------------------------------
-
-/// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the
-/// job is running.
-fn occupy_worker(pool: &WorkerPool) -> Result<channel::Sender<()>> {
-    let (gate_tx, gate) = channel::unbounded::<()>();
-    let (started_tx, started) = channel::bounded(1);
-    pool.try_execute(move || {
-        let _ = started_tx.send(());
-        let _ = gate.recv();
-    })
-    .map_err(Error::without_payload)?;
-    started.recv_timeout(SOON)?;
-    Ok(gate_tx)
-}
+use support::{
+    occupy_worker, on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON,
+};
 
 #[test]
 fn pool_handles_are_send_and_sync() {

@@ -9,6 +9,7 @@
 mod agent;
 mod registry;
 mod report;
+mod stats;
 mod supervisor;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +21,7 @@ use crossbeam::channel::{self, Receiver};
 pub use agent::{Agent, AgentStats};
 pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
+pub use stats::{ComponentStats, RuntimeStats};
 pub use supervisor::{Restart, RestartBackoff, Strategy, SupervisorOptions};
 
 use crate::bus::{Bus, ReactorProvider};
@@ -132,7 +134,8 @@ impl RuntimeBuilder {
     }
 
     /// Times every component's `handle` calls into a [`Histogram`](crate::Histogram) per
-    /// component, read with [`Reactor::handler_latency`]. It costs two clock reads (`Instant::now`,
+    /// component, read with [`Reactor::handler_latency`] and [`Runtime::stats`] (and rendered
+    /// as `reactorium_handler_latency_seconds`). It costs two clock reads (`Instant::now`,
     /// tens of nanoseconds each) and a histogram record per message, on the reactor thread.
     /// Durations are wall-clock time even under a [`ManualClock`](crate::ManualClock).
     /// Default: `false`. Overridden per component by [`ComponentOptions::handler_latency`].
@@ -835,10 +838,21 @@ impl Runtime {
         let started = Instant::now();
         // No restart from now on: a reactor waiting for one ends at its stop request.
         self.supervision.begin_shutdown();
-        let mut deployed = {
+        // The components stay listed while they stop (`list`, `stats` see them go down);
+        // only their threads are taken out, to be joined without the lock.
+        let mut deployed: Vec<Deployed> = {
             let mut st = self.lock();
             st.phase = Phase::Stopped;
-            std::mem::take(&mut st.components)
+            st.components
+                .iter_mut()
+                .map(|d| Deployed {
+                    name: d.name.clone(),
+                    reactor: d.reactor.clone(),
+                    drain_timeout: d.drain_timeout,
+                    launcher: Arc::clone(&d.launcher),
+                    thread: d.thread.take(),
+                })
+                .collect()
         };
         let me = thread::current().id();
         let mut components = Vec::with_capacity(deployed.len());
@@ -869,7 +883,6 @@ impl Runtime {
             report.dropped = d.reactor.stats().dropped;
             components.push(report);
         }
-        self.lock().components = deployed;
         // Every reactor has sent its last `Down`: the watchers get them, then the thread ends.
         self.supervision.finish();
         let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 
 pub mod life;
 
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, WorkerPool,
+};
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
 pub const SOON: Duration = Duration::from_secs(10);
@@ -148,4 +150,18 @@ pub fn on(topic: &str) -> ComponentOptions {
 /// The current thread's name ("" if it has none).
 pub fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_owned()
+}
+
+/// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the
+/// job is running.
+pub fn occupy_worker(pool: &WorkerPool) -> anyhow::Result<crossbeam::channel::Sender<()>> {
+    let (gate_tx, gate) = crossbeam::channel::unbounded::<()>();
+    let (started_tx, started) = crossbeam::channel::bounded(1);
+    pool.try_execute(move || {
+        let _ = started_tx.send(());
+        let _ = gate.recv();
+    })
+    .map_err(Error::without_payload)?;
+    started.recv_timeout(SOON)?;
+    Ok(gate_tx)
 }
