@@ -308,6 +308,37 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! ## Metrics
+//!
+//! [`Runtime::stats`] reads every counter at once: per component its mailbox (depth,
+//! high-water mark), what it handled, refused, dropped and dead-lettered, and, when turned on,
+//! how long its handler took ([`Histogram`]); the worker pool's and the bus's counters too.
+//! [`RuntimeStats::write_prometheus`] renders it for a `GET /metrics`.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+//!
+//! struct Echo;
+//! impl Component for Echo {
+//!     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> { Ok(()) }
+//! }
+//!
+//! let rt = Runtime::builder().handler_latency(true).build()?; // two clock reads per message
+//! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox(8), || Echo)?;
+//! for _ in 0..3 { // not started: they wait in the mailbox
+//!     rt.bus().send("ping", Message::empty()).map_err(|e| e.without_payload())?;
+//! }
+//! rt.start()?;
+//! # while rt.reactor("echo").unwrap().stats().handled < 3 { std::thread::yield_now() }
+//! let stats = rt.stats();
+//! let echo = stats.component("echo").unwrap();
+//! assert_eq!((echo.reactor.handled, echo.reactor.high_water), (3, 3));
+//! assert_eq!(echo.handler_latency.as_ref().unwrap().count, 3);
+//! assert!(stats.ready && rt.is_ready());
+//! assert!(stats.to_prometheus().contains("reactorium_mailbox_high_water{component=\"echo\"} 3\n"));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
@@ -325,6 +356,7 @@
 
 mod bus;
 mod ingress;
+mod metrics;
 mod reactor;
 mod runtime;
 mod types;
@@ -337,10 +369,12 @@ pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpShutdown, HttpStats, Routes};
+pub use metrics::{Histogram, HistogramSnapshot};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
-    Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState, Restart,
-    RestartBackoff, Runtime, RuntimeBuilder, ShutdownReport, Strategy, SupervisorOptions, Watch,
+    Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState,
+    ComponentStats, Restart, RestartBackoff, Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport,
+    Strategy, SupervisorOptions, Watch,
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
@@ -373,5 +407,7 @@ mod thread_safety {
         send_sync::<Clock>();
         send_sync::<ManualClock>();
         send_sync::<ComponentInfo>();
+        send_sync::<Histogram>();
+        send_sync::<RuntimeStats>();
     }
 }

@@ -14,6 +14,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 
 pub use reply::{PendingReply, ReplyTicket};
 
+use crate::metrics::Striped;
 use crate::reactor::{on_reactor_thread, Reactor, Router};
 use crate::types::{
     DeadLetter, DeadLetterReason, Error, LateReplies, Message, Name, Pattern, PublishReport,
@@ -65,19 +66,46 @@ pub(crate) struct BusInner {
     stats: Counters,
 }
 
+/// The bus's counters. Sends, publishes and requests come from every thread that sends, so
+/// they are striped (one cache line per stripe of threads, summed on read): one shared atomic
+/// would bounce between all producers on every message. The rest count failures, rare by
+/// comparison, in plain atomics.
 #[derive(Default)]
 struct Counters {
+    traffic: Striped<3>,
+    request_timeouts: AtomicU64,
     no_subscriber: AtomicU64,
     dead_letters: AtomicU64,
     dead_letters_dropped: AtomicU64,
     late_replies: AtomicU64,
 }
 
+// Indexes into `Counters::traffic`.
+const SENDS: usize = 0;
+const PUBLISHES: usize = 1;
+const REQUESTS: usize = 2;
+
 /// A snapshot of the bus's counters.
+///
+/// `sends`, `publishes` and `requests` count calls, whether the bus delivered the message or
+/// handed it back refused: the refusals are counted where they happen (a mailbox's
+/// [`ReactorStats::rejected`](crate::ReactorStats::rejected), `no_subscriber` here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BusStats {
     /// Subscriptions now.
     pub subscriptions: usize,
+    /// Messages sent to one recipient: [`Bus::send`], [`Bus::send_to`] and their
+    /// [`Context`](crate::Context) counterparts. Requests are counted apart.
+    pub sends: u64,
+    /// Messages published: [`Bus::publish`] and [`Context::publish`](crate::Context::publish)
+    /// (one per call, however many subscribers got a copy). Dead letters are not counted here.
+    pub publishes: u64,
+    /// Requests made: [`Bus::request`] from plain threads and
+    /// [`Context::request`](crate::Context::request) from components.
+    pub requests: u64,
+    /// Requests whose requester stopped waiting at its timeout: [`PendingReply::wait`]
+    /// returning [`Error::Timeout`], and component continuations called with it.
+    pub request_timeouts: u64,
     /// Sends, publishes and requests refused for lack of a subscriber.
     pub no_subscriber: u64,
     /// Messages sent to the dead-letter topic (whether or not anyone subscribes to it).
@@ -195,10 +223,10 @@ impl Bus {
         msg.set_reply(ReplyHandle::new(
             Box::new(reply::Sink(Arc::clone(&shot))),
             id,
-            late.clone(),
+            late,
         ));
-        match self.inner.send(topic, msg) {
-            Ok(()) => Ok(PendingReply::new(shot, id, late)),
+        match Router::request(&*self.inner, topic, msg) {
+            Ok(()) => Ok(PendingReply::new(shot, id, Arc::downgrade(&self.inner))),
             Err(e) => Err(e.map_payload(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
                     r.cancel();
@@ -264,8 +292,8 @@ impl Bus {
             id,
             self.inner.late(),
         ));
-        match self.inner.send(topic, msg) {
-            Ok(()) => Ok(ReplyTicket::new(slot, id)),
+        match Router::request(&*self.inner, topic, msg) {
+            Ok(()) => Ok(ReplyTicket::new(slot, id, Arc::downgrade(&self.inner))),
             Err(e) => Err(e.map_payload(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
                     r.cancel();
@@ -392,6 +420,10 @@ impl Bus {
         let s = &self.inner.stats;
         BusStats {
             subscriptions: self.inner.table.load().len(),
+            sends: s.traffic.sum(SENDS),
+            publishes: s.traffic.sum(PUBLISHES),
+            requests: s.traffic.sum(REQUESTS),
+            request_timeouts: s.request_timeouts.load(Ordering::Relaxed),
             no_subscriber: s.no_subscriber.load(Ordering::Relaxed),
             dead_letters: s.dead_letters.load(Ordering::Relaxed),
             dead_letters_dropped: s.dead_letters_dropped.load(Ordering::Relaxed),
@@ -455,26 +487,21 @@ impl BusInner {
 
 impl Router for BusInner {
     fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        let table = self.table.load();
-        // Fast path: one exact subscriber, no wildcard to consult.
-        if table.wild.is_empty() {
-            return match table.exact.get(topic) {
-                Some(g) if g.subs.len() == 1 => {
-                    let mut msg = msg;
-                    msg.topic = g.topic.clone().expect("exact group has a topic");
-                    g.subs[0].target.deliver(msg)
-                }
-                Some(_) => self.send_round_robin(&table, topic, msg),
-                None => {
-                    let msg = self.prepare(&table, topic, msg)?;
-                    Err(self.no_subscriber(topic, msg))
-                }
-            };
-        }
-        self.send_round_robin(&table, topic, msg)
+        self.stats.traffic.incr(SENDS);
+        self.send_one(topic, msg)
+    }
+
+    fn request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.stats.traffic.incr(REQUESTS);
+        self.send_one(topic, msg)
+    }
+
+    fn request_timed_out(&self) {
+        self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+        self.stats.traffic.incr(PUBLISHES);
         let table = self.table.load();
         let msg = self.prepare(&table, topic, msg)?;
         let total = table.matching(topic).count();
@@ -508,6 +535,7 @@ impl Router for BusInner {
     }
 
     fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.stats.traffic.incr(SENDS);
         let reactor = self
             .provider
             .get()
@@ -569,6 +597,28 @@ impl Router for BusInner {
 }
 
 impl BusInner {
+    /// Delivers to one subscriber of `topic`: the exact subscriber when it is alone, else
+    /// round robin. Counted by the caller.
+    fn send_one(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        let table = self.table.load();
+        // Fast path: one exact subscriber, no wildcard to consult.
+        if table.wild.is_empty() {
+            return match table.exact.get(topic) {
+                Some(g) if g.subs.len() == 1 => {
+                    let mut msg = msg;
+                    msg.topic = g.topic.clone().expect("exact group has a topic");
+                    g.subs[0].target.deliver(msg)
+                }
+                Some(_) => self.send_round_robin(&table, topic, msg),
+                None => {
+                    let msg = self.prepare(&table, topic, msg)?;
+                    Err(self.no_subscriber(topic, msg))
+                }
+            };
+        }
+        self.send_round_robin(&table, topic, msg)
+    }
+
     fn send_round_robin(
         &self,
         table: &Table,

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::reactor::on_reactor_thread;
+use super::BusInner;
+use crate::reactor::{on_reactor_thread, Router};
 use crate::types::{Error, LateReplies, Message, MessageId, NotDelivered, ReplySink};
 
 /// Spin iterations before the waiter parks (a few microseconds).
@@ -84,7 +85,8 @@ pub struct PendingReply {
     shot: Arc<Oneshot>,
     id: MessageId,
     deadline: Instant,
-    late: Weak<dyn LateReplies>,
+    // Counts the timeout, and a reply that comes after it.
+    bus: Weak<BusInner>,
 }
 
 impl std::fmt::Debug for PendingReply {
@@ -97,17 +99,13 @@ impl std::fmt::Debug for PendingReply {
 }
 
 impl PendingReply {
-    pub(super) fn new(
-        shot: Arc<Oneshot>,
-        id: MessageId,
-        late: Weak<dyn LateReplies>,
-    ) -> PendingReply {
+    pub(super) fn new(shot: Arc<Oneshot>, id: MessageId, bus: Weak<BusInner>) -> PendingReply {
         let deadline = Instant::now() + shot.timeout;
         PendingReply {
             shot,
             id,
             deadline,
-            late,
+            bus,
         }
     }
 
@@ -154,6 +152,10 @@ impl PendingReply {
                     Some(outcome) => outcome,
                     None => {
                         slot.closed = true;
+                        drop(slot);
+                        if let Some(bus) = self.bus.upgrade() {
+                            bus.request_timed_out();
+                        }
                         Err(Error::Timeout {
                             after: self.shot.timeout,
                         })
@@ -176,8 +178,8 @@ impl Drop for PendingReply {
             slot.closed = true;
             slot.outcome.take()
         };
-        if let (Some(Ok(reply)), Some(late)) = (unread, self.late.upgrade()) {
-            late.late_reply(reply, None);
+        if let (Some(Ok(reply)), Some(bus)) = (unread, self.bus.upgrade()) {
+            bus.late_reply(reply, None);
         }
     }
 }
@@ -242,6 +244,8 @@ pub struct ReplyTicket {
     slot: Arc<CallbackSlot>,
     id: MessageId,
     deadline: Instant,
+    // Counts the timeout.
+    bus: Weak<BusInner>,
 }
 
 impl std::fmt::Debug for ReplyTicket {
@@ -254,9 +258,14 @@ impl std::fmt::Debug for ReplyTicket {
 }
 
 impl ReplyTicket {
-    pub(super) fn new(slot: Arc<CallbackSlot>, id: MessageId) -> ReplyTicket {
+    pub(super) fn new(slot: Arc<CallbackSlot>, id: MessageId, bus: Weak<BusInner>) -> ReplyTicket {
         let deadline = Instant::now() + slot.timeout;
-        ReplyTicket { slot, id, deadline }
+        ReplyTicket {
+            slot,
+            id,
+            deadline,
+            bus,
+        }
     }
 
     /// The id of the request (replies carry it as their correlation).
@@ -276,6 +285,9 @@ impl ReplyTicket {
     pub fn expire(&self) -> bool {
         match self.slot.take() {
             Some(callback) => {
+                if let Some(bus) = self.bus.upgrade() {
+                    bus.request_timed_out();
+                }
                 callback(Err(Error::Timeout {
                     after: self.slot.timeout,
                 }));

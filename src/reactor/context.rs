@@ -360,7 +360,7 @@ impl<'a, C: Component> Context<'a, C> {
             request_id,
             self.core.router.late(),
         ));
-        match self.core.router.send(topic, msg) {
+        match self.core.router.request(topic, msg) {
             Ok(()) => {
                 let now = self.now();
                 self.local

@@ -10,6 +10,7 @@ use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
 use super::Router;
+use crate::metrics::Histogram;
 use crate::types::{
     intern, DeadLetterReason, Down, Error, Message, Name, NotDelivered, Overflow, ReplySink, Str,
     Wake,
@@ -102,6 +103,8 @@ pub(crate) struct MailboxConfig {
     pub(crate) capacity: usize,
     pub(crate) max_pending: usize,
     pub(crate) overflow: Overflow,
+    /// Time every `handle` call (two clock reads per message) into a histogram.
+    pub(crate) handler_latency: bool,
 }
 
 pub(crate) struct Mailbox {
@@ -122,6 +125,14 @@ pub(crate) struct Mailbox {
     // pusher that saw SLEEPING, without a lock.
     thread: OnceLock<Thread>,
     pub(crate) counters: CachePadded<Counters>,
+    // The most messages admitted and not yet popped at once. Read by every push (an L1 hit
+    // while it holds), written only by a push that exceeds it: its own line, away from the
+    // reactor's per-batch writes to `counters`, which would otherwise evict it at every batch.
+    high_water: CachePadded<AtomicUsize>,
+    // Durations of `handle` calls, when the component opted in; recorded by the reactor
+    // thread only. Boxed: the histogram's sum is written per message, and inline it could
+    // share a line with the read-mostly fields every push reads (`capacity`, `overflow`).
+    pub(crate) latency: Option<Box<Histogram>>,
     // Written once, by `close`; read by the reactor before every message. On its own cache
     // line so that read is an L1 hit, not a load of the contended state word.
     stop: CachePadded<StopRequest>,
@@ -155,6 +166,8 @@ impl Mailbox {
             pending: CachePadded::new(AtomicUsize::new(0)),
             thread: OnceLock::new(),
             counters: CachePadded::new(Counters::default()),
+            high_water: CachePadded::new(AtomicUsize::new(0)),
+            latency: config.handler_latency.then(|| Box::new(Histogram::new())),
             stop: CachePadded::new(StopRequest::default()),
             control: Mutex::new(Vec::new()),
         }
@@ -261,8 +274,14 @@ impl Mailbox {
                 rejected: msg,
             });
         }
-        if (prev & NORMAL_MASK) as usize >= self.capacity {
+        let depth = (prev & NORMAL_MASK) as usize;
+        if depth >= self.capacity {
             return self.overflow(msg, prev);
+        }
+        // Admitted: the mailbox holds `depth + 1` now (at most `capacity`). A load, and an RMW
+        // only on a new record, so a mailbox at a steady depth costs pushers no shared write.
+        if depth + 1 > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.fetch_max(depth + 1, Ordering::Relaxed);
         }
         self.queue.push(Task::Message(msg));
         if prev & SLEEPING != 0 {
@@ -370,6 +389,10 @@ impl Mailbox {
 
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
     }
 
     // ---- reactor-thread side -------------------------------------------------------------

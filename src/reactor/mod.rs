@@ -23,6 +23,8 @@ pub(crate) use run::{abandon_unstarted, on_reactor_thread, spawn, Exit, Factory}
 
 use mailbox::{Mailbox, CLOSED, DEAD};
 
+use crate::metrics::HistogramSnapshot;
+
 use crate::types::{
     DeadLetterReason, Down, DownReason, Error, LateReplies, Message, Name, PublishReport,
     SubscriptionId,
@@ -76,6 +78,10 @@ pub(crate) trait System: Send + Sync + 'static {
 /// reactor does not depend on the bus module.
 pub(crate) trait Router: Send + Sync + 'static {
     fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>>;
+    /// As `send`, for a message carrying a reply handle: counted as a request, not a send.
+    fn request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>>;
+    /// A component's request timed out: its continuation got `Error::Timeout`.
+    fn request_timed_out(&self);
     fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>>;
     fn subscribe(&self, pattern: &str, reactor: &Reactor) -> Result<SubscriptionId, Error>;
     fn unsubscribe(&self, id: SubscriptionId) -> bool;
@@ -100,6 +106,10 @@ pub struct ReactorStats {
     pub queued: usize,
     /// The mailbox's capacity.
     pub capacity: usize,
+    /// The most messages that have waited in the mailbox at once, since the component was
+    /// deployed (restarts do not reset it). At most `capacity`: a mailbox that reached it has
+    /// been full.
+    pub high_water: usize,
     /// Requests and jobs outstanding (each holds a reserved place for its outcome).
     pub pending: usize,
     /// Messages handled (the handler returned `Ok`). A message whose handler panicked or
@@ -198,6 +208,7 @@ impl Reactor {
         ReactorStats {
             queued: self.len(),
             capacity: self.mailbox.capacity,
+            high_water: self.mailbox.high_water(),
             pending: self.mailbox.pending(),
             handled: c.handled.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
@@ -209,6 +220,15 @@ impl Reactor {
             dropped: c.dropped.load(Ordering::Relaxed),
             restarts: c.restarts.load(Ordering::Relaxed),
         }
+    }
+
+    /// How long the component's `handle` calls took, when handler latency is on for it
+    /// ([`RuntimeBuilder::handler_latency`](crate::RuntimeBuilder::handler_latency),
+    /// [`ComponentOptions::handler_latency`](crate::ComponentOptions::handler_latency));
+    /// `None` when it is off. Every call is timed, those that failed too, so on a component
+    /// whose handler never fails the count equals [`ReactorStats::handled`].
+    pub fn handler_latency(&self) -> Option<HistogramSnapshot> {
+        self.mailbox.latency.as_ref().map(|h| h.snapshot())
     }
 
     /// Asks the reactor to stop: from now on it refuses messages; its thread handles what is

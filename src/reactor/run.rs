@@ -554,9 +554,15 @@ fn dispatch<C: Component>(
             // Kept so the message can be dead-lettered if the handler fails. Only the envelope:
             // the payload is the handler's to take (see `DeadLetter::message`).
             let keep = msg.envelope();
+            // Two clock reads, only for a component that opted in.
+            let latency = core.reactor.mailbox.latency.as_deref();
+            let started = latency.map(|_| Instant::now());
             let r = catch_unwind(AssertUnwindSafe(|| {
                 comp.handle(msg, &mut Context { core, local })
             }));
+            if let (Some(h), Some(t)) = (latency, started) {
+                h.record(t.elapsed());
+            }
             match r {
                 Ok(Ok(())) => Ok(true),
                 Ok(Err(e)) if core.settings.on_error == OnError::Continue => {
@@ -654,6 +660,9 @@ fn fire_timers<C: Component>(
                 let Some(p) = local.take(id) else { continue };
                 if p.ticket.abandon() {
                     let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
+                    if matches!(p.cont, Cont::Reply(_)) {
+                        core.router.request_timed_out();
+                    }
                     run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
                 } else {
                     // The outcome was taken for delivery before the deadline: it is in the

@@ -1,11 +1,11 @@
 //! Front-ends the runtime owns: it starts them on request, lends them its admin hooks
 //! (metrics, readiness), and stops them first when it stops.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::registry::{ComponentState, Registry};
-use super::Runtime;
+use super::stats::{self, RuntimeStats};
+use super::{Runtime, State};
 use crate::bus::Bus;
 use crate::ingress::http::{self, AdminHooks, HttpConfig, HttpServer, HttpShutdown, Routes};
 use crate::types::Error;
@@ -35,50 +35,57 @@ impl FrontEnds {
 
 /// What an admin endpoint may read of the runtime, without keeping it alive.
 pub(crate) struct RuntimeAdmin {
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) bus: Bus,
-    pub(crate) pool: WorkerPool,
-    pub(crate) running: Arc<AtomicBool>,
-    pub(crate) front_ends: Weak<FrontEnds>,
+    state: Weak<Mutex<State>>,
+    registry: Arc<Registry>,
+    bus: Bus,
+    pool: WorkerPool,
+    front_ends: Weak<FrontEnds>,
+}
+
+impl RuntimeAdmin {
+    fn stats(&self) -> Option<RuntimeStats> {
+        let state = self.state.upgrade()?;
+        Some(stats::collect(
+            &state,
+            &self.registry,
+            &self.pool,
+            &self.bus,
+        ))
+    }
 }
 
 impl AdminHooks for RuntimeAdmin {
     fn metrics(&self) -> String {
         let mut out = String::new();
+        if let Some(stats) = self.stats() {
+            stats.write_prometheus(&mut out);
+        }
         if let Some(f) = self.front_ends.upgrade() {
             http::write_prometheus(&mut out, &f.http());
         }
-        let _ = (&self.bus, &self.pool);
         out
     }
 
     fn ready(&self) -> (bool, serde_json::Value) {
-        let running = self.running.load(Ordering::Acquire);
-        let entries: Vec<_> = self
-            .registry
-            .by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+        let Some(stats) = self.stats() else {
+            return (
+                false,
+                serde_json::json!({"ready": false, "runtime": "gone"}),
+            );
+        };
+        let not_running: Vec<_> = stats
+            .components
+            .iter()
+            .filter(|c| c.state != ComponentState::Running)
+            .map(|c| serde_json::json!({"component": &*c.name, "state": format!("{:?}", c.state)}))
             .collect();
-        let mut not_running = Vec::new();
-        for e in &entries {
-            let state = e.state();
-            if state != ComponentState::Running {
-                not_running.push(
-                    serde_json::json!({"component": &*e.name, "state": format!("{state:?}")}),
-                );
-            }
-        }
-        let ready = running && not_running.is_empty();
         let detail = serde_json::json!({
-            "ready": ready,
-            "runtime": if running { "running" } else { "not running" },
-            "components": entries.len(),
+            "ready": stats.ready,
+            "runtime": if stats.started { "running" } else { "not running" },
+            "components": stats.components.len(),
             "not_running": not_running,
         });
-        (ready, detail)
+        (stats.ready, detail)
     }
 }
 
@@ -155,10 +162,10 @@ impl Runtime {
             });
         }
         let admin = Arc::new(RuntimeAdmin {
+            state: Arc::downgrade(&self.state),
             registry: Arc::clone(&self.registry),
             bus: self.bus.clone(),
             pool: self.pool.clone(),
-            running: Arc::clone(&self.running),
             front_ends: Arc::downgrade(&self.front_ends),
         });
         let server = HttpServer::start(

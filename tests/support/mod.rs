@@ -11,7 +11,9 @@ use std::sync::Mutex;
 pub mod http;
 pub mod life;
 
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, WorkerPool,
+};
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
 pub const SOON: Duration = Duration::from_secs(10);
@@ -149,4 +151,61 @@ pub fn on(topic: &str) -> ComponentOptions {
 /// The current thread's name ("" if it has none).
 pub fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_owned()
+}
+
+/// Occupies one worker of `pool` until the returned gate sender is dropped; returns once the
+/// job is running.
+pub fn occupy_worker(pool: &WorkerPool) -> anyhow::Result<crossbeam::channel::Sender<()>> {
+    let (gate_tx, gate) = crossbeam::channel::unbounded::<()>();
+    let (started_tx, started) = crossbeam::channel::bounded(1);
+    pool.try_execute(move || {
+        let _ = started_tx.send(());
+        let _ = gate.recv();
+    })
+    .map_err(Error::without_payload)?;
+    started.recv_timeout(SOON)?;
+    Ok(gate_tx)
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) on `text`: where it is installed
+/// it must accept the text, lint included. CI installs it, so there its absence is a failure;
+/// elsewhere the check is skipped with a note.
+pub fn promtool_check(text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::env::var_os("CI").is_some() {
+                anyhow::bail!("promtool is not on PATH, and CI installs it (see .ci/run)");
+            }
+            eprintln!(
+                "note: promtool not found; skipping `promtool check metrics` \
+                 (apt-get install prometheus provides it)"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e).context("running promtool"),
+    };
+    child
+        .stdin
+        .take()
+        .context("promtool's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- text:\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    Ok(())
 }

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::metrics::{Histogram, TextWriter};
+
 /// Status codes are counted per route in a flat table indexed by `status - 100`.
 const STATUSES: usize = 500;
 
@@ -20,7 +22,8 @@ pub(crate) enum TimeoutKind {
 pub(crate) struct Counters {
     /// Per route (and one more, last, for requests no route matched): responses by status.
     statuses: Box<[[AtomicU64; STATUSES]]>,
-    latency_sum_ns: AtomicU64,
+    /// Per route row, as `statuses`: time from the head to the response.
+    pub(crate) latency: Box<[Histogram]>,
     pub(crate) accepted: AtomicU64,
     pub(crate) closed: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
@@ -42,7 +45,7 @@ impl Counters {
             statuses: (0..=routes)
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
-            latency_sum_ns: AtomicU64::new(0),
+            latency: (0..=routes).map(|_| Histogram::new()).collect(),
             accepted: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             refused_connections: AtomicU64::new(0),
@@ -64,10 +67,7 @@ impl Counters {
         let row = route.unwrap_or(self.statuses.len() - 1);
         let col = usize::from(status.clamp(100, 599) - 100);
         self.statuses[row][col].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ns.fetch_add(
-            took.as_nanos().min(u128::from(u64::MAX)) as u64,
-            Ordering::Relaxed,
-        );
+        self.latency[row].record(took);
     }
 
     pub(crate) fn timeout(&self, kind: TimeoutKind) {
@@ -117,78 +117,86 @@ impl Counters {
 /// Appends the metrics of `servers` (Prometheus text), one family at a time, each server's
 /// samples told apart by its `listen` label.
 pub(crate) fn write_prometheus(out: &mut String, servers: &[super::HttpServer]) {
-    use std::fmt::Write as _;
     if servers.is_empty() {
         return;
     }
-    let label = |s: &super::HttpServer| s.local_addr().to_string();
-    let _ = writeln!(
-        out,
-        "# HELP reactorium_http_requests_total HTTP responses written, by route and status.\n\
-         # TYPE reactorium_http_requests_total counter"
-    );
-    for s in servers {
-        let shared = s.shared();
-        for (row, status, n) in shared.stats.by_status() {
-            let route = shared
-                .routes
-                .routes
-                .get(row)
-                .map(|r| format!("{} {}", r.method, r.pattern))
-                .unwrap_or_else(|| "unmatched".to_owned());
-            let _ = writeln!(
-                out,
-                "reactorium_http_requests_total{{listen=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                label(s),
-                escape(&route)
-            );
+    // (listen, route label) per route row of each server.
+    let rows: Vec<(String, Vec<String>)> = servers
+        .iter()
+        .map(|s| {
+            let routes = &s.shared().routes.routes;
+            let labels = (0..=routes.len())
+                .map(|row| {
+                    routes.get(row).map_or_else(
+                        || "unmatched".to_owned(),
+                        |r| format!("{} {}", r.method, r.pattern),
+                    )
+                })
+                .collect();
+            (s.local_addr().to_string(), labels)
+        })
+        .collect();
+    let stats: Vec<super::HttpStats> = servers.iter().map(super::HttpServer::stats).collect();
+    let mut w = TextWriter::new(out);
+
+    let mut requests = Vec::new();
+    for (s, (listen, routes)) in servers.iter().zip(&rows) {
+        for (row, status, n) in s.shared().stats.by_status() {
+            requests.push((listen.as_str(), routes[row].as_str(), status.to_string(), n));
         }
     }
-    let gauge = |out: &mut String,
-                 name: &str,
-                 help: &str,
-                 kind: &str,
-                 f: &dyn Fn(&super::HttpStats) -> u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for s in servers {
-            let _ = writeln!(out, "{name}{{listen=\"{}\"}} {}", label(s), f(&s.stats()));
+    w.counter(
+        "reactorium_http_requests_total",
+        "HTTP responses written, by route and status.",
+        requests
+            .iter()
+            .map(|(l, r, st, n)| ([("listen", *l), ("route", *r), ("status", st.as_str())], *n)),
+    );
+
+    let mut latency = Vec::new();
+    for (s, (listen, routes)) in servers.iter().zip(&rows) {
+        for (row, h) in s.shared().stats.latency.iter().enumerate() {
+            let snap = h.snapshot();
+            if snap.count > 0 {
+                latency.push((listen.as_str(), routes[row].as_str(), snap));
+            }
         }
+    }
+    w.histogram(
+        "reactorium_http_request_duration_seconds",
+        "Time from a request's head to its response, by route.",
+        latency
+            .iter()
+            .map(|(l, r, h)| ([("listen", *l), ("route", *r)], h)),
+    );
+
+    let per_server = |f: fn(&super::HttpStats) -> u64| {
+        rows.iter()
+            .zip(&stats)
+            .map(move |((listen, _), st)| ([("listen", listen.as_str())], f(st)))
     };
-    gauge(
-        out,
+    w.gauge(
         "reactorium_http_open_connections",
         "HTTP connections open now.",
-        "gauge",
-        &|s| s.open_connections as u64,
+        per_server(|s| s.open_connections as u64).map(|(l, v)| (l, v as f64)),
     );
-    gauge(
-        out,
+    w.counter(
         "reactorium_http_connections_accepted_total",
         "HTTP connections accepted.",
-        "counter",
-        &|s| s.accepted,
+        per_server(|s| s.accepted),
     );
-    gauge(
-        out,
+    w.counter(
         "reactorium_http_connections_refused_total",
-        "HTTP connections closed at once, past the connection cap.",
-        "counter",
-        &|s| s.refused_connections,
+        "HTTP connections closed at once, past the connection cap and its slack.",
+        per_server(|s| s.refused_connections),
     );
-    gauge(
-        out,
+    w.counter(
         "reactorium_http_accept_errors_total",
-        "Failed accept calls.",
-        "counter",
-        &|s| s.accept_errors,
+        "Failed accept calls (each pauses accepting for 100 ms).",
+        per_server(|s| s.accept_errors),
     );
-    let _ = writeln!(
-        out,
-        "# HELP reactorium_http_timeouts_total HTTP deadlines that passed, by kind.\n\
-         # TYPE reactorium_http_timeouts_total counter"
-    );
-    for s in servers {
-        let st = s.stats();
+    let mut timeouts = Vec::new();
+    for ((listen, _), st) in rows.iter().zip(&stats) {
         for (kind, n) in [
             ("header", st.header_timeouts),
             ("body", st.body_timeouts),
@@ -196,17 +204,12 @@ pub(crate) fn write_prometheus(out: &mut String, servers: &[super::HttpServer]) 
             ("write", st.write_timeouts),
             ("reply", st.reply_timeouts),
         ] {
-            let _ = writeln!(
-                out,
-                "reactorium_http_timeouts_total{{listen=\"{}\",kind=\"{kind}\"}} {n}",
-                label(s)
-            );
+            timeouts.push(([("listen", listen.as_str()), ("kind", kind)], n));
         }
     }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    w.counter(
+        "reactorium_http_timeouts_total",
+        "HTTP deadlines that passed, by kind.",
+        timeouts,
+    );
 }
