@@ -184,7 +184,7 @@ fn http_serves_every_connection_on_both_routes() {
 
 #[test]
 fn http_with_one_connection_and_one_thread_each() {
-    let e = scenario(&["http", "--connections", "1", "--duration", "0.05"]);
+    let e = scenario(&["http", "--connections", "1", "--duration", "0.2"]);
     assert_measured(&e, "http", HTTP_METRICS);
 }
 
