@@ -1,8 +1,8 @@
 //! `reactorium loadtest`: the load-test bench.
 //!
 //! Every scenario drives the runtime through its public API, as a user would, and runs the
-//! same shape on a bare floor (plain threads and `crossbeam_channel::bounded`) in the same
-//! process run. Absolute figures move from run to run on a shared machine; the ratio to the
+//! same shape on a bare floor (plain threads and `crossbeam_channel::bounded`; for `http`,
+//! the front-end's fixed route with no component behind it) in the same process run. Absolute figures move from run to run on a shared machine; the ratio to the
 //! floor is the figure to steer by. Each measurement is repeated (`--runs`, floor and
 //! reactorium interleaved) and the median is reported.
 //!
@@ -14,6 +14,8 @@
 
 mod fanin;
 mod fanout;
+mod http;
+mod http_client;
 mod measure;
 mod overload;
 mod relay;
@@ -37,7 +39,8 @@ use measure::{median, si, Budget};
     after_help = "With no scenario, runs the standard suite (about a minute on 2 cores) \
     and prints one table. Knobs given with no scenario apply to every scenario they fit.\n\n\
     `vs floor` is reactorium's speed over the floor's, measured in the same run: above 1 \
-    is faster than a bare crossbeam channel doing the same work."
+    is faster than a bare crossbeam channel doing the same work (for http: than the \
+    front-end's fixed /hello route on the same server)."
 )]
 pub(crate) struct Args {
     /// The scenario to run; all of them when omitted.
@@ -64,6 +67,17 @@ pub(crate) struct Args {
     /// Worker-pool threads (workers scenario).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     workers: Option<u64>,
+    /// Keep-alive connections of the HTTP load client (http). The standard suite and
+    /// `loadtest http` run 100 and 1000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: Option<u64>,
+    /// Threads of the HTTP load client (http); default 1. The client shares the machine
+    /// with the server it measures.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    client_threads: Option<u64>,
+    /// I/O threads of the HTTP front-end under test (http); default 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    io_threads: Option<u64>,
     /// Repetitions of each measurement; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=101))]
     runs: u64,
@@ -102,6 +116,8 @@ enum Which {
     Overload,
     /// Producers saturate the worker pool.
     Workers,
+    /// HTTP keep-alive clients against a component route, beside a fixed route.
+    Http,
 }
 
 /// How a figure compares: larger is better (rates), or smaller is (latencies, times, memory).
@@ -182,6 +198,10 @@ pub(crate) trait Scenario {
     fn metrics(&self) -> &'static [Metric];
     fn ours(&self) -> Result<Run>;
     fn floor(&self) -> Result<Run>;
+    /// What the floor is, for the table's heading.
+    fn floor_is(&self) -> &'static str {
+        FLOOR_THREADS
+    }
     /// How many times to measure (a timed overload run needs fewer).
     fn runs(&self, asked: u64) -> u64 {
         asked
@@ -191,6 +211,9 @@ pub(crate) trait Scenario {
         None
     }
 }
+
+/// The floor of most scenarios.
+const FLOOR_THREADS: &str = "plain threads + crossbeam_channel::bounded";
 
 /// The speed of reactorium over the floor's for one metric: above 1 is better than the floor.
 pub(crate) fn ratio(m: &Metric, ours: f64, floor: f64) -> f64 {
@@ -212,6 +235,9 @@ pub(crate) struct Knobs {
     pub(crate) mailbox: usize,
     pub(crate) payload_bytes: usize,
     pub(crate) workers: Option<usize>,
+    pub(crate) connections: Option<usize>,
+    pub(crate) client_threads: Option<usize>,
+    pub(crate) io_threads: Option<usize>,
 }
 
 impl Knobs {
@@ -227,6 +253,9 @@ impl Knobs {
             mailbox: args.mailbox.map_or(1024, |n| n as usize),
             payload_bytes: args.payload_bytes.unwrap_or(0) as usize,
             workers: args.workers.map(|n| n as usize),
+            connections: args.connections.map(|n| n as usize),
+            client_threads: args.client_threads.map(|n| n as usize),
+            io_threads: args.io_threads.map(|n| n as usize),
         }
     }
 
@@ -286,12 +315,18 @@ fn suite(which: Option<Which>, k: &Knobs) -> Vec<Box<dyn Scenario>> {
     if wants(Which::Workers) {
         s.push(Box::new(workers::Workers::new(k)));
     }
+    if wants(Which::Http) {
+        for c in k.connections.map_or(vec![100, 1000], |c| vec![c]) {
+            s.push(Box::new(http::Http::new(k, c, all)));
+        }
+    }
     s
 }
 
 /// The medians of one scenario, both sides.
 struct Outcome {
     name: &'static str,
+    floor_is: &'static str,
     params: String,
     metrics: &'static [Metric],
     ours: Vec<f64>,
@@ -303,6 +338,9 @@ struct Outcome {
 
 /// Runs `reactorium loadtest`.
 pub(crate) fn run(args: Args) -> Result<()> {
+    if args.scenario == Some(Which::Http) && args.messages.is_some() {
+        bail!("http runs for a time, not a message count: give --duration instead of --messages");
+    }
     let knobs = Knobs::from(&args);
     let scenarios = suite(args.scenario, &knobs);
     let json_only = args.json.as_deref() == Some("-");
@@ -391,6 +429,7 @@ fn measure(s: &dyn Scenario, runs: u64, progress: &ProgressBar) -> Result<Outcom
     let verdict = s.verdict(&ours, &floor);
     Ok(Outcome {
         name: s.name(),
+        floor_is: s.floor_is(),
         params: s.params(),
         metrics,
         ours,
@@ -408,7 +447,8 @@ fn fmt_value(unit: Unit, x: f64) -> String {
     match unit {
         Unit::Rate => format!("{}/s", si(x)),
         Unit::Micros => format!("{x:.2} µs"),
-        Unit::Millis => format!("{x:.0} ms"),
+        Unit::Millis if x >= 100.0 => format!("{x:.0} ms"),
+        Unit::Millis => format!("{x:.2} ms"),
         Unit::MiB => format!("{x:.1} MiB"),
         Unit::Percent => format!("{x:+.1} %"),
         Unit::Count => si(x),
@@ -417,11 +457,22 @@ fn fmt_value(unit: Unit, x: f64) -> String {
 
 fn print_table(outcomes: &[Outcome], runs: u64, elapsed: Duration) {
     let mut out = std::io::stdout().lock();
+    let mut floors: Vec<String> = Vec::new();
+    for o in outcomes {
+        let f = if o.floor_is == FLOOR_THREADS {
+            o.floor_is.to_string()
+        } else {
+            format!("{}: {}", o.name, o.floor_is)
+        };
+        if !floors.contains(&f) {
+            floors.push(f);
+        }
+    }
     let _ = writeln!(
         out,
-        "reactorium loadtest: {} cores, medians of {runs} runs (floor = plain threads + \
-         crossbeam_channel::bounded, same run)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "reactorium loadtest: {} cores, medians of {runs} runs (floor = {}, same run)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        floors.join("; ")
     );
     let header = [
         "scenario",
@@ -528,6 +579,7 @@ fn to_json(outcomes: &[Outcome], args: &Args, elapsed: Duration) -> Value {
             json!({
                 "scenario": o.name,
                 "params": o.params,
+                "floor": o.floor_is,
                 "runs": o.runs,
                 "ok": o.error.is_none(),
                 "error": o.error,
