@@ -304,7 +304,9 @@ pub struct Message {
 
 #[derive(Default)]
 struct Extension {
-    headers: Vec<(String, String)>,
+    // Shared, copied on write: cloning an envelope (a publish's copies, the reactor keeping
+    // one in case a handler fails) is a reference count, not a copy of every string.
+    headers: Arc<Vec<(String, String)>>,
     timestamp: Option<SystemTime>,
     correlation: Option<MessageId>,
     reply: Option<ReplyHandle>,
@@ -313,7 +315,7 @@ struct Extension {
 impl Extension {
     fn clone_without_reply(&self) -> Extension {
         Extension {
-            headers: self.headers.clone(),
+            headers: Arc::clone(&self.headers),
             timestamp: self.timestamp,
             correlation: self.correlation,
             reply: None,
@@ -378,7 +380,7 @@ impl Message {
 
     /// Adds a header (a name/value pair carried beside the payload).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
-        self.ext().headers.push((name.into(), value.into()));
+        Arc::make_mut(&mut self.ext().headers).push((name.into(), value.into()));
         self
     }
 
@@ -386,9 +388,9 @@ impl Message {
     pub(crate) fn with_headers(mut self, mut headers: Vec<(String, String)>) -> Message {
         let ext = self.ext();
         if ext.headers.is_empty() {
-            ext.headers = headers;
+            ext.headers = Arc::new(headers);
         } else {
-            ext.headers.append(&mut headers);
+            Arc::make_mut(&mut ext.headers).append(&mut headers);
         }
         self
     }
@@ -488,7 +490,7 @@ impl Message {
 
     /// The headers, in the order they were added.
     pub fn headers(&self) -> &[(String, String)] {
-        self.ext.as_ref().map_or(&[], |e| &e.headers)
+        self.ext.as_ref().map_or(&[], |e| e.headers.as_slice())
     }
 
     /// The first header named `name`.

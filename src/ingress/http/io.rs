@@ -30,6 +30,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a connection closed after an early error keeps reading (and discarding) what the
 /// client still sends. Discarding costs no memory; the time bounds what a client can take.
 const LINGER: Duration = Duration::from_secs(2);
+/// How many connections more than the lightest I/O thread one may hold and still accept.
+const ACCEPT_SLACK: usize = 8;
 /// The most buffer capacity an idle connection keeps between requests.
 const KEEP_BUFFER: usize = 16 * 1024;
 /// Connections past `max_connections` that are still read far enough to be told `503`.
@@ -155,6 +157,8 @@ impl Conn {
 }
 
 pub(super) struct IoThread {
+    /// Which of the server's I/O threads this is (its slot in `Shared::per_thread`).
+    index: usize,
     shared: Arc<Shared>,
     poller: Arc<Poller>,
     inbound: Arc<Inbound>,
@@ -176,6 +180,7 @@ pub(super) struct IoThread {
 
 impl IoThread {
     pub(super) fn new(
+        index: usize,
         shared: Arc<Shared>,
         listener: Arc<TcpListener>,
         poller: Arc<Poller>,
@@ -184,6 +189,7 @@ impl IoThread {
     ) -> io::Result<IoThread> {
         let listener = Registered::new(&poller, listener, Event::readable(LISTENER))?;
         Ok(IoThread {
+            index,
             inbound: Arc::new(Inbound {
                 tx,
                 poller: Arc::clone(&poller),
@@ -273,6 +279,26 @@ impl IoThread {
         self.conns.len() - self.free.len()
     }
 
+    /// Publishes this thread's connection count, for the others' `my_turn_to_accept`.
+    fn publish_open(&self) {
+        self.shared.per_thread[self.index].store(self.open(), Ordering::Relaxed);
+    }
+
+    /// Whichever thread wakes first would otherwise accept a whole burst: accept only while
+    /// this thread holds no more than `ACCEPT_SLACK` connections over the lightest one.
+    fn my_turn_to_accept(&self) -> bool {
+        let counts = &self.shared.per_thread;
+        if counts.len() < 2 {
+            return true;
+        }
+        let lightest = counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        self.open() <= lightest + ACCEPT_SLACK
+    }
+
     // ---- accepting -------------------------------------------------------------------
 
     fn accept(&mut self) {
@@ -281,6 +307,11 @@ impl IoThread {
         };
         let listener = Arc::clone(&listener.source);
         loop {
+            if !self.my_turn_to_accept() {
+                // Another thread holds fewer connections and sees the same readiness (the
+                // listener is level-triggered in every poller): leave the rest to it.
+                return;
+            }
             match listener.accept() {
                 Ok((stream, _)) => self.admit(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -354,6 +385,7 @@ impl IoThread {
             interest: (true, false),
         });
         self.next_conn += 1;
+        self.publish_open();
         let now = self.now;
         let wait = if reject {
             REJECT_READ
@@ -508,7 +540,9 @@ impl IoThread {
                     else {
                         unreachable!()
                     };
-                    let body: Vec<u8> = if c.rbuf.len() == head.content_length {
+                    let body: Vec<u8> = if head.content_length == 0 {
+                        Vec::new() // no allocation; the read buffer stays
+                    } else if c.rbuf.len() == head.content_length {
                         std::mem::take(&mut c.rbuf)
                     } else {
                         let body = c.rbuf.drain(..head.content_length).collect();
@@ -932,6 +966,7 @@ impl IoThread {
             ticket.expire();
         }
         self.free.push(key);
+        self.publish_open();
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
         self.shared.stats.closed.fetch_add(1, Ordering::Relaxed);
         drop(c); // deletes it from the poller, then closes the socket

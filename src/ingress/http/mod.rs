@@ -314,6 +314,8 @@ pub(crate) struct Shared {
     pub(crate) bus: Bus,
     pub(crate) admin: Option<Arc<dyn AdminHooks>>,
     pub(crate) open: AtomicUsize,
+    /// Connections each I/O thread holds (for balancing accepts).
+    pub(crate) per_thread: Box<[AtomicUsize]>,
     pub(crate) stopping: AtomicBool,
     drain_deadline: Mutex<Option<Instant>>,
     pub(crate) stats: stats::Counters,
@@ -383,6 +385,9 @@ impl HttpServer {
         // refusing new connections, once every thread has begun its drain, however long
         // the application keeps an `HttpServer` handle.
         let listener = Arc::new(listener);
+        let per_thread = (0..config.io_threads)
+            .map(|_| AtomicUsize::new(0))
+            .collect();
         let shared = Arc::new(Shared {
             stats: stats::Counters::new(routes.len()),
             config,
@@ -390,15 +395,17 @@ impl HttpServer {
             bus,
             admin,
             open: AtomicUsize::new(0),
+            per_thread,
             stopping: AtomicBool::new(false),
             drain_deadline: Mutex::new(None),
         });
         let mut pollers = Vec::new();
         let mut loops = Vec::new();
-        for _ in 0..shared.config.io_threads {
+        for index in 0..shared.config.io_threads {
             let poller = Arc::new(Poller::new().map_err(io_err("create a poller".into()))?);
             let (tx, rx) = crossbeam::channel::unbounded();
             let t = io::IoThread::new(
+                index,
                 Arc::clone(&shared),
                 Arc::clone(&listener),
                 Arc::clone(&poller),
