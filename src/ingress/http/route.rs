@@ -281,17 +281,20 @@ impl Routes {
         let Some(rest) = path.strip_prefix('/') else {
             return Matched::NotFound;
         };
-        let parts: Vec<&str> = if rest.is_empty() {
-            Vec::new()
+        // Segments are compared as the path is split, route by route: no allocation unless a
+        // parameter is captured.
+        let count = if rest.is_empty() {
+            0
         } else {
-            rest.split('/').collect()
+            rest.split('/').count()
         };
+        let parts = || rest.split('/').take(count);
         let mut allowed: Vec<String> = Vec::new();
         for (index, r) in self.routes.iter().enumerate() {
-            if r.segments.len() != parts.len() {
+            if r.segments.len() != count {
                 continue;
             }
-            let fits = r.segments.iter().zip(&parts).all(|(s, p)| match s {
+            let fits = r.segments.iter().zip(parts()).all(|(s, p)| match s {
                 Segment::Literal(l) => l == p,
                 Segment::Param(_) => !p.is_empty(),
             });
@@ -305,7 +308,7 @@ impl Routes {
                 continue;
             }
             let mut params = Vec::new();
-            for (s, p) in r.segments.iter().zip(&parts) {
+            for (s, p) in r.segments.iter().zip(parts()) {
                 if let Segment::Param(name) = s {
                     match percent_decode(p) {
                         Some(v) => params.push((name.clone(), v)),
