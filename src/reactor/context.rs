@@ -127,6 +127,9 @@ pub(crate) struct Local<C: Component> {
     pub(crate) idle_at: Option<Instant>,
     /// The instance asked to stop ([`Context::stop`]).
     pub(crate) stop_self: bool,
+    /// While the reactor runs due timers on a manual clock: the instant it found them due at,
+    /// which [`Context::now`] gives their callbacks (see `fire_timers`).
+    pub(crate) fired_at: Option<Instant>,
 }
 
 impl<C: Component> Local<C> {
@@ -138,6 +141,7 @@ impl<C: Component> Local<C> {
             settling: false,
             idle_at: None,
             stop_self: false,
+            fired_at: None,
         }
     }
 
@@ -146,6 +150,7 @@ impl<C: Component> Local<C> {
         self.settling = false;
         self.idle_at = None;
         self.stop_self = false;
+        self.fired_at = None;
     }
 
     fn insert(
@@ -487,7 +492,7 @@ impl<'a, C: Component> Context<'a, C> {
             }
         };
         let clock = self.core.settings.clock.clone();
-        let now = clock.now();
+        let now = self.now();
         let deadline = timeout.map(|t| now + t);
         slot.execute(Box::new(move || {
             if permit.is_abandoned() {
@@ -547,8 +552,14 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     /// Now, on the runtime's [`Clock`] (a manual clock in tests).
+    ///
+    /// On a manual clock, a timer, timeout or idle callback sees the instant the reactor
+    /// found it due at, even if the test moved the clock on while the reactor ran it: the
+    /// reactor sees the move on its next pass, as it sees the tick that comes with it.
     pub fn now(&self) -> Instant {
-        self.core.settings.clock.now()
+        self.local
+            .fired_at
+            .unwrap_or_else(|| self.core.settings.clock.now())
     }
 
     /// Runs `f` on this reactor once `delay` has passed. Timers belong to this instance: they

@@ -648,12 +648,32 @@ fn run_cont<C: Component, O: Outcome>(
     })
 }
 
+/// Runs what is due: timers, deadlines, then the idle timeout.
+///
+/// On a manual clock, everything run here sees `now`, the instant read once at the top, as
+/// [`Context::now`]: a test that waits for one callback's effect may move the clock on at
+/// once, while this pass still runs the rest of what was due (the idle callback comes after
+/// the timers due at the same instant); those must not see the later time.
 fn fire_timers<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
 ) -> Result<(), Failure> {
     let now = core.settings.clock.now();
+    if core.settings.clock.is_manual() {
+        local.fired_at = Some(now);
+    }
+    let r = fire_due(comp, core, local, now);
+    local.fired_at = None;
+    r
+}
+
+fn fire_due<C: Component>(
+    comp: &mut C,
+    core: &Core,
+    local: &mut Local<C>,
+    now: Instant,
+) -> Result<(), Failure> {
     while let Some((at, id, entry)) = local.timers.pop_due(now) {
         match entry {
             Entry::Deadline => {
