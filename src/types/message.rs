@@ -306,7 +306,9 @@ pub struct Message {
 struct Extension {
     // Shared, copied on write: cloning an envelope (a publish's copies, the reactor keeping
     // one in case a handler fails) is a reference count, not a copy of every string.
-    headers: Arc<Vec<(String, String)>>,
+    // `None` until the first header, so a request's or reply's extension (reply handle,
+    // correlation) allocates nothing for headers it does not have.
+    headers: Option<Arc<Vec<(String, String)>>>,
     timestamp: Option<SystemTime>,
     correlation: Option<MessageId>,
     reply: Option<ReplyHandle>,
@@ -315,7 +317,7 @@ struct Extension {
 impl Extension {
     fn clone_without_reply(&self) -> Extension {
         Extension {
-            headers: Arc::clone(&self.headers),
+            headers: self.headers.clone(),
             timestamp: self.timestamp,
             correlation: self.correlation,
             reply: None,
@@ -380,17 +382,17 @@ impl Message {
 
     /// Adds a header (a name/value pair carried beside the payload).
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
-        Arc::make_mut(&mut self.ext().headers).push((name.into(), value.into()));
+        let headers = self.ext().headers.get_or_insert_with(Default::default);
+        Arc::make_mut(headers).push((name.into(), value.into()));
         self
     }
 
     /// Adds every header of `headers` at once (one allocation for the lot).
     pub(crate) fn with_headers(mut self, mut headers: Vec<(String, String)>) -> Message {
         let ext = self.ext();
-        if ext.headers.is_empty() {
-            ext.headers = Arc::new(headers);
-        } else {
-            Arc::make_mut(&mut ext.headers).append(&mut headers);
+        match &mut ext.headers {
+            None => ext.headers = Some(Arc::new(headers)),
+            Some(h) => Arc::make_mut(h).append(&mut headers),
         }
         self
     }
@@ -490,7 +492,10 @@ impl Message {
 
     /// The headers, in the order they were added.
     pub fn headers(&self) -> &[(String, String)] {
-        self.ext.as_ref().map_or(&[], |e| e.headers.as_slice())
+        self.ext
+            .as_ref()
+            .and_then(|e| e.headers.as_deref())
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The first header named `name`.
@@ -526,7 +531,9 @@ impl Message {
     /// to dead-letter when a handler fails with the message.
     pub(crate) fn envelope(&self) -> Message {
         let ext = self.ext.as_ref().and_then(|e| {
-            let bare = e.headers.is_empty() && e.timestamp.is_none() && e.correlation.is_none();
+            let bare = e.headers.as_ref().map_or(true, |h| h.is_empty())
+                && e.timestamp.is_none()
+                && e.correlation.is_none();
             (!bare).then(|| Box::new(e.clone_without_reply()))
         });
         Message {
