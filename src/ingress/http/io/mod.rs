@@ -1,24 +1,28 @@
 //! The I/O threads. Each owns one `Poller`, the connections it accepted, and their deadlines;
 //! nothing here is shared between threads but the listener, the counters and the stop flag.
-//! See `README.md` beside this file for the connection life cycle and the shutdown protocol.
+//! See `../README.md` (the front-end's design notes) for the connection life cycle and the
+//! shutdown protocol.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
-use polling::{Event, Events, PollMode, Poller};
+use polling::{Event, Events, Poller};
+
+mod conn;
+mod timers;
+mod write;
 
 use super::route::{Admin, Matched, Target};
 use super::stats::TimeoutKind;
 use super::wire::{self, Head, Response};
 use super::{http_names, Shared};
-use crate::bus::{Bus, ReplyTicket};
-use crate::types::{Error, Message};
+use crate::types::Message;
+use conn::{Completion, Conn, Inbound, Phase, Registered};
 
 /// The poller key of the listener; a connection's key is its slab index + 1.
 const LISTENER: usize = 0;
@@ -38,123 +42,6 @@ const KEEP_BUFFER: usize = 16 * 1024;
 pub(super) const REJECT_SLACK: usize = 256;
 /// How long an over-the-limit connection may take to send its head before it is just closed.
 const REJECT_READ: Duration = Duration::from_secs(2);
-
-/// A source registered with a poller, deleted from it before the source is dropped.
-struct Registered<S: AsFd + AsRawFd> {
-    poller: Arc<Poller>,
-    source: S,
-}
-
-impl<S: AsFd + AsRawFd> Registered<S> {
-    #[allow(unsafe_code)]
-    fn new(poller: &Arc<Poller>, source: S, interest: Event) -> io::Result<Registered<S>> {
-        // SAFETY: `Poller::add` requires the source to be deleted from the poller before it
-        // is closed. The guard owns `source` (directly, or an `Arc` keeping the descriptor
-        // open), and its `Drop` deletes it before the fields (and so the source) are dropped.
-        unsafe { poller.add_with_mode(&source, interest, PollMode::Level)? };
-        Ok(Registered {
-            poller: Arc::clone(poller),
-            source,
-        })
-    }
-
-    fn modify(&self, interest: Event) -> io::Result<()> {
-        self.poller
-            .modify_with_mode(&self.source, interest, PollMode::Level)
-    }
-}
-
-impl<S: AsFd + AsRawFd> Drop for Registered<S> {
-    fn drop(&mut self) {
-        let _ = self.poller.delete(&self.source);
-    }
-}
-
-/// An outcome of a bus request, sent back to the I/O thread that made it.
-pub(super) struct Completion {
-    key: usize,
-    seq: u64,
-    outcome: Result<Message, Error>,
-}
-
-/// Where request callbacks send their outcomes: a channel and the poller to wake.
-struct Inbound {
-    tx: Sender<Completion>,
-    poller: Arc<Poller>,
-    bus: Bus,
-}
-
-impl Inbound {
-    fn deliver(&self, c: Completion) {
-        match self.tx.send(c) {
-            Ok(()) => {
-                let _ = self.poller.notify();
-            }
-            // The I/O thread has ended: a reply nobody will read is the bus's late reply.
-            Err(e) => {
-                if let Ok(reply) = e.into_inner().outcome {
-                    self.bus.late_reply(reply);
-                }
-            }
-        }
-    }
-}
-
-enum Phase {
-    /// Waiting for a head. `since` is when its first byte came (`None`: idle keep-alive).
-    Head { since: Option<Instant> },
-    /// The head is in; waiting for `head.content_length` body bytes.
-    Body {
-        head: Head,
-        route: usize,
-        params: Vec<(String, String)>,
-        since: Instant,
-    },
-    /// Sent to a component; waiting for its reply.
-    Waiting {
-        ticket: ReplyTicket,
-        seq: u64,
-        route: usize,
-        since: Instant,
-    },
-    /// A response is partly written; waiting for the socket to take the rest.
-    Writing,
-    /// The last response is out and our side is shut; reading and discarding what the client
-    /// still sends (a body we refused), so that it reads the response rather than a reset.
-    Lingering,
-}
-
-struct Conn {
-    io: Registered<TcpStream>,
-    phase: Phase,
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-    wpos: usize,
-    /// Close once the response being written is out.
-    close_after: bool,
-    /// The peer closed its side: answer what is in flight and what is buffered (requests
-    /// pipelined before the end of the stream), then close.
-    peer_eof: bool,
-    /// Admitted past `max_connections`: its first request gets `503` and the connection ends.
-    reject: bool,
-    /// The response that closes was an error given before the request was read whole:
-    /// linger after it (see `Phase::Lingering`).
-    linger: bool,
-    /// When the current phase times out.
-    deadline: Option<Instant>,
-    /// The earliest entry the timer set holds for this connection (see `set_deadline`).
-    armed: Option<Instant>,
-    /// Unique within the thread: tells this connection's timer entries from those of an
-    /// earlier connection in the same slot.
-    id: u64,
-    interest: (bool, bool),
-}
-
-impl Conn {
-    fn in_flight(&self) -> bool {
-        !matches!(self.phase, Phase::Head { .. } | Phase::Lingering)
-    }
-}
 
 pub(super) struct IoThread {
     /// Which of the server's I/O threads this is (its slot in `Shared::per_thread`).
@@ -773,183 +660,6 @@ impl IoThread {
         };
         self.respond(c.key, r, Some(route), since, false);
         self.process(c.key);
-    }
-
-    // ---- writing ---------------------------------------------------------------------
-
-    /// Queues `r` and writes what the socket takes. `close` ends the connection after it.
-    fn respond(
-        &mut self,
-        key: usize,
-        r: Response,
-        route: Option<usize>,
-        since: Instant,
-        close: bool,
-    ) {
-        let draining = self.draining.is_some();
-        let took = self.now.saturating_duration_since(since);
-        self.shared.stats.record(route, r.status, took);
-        if draining {
-            self.shared
-                .stats
-                .drain_completed
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        let Some(c) = self.conn(key) else { return };
-        // After the peer's end of stream, the last response closes; requests it pipelined
-        // before that are still answered.
-        let last = c.peer_eof && c.rbuf.is_empty();
-        c.close_after |= close || draining || last || c.reject;
-        c.linger |= close && !c.peer_eof;
-        c.phase = Phase::Writing;
-        r.write_to(&mut c.wbuf, c.close_after);
-        self.flush(key);
-    }
-
-    fn flush(&mut self, key: usize) {
-        let draining = self.draining.is_some();
-        let Some(c) = self.conn(key) else { return };
-        while c.wpos < c.wbuf.len() {
-            match (&c.io.source).write(&c.wbuf[c.wpos..]) {
-                Ok(0) => {
-                    self.close(key);
-                    return;
-                }
-                Ok(n) => c.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let d = self.now + self.shared.config.write_timeout;
-                    self.set_interest(key, false, Some(true));
-                    self.set_deadline(key, Some(d));
-                    return;
-                }
-                Err(_) => {
-                    self.close(key);
-                    return;
-                }
-            }
-        }
-        c.wbuf.clear();
-        c.wpos = 0;
-        if c.wbuf.capacity() > KEEP_BUFFER {
-            c.wbuf = Vec::new(); // a large response's buffer is not kept for the idle time
-        }
-        if draining && !c.close_after {
-            // A response queued before the stop, written out during it: in flight at the
-            // stop and answered. The connection closes now rather than idle to the deadline.
-            self.shared
-                .stats
-                .drain_completed
-                .fetch_add(1, Ordering::Relaxed);
-            self.close(key);
-            return;
-        }
-        if c.close_after && c.linger {
-            // Shut our side (the client sees the end of the response), then read and discard
-            // until the client closes too, for at most LINGER.
-            let _ = c.io.source.shutdown(std::net::Shutdown::Write);
-            c.phase = Phase::Lingering;
-            c.rbuf = Vec::new();
-            let d = self.now + LINGER;
-            self.set_interest(key, true, Some(false));
-            self.set_deadline(key, Some(d));
-            return;
-        }
-        if c.close_after || (c.peer_eof && c.rbuf.is_empty()) {
-            self.close(key);
-            return;
-        }
-        c.phase = Phase::Head { since: None };
-        let peer_eof = c.peer_eof;
-        let d = self.now + self.shared.config.idle_timeout;
-        self.set_interest(key, !peer_eof, Some(false));
-        self.set_deadline(key, Some(d));
-    }
-
-    /// Sets read interest (and write interest, when `write` is given), with one `modify`
-    /// only when something changed.
-    fn set_interest(&mut self, key: usize, read: bool, write: Option<bool>) {
-        let Some(c) = self.conn(key) else { return };
-        let want = (read, write.unwrap_or(c.interest.1));
-        if want != c.interest {
-            c.interest = want;
-            let _ = c.io.modify(Event::new(key + 1, want.0, want.1));
-        }
-    }
-
-    // ---- time ------------------------------------------------------------------------
-
-    /// Sets when the connection's current phase times out. Most changes push the deadline
-    /// later and cost nothing here: the set gets a new entry only when the connection needs
-    /// waking earlier than any entry it has; a late entry is re-armed when it comes up.
-    fn set_deadline(&mut self, key: usize, at: Option<Instant>) {
-        let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
-            return;
-        };
-        c.deadline = at;
-        if let Some(at) = at {
-            if c.armed.map_or(true, |a| at < a) {
-                self.timers.insert((at, key, c.id));
-                c.armed = Some(at);
-            }
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(&(at, key, id)) = self.timers.first() {
-            if at > now {
-                return;
-            }
-            self.timers.pop_first();
-            let Some(c) = self.conns.get_mut(key).and_then(Option::as_mut) else {
-                continue;
-            };
-            if c.id != id {
-                continue; // an entry of a closed connection whose slot was reused
-            }
-            if c.armed == Some(at) {
-                c.armed = None;
-            }
-            match c.deadline {
-                None => continue,
-                Some(d) if d > now => {
-                    if c.armed.map_or(true, |a| d < a) {
-                        self.timers.insert((d, key, id));
-                        c.armed = Some(d);
-                    }
-                    continue;
-                }
-                Some(_) => c.deadline = None,
-            }
-            match &c.phase {
-                Phase::Head { since: None } => {
-                    self.shared.stats.timeout(TimeoutKind::Idle);
-                    self.close(key);
-                }
-                Phase::Head { since: Some(since) } => {
-                    let since = *since;
-                    self.shared.stats.timeout(TimeoutKind::Header);
-                    let r =
-                        Response::error(408, "header_timeout", "the request head took too long");
-                    self.respond(key, r, None, since, true);
-                }
-                Phase::Body { since, route, .. } => {
-                    let (since, route) = (*since, *route);
-                    self.shared.stats.timeout(TimeoutKind::Body);
-                    let r = Response::error(408, "body_timeout", "the request body took too long");
-                    self.respond(key, r, Some(route), since, true);
-                }
-                Phase::Waiting { ticket, .. } => {
-                    // Runs our own callback with `Timeout`; `complete` answers 504 shortly.
-                    ticket.expire();
-                }
-                Phase::Writing => {
-                    self.shared.stats.timeout(TimeoutKind::Write);
-                    self.close(key);
-                }
-                Phase::Lingering => self.close(key),
-            }
-        }
     }
 
     // ---- ending ----------------------------------------------------------------------
