@@ -268,6 +268,9 @@ pub struct HttpStats {
     pub accept_errors: u64,
     /// Responses written, every status.
     pub requests: u64,
+    /// Failed waits on an I/O thread's poller (not expected; each costs that thread a 10 ms
+    /// pause so it cannot spin on the error).
+    pub poll_errors: u64,
     /// Requests whose head did not arrive within `header_timeout` (`408`).
     pub header_timeouts: u64,
     /// Requests whose body did not arrive within `body_timeout` (`408`).

@@ -326,8 +326,8 @@ impl Routes {
     }
 }
 
-/// A `tchar` of RFC 9110.
-fn is_token(b: u8) -> bool {
+/// A `tchar` of RFC 9110 (the bytes of a method or a header name).
+pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

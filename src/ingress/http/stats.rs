@@ -104,6 +104,7 @@ impl Counters {
             closed: l(&self.closed),
             refused_connections: l(&self.refused_connections),
             accept_errors: l(&self.accept_errors),
+            poll_errors: l(&self.poll_errors),
             requests: by_status.iter().map(|r| r.2).sum(),
             header_timeouts: l(&self.header_timeouts),
             body_timeouts: l(&self.body_timeouts),
@@ -194,6 +195,11 @@ pub(crate) fn write_prometheus(out: &mut String, servers: &[super::HttpServer]) 
         "reactorium_http_accept_errors_total",
         "Failed accept calls (each pauses accepting for 100 ms).",
         per_server(|s| s.accept_errors),
+    );
+    w.counter(
+        "reactorium_http_poll_errors_total",
+        "Failed waits on an I/O thread's poller (each pauses that thread 10 ms).",
+        per_server(|s| s.poll_errors),
     );
     let mut timeouts = Vec::new();
     for ((listen, _), st) in rows.iter().zip(&stats) {

@@ -3,6 +3,8 @@
 
 use std::io::Write as _;
 
+use super::http_names;
+use super::route::is_token;
 use crate::types::{Error, Message, Payload};
 
 /// The most headers a request may have; more is `431`.
@@ -238,19 +240,13 @@ pub(crate) fn bus_error(e: &Error, retry_after: u64) -> Response {
     }
 }
 
-/// The names of the headers a component uses to shape its reply.
-pub(crate) mod names {
-    pub(crate) const STATUS: &str = "http.status";
-    pub(crate) const HEADER_PREFIX: &str = "http.header.";
-}
-
 /// The response for a component's reply message.
 pub(crate) fn from_reply(reply: &Message) -> Response {
     let mut status = 200;
     let mut headers = Vec::new();
     let mut content_type = None;
     for (n, v) in reply.headers() {
-        if n == names::STATUS {
+        if n == http_names::STATUS {
             match v.trim().parse::<u16>() {
                 Ok(s) if (200..=599).contains(&s) => status = s,
                 _ => {
@@ -261,11 +257,8 @@ pub(crate) fn from_reply(reply: &Message) -> Response {
                     )
                 }
             }
-        } else if let Some(name) = n.strip_prefix(names::HEADER_PREFIX) {
-            let valid_name = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        } else if let Some(name) = n.strip_prefix(http_names::HEADER_PREFIX) {
+            let valid_name = !name.is_empty() && name.bytes().all(is_token);
             if !valid_name || v.contains(['\r', '\n']) {
                 return Response::error(
                     500,

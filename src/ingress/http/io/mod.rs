@@ -39,7 +39,7 @@ const ACCEPT_SLACK: usize = 8;
 /// The most buffer capacity an idle connection keeps between requests.
 const KEEP_BUFFER: usize = 16 * 1024;
 /// Connections past `max_connections` that are still read far enough to be told `503`.
-pub(super) const REJECT_SLACK: usize = 256;
+const REJECT_SLACK: usize = 256;
 /// How long an over-the-limit connection may take to send its head before it is just closed.
 const REJECT_READ: Duration = Duration::from_secs(2);
 
