@@ -112,8 +112,15 @@ fn a_response_being_written_at_the_stop_is_finished_and_its_connection_closed() 
     wait_until("the response is partly written", || {
         c.stream().peek(&mut [0u8; 1]).is_ok_and(|n| n == 1)
     });
+    let addr = server.local_addr();
     let report = std::thread::scope(|s| -> Result<HttpShutdown> {
         let stopping = s.spawn(|| server.stop());
+        // Read only once the stop has begun: the listener closes when the I/O threads start
+        // their drain. Reading earlier lets the response finish before the stop on a busy
+        // machine, and the connection is then idle, not in flight, when the stop comes.
+        wait_until("the server stopped accepting", || {
+            TcpStream::connect(addr).is_err()
+        });
         let r = c.read_response()?;
         assert_eq!((r.status, r.body.len()), (200, BIG));
         // Written in full during the drain: nothing more can come on it.
