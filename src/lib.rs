@@ -34,8 +34,7 @@
 //! rt.start()?;
 //!
 //! let reply = rt.bus()
-//!     .request("greet", Message::json("ada".into()), Duration::from_secs(1))
-//!     .map_err(|e| e.without_payload())?
+//!     .request("greet", Message::json("ada".into()), Duration::from_secs(1))?
 //!     .wait()?;
 //! assert_eq!(reply.as_json().unwrap(), "hello, ada (#1)");
 //! rt.stop()?;
@@ -62,8 +61,8 @@
 //! let rt = Runtime::new()?;
 //! rt.deploy_with("slow", ComponentOptions::new().mailbox(2).subscribe("work"), move || Slow(gate.clone()))?;
 //! // Not started yet, so nothing is taken out of the mailbox: two fit, the third is refused.
-//! rt.bus().send("work", Message::typed(1)).map_err(|e| e.without_payload())?;
-//! rt.bus().send("work", Message::typed(2)).map_err(|e| e.without_payload())?;
+//! rt.bus().send("work", Message::typed(1))?;
+//! rt.bus().send("work", Message::typed(2))?;
 //! match rt.bus().send("work", Message::typed(3)) {
 //!     Err(Error::Backpressure { target, capacity, rejected }) => {
 //!         assert_eq!((&*target, capacity), ("slow", 2));
@@ -91,8 +90,7 @@
 //! let bus = Bus::new();
 //! let all = bus.subscribe_inbox("orders.>", 8)?;
 //! let created = bus.subscribe_inbox("orders.*.created", 8)?;
-//! let report = bus.publish("orders.eu.created", Message::json(serde_json::json!({"id": 7})))
-//!     .map_err(|e| e.without_payload())?;
+//! let report = bus.publish("orders.eu.created", Message::json(serde_json::json!({"id": 7})))?;
 //! assert_eq!(report.delivered, 2);
 //! assert!(report.is_complete());
 //! assert_eq!(all.recv_timeout(Duration::from_secs(1))?.as_json().unwrap()["id"], 7);
@@ -124,7 +122,7 @@
 //!                     let _ = r.send(Message::typed(sum));
 //!                 }
 //!             },
-//!         ).map_err(|e| e.without_payload())?;
+//!         )?;
 //!         Ok(())
 //!     }
 //! }
@@ -132,8 +130,7 @@
 //! let rt = Runtime::builder().workers(2).build()?;
 //! rt.deploy_with("sums", ComponentOptions::new().subscribe("sum"), Checksums::default)?;
 //! rt.start()?;
-//! let sum = rt.bus().request("sum", Message::bytes(vec![1, 2, 3]), Duration::from_secs(5))
-//!     .map_err(|e| e.without_payload())?
+//! let sum = rt.bus().request("sum", Message::bytes(vec![1, 2, 3]), Duration::from_secs(5))?
 //!     .wait()?;
 //! assert_eq!(sum.get::<u64>(), Some(&6));
 //! # Ok::<(), anyhow::Error>(())
@@ -158,7 +155,7 @@
 //! rt.deploy_with("second", ComponentOptions::new().subscribe("b"), || Sink)?;
 //! rt.start()?;
 //! for _ in 0..100 {
-//!     rt.bus().send("b", Message::empty()).map_err(|e| e.without_payload())?;
+//!     rt.bus().send("b", Message::empty())?;
 //! }
 //! let report = rt.stop()?;
 //! let order: Vec<&str> = report.components.iter().map(|c| &*c.name).collect();
@@ -202,7 +199,7 @@
 //! rt.start()?;
 //!
 //! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))
-//!     .map_err(|e| e.without_payload())?.wait();
+//!     .map_err(|e| e.without_payload())?.wait(); // `?` into `Error<()>` drops the message
 //! assert!(ask("oops").is_err());          // the instance panicked: NoReply, at once
 //! assert_eq!(ask("42")?.get::<u32>(), Some(&42)); // a new instance answers
 //! assert_eq!(rt.whois("parser").unwrap().restarts, 1);
@@ -230,7 +227,7 @@
 //! rt.deploy("job", || OneShot)?;
 //! let watch = rt.watch("job")?;
 //! rt.start()?;
-//! rt.bus().send_to("job", Message::empty()).map_err(|e| e.without_payload())?;
+//! rt.bus().send_to("job", Message::empty())?;
 //! let down = watch.recv_timeout(Duration::from_secs(5))?;
 //! assert_eq!((&*down.name, &down.reason, down.restarting), ("job", &DownReason::Normal, false));
 //! # while !rt.whois("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
@@ -298,7 +295,7 @@
 //! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox(2)
 //!     .overflow(Overflow::DropOldest), || Gauge)?;
 //! for reading in 1..=3 { // not started: the third reading pushes out the first
-//!     rt.bus().send("temp", Message::typed(reading)).map_err(|e| e.without_payload())?;
+//!     rt.bus().send("temp", Message::typed(reading))?;
 //! }
 //! let letter = dead.recv_timeout(Duration::from_secs(5))?;
 //! let letter = letter.get::<DeadLetter>().unwrap();
@@ -326,7 +323,7 @@
 //! let rt = Runtime::builder().handler_latency(true).build()?; // two clock reads per message
 //! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox(8), || Echo)?;
 //! for _ in 0..3 { // not started: they wait in the mailbox
-//!     rt.bus().send("ping", Message::empty()).map_err(|e| e.without_payload())?;
+//!     rt.bus().send("ping", Message::empty())?;
 //! }
 //! rt.start()?;
 //! # while rt.reactor("echo").unwrap().stats().handled < 3 { std::thread::yield_now() }

@@ -371,7 +371,6 @@ impl Bus {
         self.inner.unsubscribe(id)
     }
 
-    /// Removes every subscription of `reactor`; `false` if it had none.
     /// Never blocks. Delivers `msg` to the component named `name`, whatever it subscribes to
     /// (the registry's direct address). The message keeps its topic.
     ///
