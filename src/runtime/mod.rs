@@ -7,6 +7,7 @@
 //! file.
 
 mod agent;
+mod policy;
 mod registry;
 mod report;
 mod serve;
@@ -20,10 +21,10 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver};
 
 pub use agent::{Agent, AgentStats};
+pub use policy::{Restart, RestartBackoff, Strategy, SupervisorOptions};
 pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
 pub use stats::{ComponentStats, RuntimeStats};
-pub use supervisor::{Restart, RestartBackoff, Strategy, SupervisorOptions};
 
 use crate::bus::{Bus, ReactorProvider};
 use crate::reactor::{

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 
-use super::supervisor::Restart;
+use super::policy::Restart;
 use crate::bus::ReactorProvider;
 use crate::reactor::{on_reactor_thread, Control, Reactor, WatchId, Watcher};
 use crate::types::{Down, DownReason, Error, Name};

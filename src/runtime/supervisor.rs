@@ -1,6 +1,6 @@
-//! Supervision: restart modes, supervisors with strategies, restart intensity and backoff,
-//! and the one supervisor thread per runtime that applies them. See "Supervision" in
-//! `README.md` beside this file.
+//! Supervision: the supervision tree (supervisors, their strategies and restart logs) and the
+//! one supervisor thread per runtime that applies them. The settings themselves are in
+//! `policy.rs`. See "Supervision" in `README.md` beside this file.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,122 +10,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
+use super::policy::{Restart, Strategy, SupervisorOptions};
 use super::registry::{ComponentState, Registry};
 use crate::reactor::{Control, InstanceDown, System, WatchId, Watcher};
 use crate::types::{Clock, DeadLetterReason, Down, DownReason, Error, Name, Wake};
-
-/// When a component's supervisor builds a fresh instance of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Restart {
-    /// Always: after a failure and after it stopped itself.
-    Permanent,
-    /// After a failure only (a panic, or an `Err` from a handler unless
-    /// [`OnError::Continue`](crate::OnError::Continue)); not after it stopped itself.
-    Transient,
-    /// Never. Its queued messages are dead-lettered when it goes down. The default.
-    #[default]
-    Temporary,
-}
-
-/// What a supervisor does when one of its children fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    /// Restart the failed child only. The default.
-    #[default]
-    OneForOne,
-    /// Stop every other child in reverse deploy order, then restart them all in deploy order.
-    AllForOne,
-    /// Stop the children deployed after the failed one (in reverse order), then restart the
-    /// failed one and those, in deploy order.
-    RestForOne,
-    /// Restart nothing here: stop the whole group and fail it to its parent supervisor, whose
-    /// strategy then treats the group as one failed child.
-    Escalate,
-}
-
-/// How long a supervisor waits before a restart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum RestartBackoff {
-    /// Restart at once. The default.
-    #[default]
-    None,
-    /// Wait this long before every restart.
-    Fixed(Duration),
-    /// Wait `first` before the first restart in the intensity window, doubling for each
-    /// further restart in it, up to `max`.
-    Exponential {
-        /// The first wait.
-        first: Duration,
-        /// The longest wait.
-        max: Duration,
-    },
-}
-
-impl RestartBackoff {
-    /// The wait before the `nth` restart in the window (1-based).
-    pub fn delay(&self, nth: u32) -> Duration {
-        match *self {
-            RestartBackoff::None => Duration::ZERO,
-            RestartBackoff::Fixed(d) => d,
-            RestartBackoff::Exponential { first, max } => {
-                let doublings = nth.saturating_sub(1).min(31);
-                first.saturating_mul(1 << doublings).min(max)
-            }
-        }
-    }
-}
-
-/// A supervisor's settings, for [`Runtime::add_supervisor`](crate::Runtime::add_supervisor)
-/// and, for the root, [`RuntimeBuilder::supervisor`](crate::RuntimeBuilder::supervisor).
-#[derive(Clone, Debug)]
-pub struct SupervisorOptions {
-    pub(crate) strategy: Strategy,
-    pub(crate) max_restarts: u32,
-    pub(crate) window: Duration,
-    pub(crate) backoff: RestartBackoff,
-    pub(crate) parent: Option<String>,
-}
-
-impl Default for SupervisorOptions {
-    fn default() -> Self {
-        SupervisorOptions::new(Strategy::OneForOne)
-    }
-}
-
-impl SupervisorOptions {
-    /// A supervisor with `strategy`, at most 5 restarts in 5 s, no backoff, under the root.
-    pub fn new(strategy: Strategy) -> Self {
-        SupervisorOptions {
-            strategy,
-            max_restarts: 5,
-            window: Duration::from_secs(5),
-            backoff: RestartBackoff::None,
-            parent: None,
-        }
-    }
-
-    /// The intensity limit: at most `max_restarts` restarts within `window`. One more and the
-    /// supervisor gives up: it stops its group and fails to its parent (the root fails the
-    /// runtime: every component is stopped, see [`Runtime::failure`](crate::Runtime::failure)).
-    /// Default: 5 in 5 s.
-    pub fn intensity(mut self, max_restarts: u32, window: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.window = window;
-        self
-    }
-
-    /// The wait before each restart. Default: none.
-    pub fn backoff(mut self, backoff: RestartBackoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The supervisor this one belongs to. Default: the root.
-    pub fn parent(mut self, name: impl Into<String>) -> Self {
-        self.parent = Some(name.into());
-        self
-    }
-}
 
 /// The root supervisor's name.
 pub(crate) const ROOT: &str = "root";
@@ -500,7 +388,7 @@ impl Supervision {
                     return;
                 }
                 self.registry.drop_watches_by(name);
-                if e.restart == super::Restart::Temporary {
+                if e.restart == Restart::Temporary {
                     e.reactor.command(Control::Exit(DeadLetterReason::Stopped));
                     return;
                 }
