@@ -2,87 +2,41 @@
 //! "Locks" in `README.md` beside this file.
 
 use std::sync::{Arc, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Instant;
 
-use crossbeam::channel::{self, Receiver};
+use crossbeam::channel;
 
 use super::builder::check_capacity;
-use super::registry::Entry;
+use super::registry::{Entry, ReactorThread, Spawner};
 use super::report::{ComponentReport, ShutdownReport};
 use super::{ComponentOptions, ComponentState, Phase, Restart, Runtime, JOIN_GRACE};
-use crate::reactor::{
-    self, Component, Core, Exit, Factory, MailboxConfig, Reactor, Settings, System,
-};
+use crate::reactor::{self, Component, Core, Factory, MailboxConfig, Reactor, Settings, System};
 use crate::types::{DownReason, Error, Name, Pattern};
 use crate::worker::PoolShutdown;
 
-/// Starts a component of a type known only at deploy.
-trait Launch: Send + Sync {
-    fn launch(
-        &self,
-        rt: &Runtime,
-        d: &Launching,
-        started: channel::Sender<Result<(), String>>,
-    ) -> Result<ReactorThread, Error>;
-}
-
-/// A running reactor thread: its handle, and the channel its `Exit` arrives on.
-type ReactorThread = (JoinHandle<()>, Receiver<Exit>);
-
-/// What launching a component needs, taken out of `State` so no lock is held meanwhile.
-struct Launching {
-    name: Name,
-    reactor: Reactor,
-    launcher: Arc<dyn Launch>,
-}
-
-struct Launcher<C> {
-    factory: Factory<C>,
-    settings: Settings,
-}
-
-impl<C: Component> Launch for Launcher<C> {
-    fn launch(
-        &self,
-        rt: &Runtime,
-        d: &Launching,
-        started: channel::Sender<Result<(), String>>,
-    ) -> Result<ReactorThread, Error> {
-        let core = Core {
-            reactor: d.reactor.clone(),
-            router: rt.bus.router(),
-            pool: rt.pool.clone(),
-            system: Arc::clone(&rt.supervision) as Arc<dyn System>,
-            settings: self.settings.clone(),
-        };
-        let thread = format!("{}{}", rt.config.thread_name_prefix, d.name);
-        let builder = thread::Builder::new()
-            .name(thread.clone())
-            .stack_size(rt.config.reactor_stack_size);
-        let (done_tx, done_rx) = channel::bounded(1);
-        reactor::spawn(core, Arc::clone(&self.factory), builder, started, done_tx)
-            .map(|h| (h, done_rx))
-            .map_err(|source| Error::Spawn { thread, source })
-    }
-}
-
-pub(super) struct Deployed {
-    pub(super) name: Name,
-    pub(super) reactor: Reactor,
-    drain_timeout: Duration,
-    launcher: Arc<dyn Launch>,
-    thread: Option<ReactorThread>,
-}
-
-impl Deployed {
-    fn launching(&self) -> Launching {
-        Launching {
-            name: self.name.clone(),
-            reactor: self.reactor.clone(),
-            launcher: Arc::clone(&self.launcher),
-        }
-    }
+/// Spawns `e`'s reactor thread; its component is built and started there, and says how that
+/// went on `started`.
+fn spawn_reactor(
+    rt: &Runtime,
+    e: &Entry,
+    started: channel::Sender<Result<(), String>>,
+) -> Result<ReactorThread, Error> {
+    let core = Core {
+        reactor: e.reactor.clone(),
+        router: rt.bus.router(),
+        pool: rt.pool.clone(),
+        system: Arc::clone(&rt.supervision) as Arc<dyn System>,
+        settings: e.settings.clone(),
+    };
+    let thread = format!("{}{}", rt.config.thread_name_prefix, e.name);
+    let builder = thread::Builder::new()
+        .name(thread.clone())
+        .stack_size(rt.config.reactor_stack_size);
+    let (done_tx, done_rx) = channel::bounded(1);
+    e.spawn(core, builder, started, done_tx)
+        .map(|h| (h, done_rx))
+        .map_err(|source| Error::Spawn { thread, source })
 }
 
 impl Runtime {
@@ -164,12 +118,15 @@ impl Runtime {
         };
 
         let _life = self.lifecycle()?;
-        let mut st = self.lock();
-        if st.phase == Phase::Stopped {
-            return Err(Error::InvalidState {
-                reason: "the runtime has stopped; deploy into a new one",
-            });
-        }
+        // Only start and stop change the phase, and they wait for the lifecycle lock.
+        let running = match self.lock().phase {
+            Phase::Stopped => {
+                return Err(Error::InvalidState {
+                    reason: "the runtime has stopped; deploy into a new one",
+                })
+            }
+            phase => phase == Phase::Running,
+        };
         let name: Name = Name::from(name);
         let config = MailboxConfig {
             capacity,
@@ -180,44 +137,32 @@ impl Runtime {
                 .unwrap_or(self.config.handler_latency),
         };
         let reactor = Reactor::new(name.clone(), config, Arc::downgrade(&self.bus.router()));
-        {
-            let mut reg = self
-                .registry
-                .by_name
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if reg.contains_key(&name) {
-                return Err(Error::AlreadyDeployed { name });
-            }
-            let entry = Entry::new(name.clone(), reactor.clone(), options.restart, supervisor);
-            reg.insert(name.clone(), Arc::new(entry));
-        }
-        self.supervision
-            .adopt(&name, options.supervisor.as_deref().unwrap_or("root"));
-        for p in &patterns {
-            self.bus.subscribe_reactor(p.as_str(), &reactor)?;
-        }
-        let deployed = Deployed {
+        let factory: Factory<C> = Arc::new(factory);
+        let spawner: Spawner = Box::new(move |core, builder, started, done| {
+            reactor::spawn(core, Arc::clone(&factory), builder, started, done)
+        });
+        let entry = Entry::new(
             name,
-            reactor: reactor.clone(),
-            drain_timeout,
-            launcher: Arc::new(Launcher {
-                factory: Arc::new(factory) as Factory<C>,
-                settings,
-            }),
-            thread: None,
-        };
-        let launching = (st.phase == Phase::Running).then(|| deployed.launching());
-        st.components.push(deployed);
-        let index = st.components.len() - 1;
-        drop(st);
-        if let Some(l) = launching {
-            // The lifecycle lock keeps `index` valid: only deploy pushes, and stop waits.
-            match self.launch(&l) {
-                Ok(t) => self.lock().components[index].thread = Some(t),
+            reactor.clone(),
+            options.restart,
+            supervisor,
+            settings,
+            spawner,
+        );
+        // From here the component is listed, found by name and in its supervisor's group; if
+        // the deploy fails below, `forget` takes all of it back before the error returns.
+        let entry = self.registry.insert(entry)?;
+        for p in &patterns {
+            if let Err(e) = self.bus.subscribe_reactor(p.as_str(), &reactor) {
+                self.forget(&entry);
+                return Err(e);
+            }
+        }
+        if running {
+            match self.launch(&entry) {
+                Ok(t) => entry.set_thread(t),
                 Err(e) => {
-                    let d = self.lock().components.remove(index);
-                    self.forget(&d);
+                    self.forget(&entry);
                     return Err(e);
                 }
             }
@@ -225,22 +170,19 @@ impl Runtime {
         Ok(reactor)
     }
 
-    fn forget(&self, d: &Deployed) {
-        self.bus.unsubscribe_reactor(&d.reactor);
-        self.registry
-            .by_name
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&d.name);
-        self.supervision.disown(&d.name);
-        reactor::abandon_unstarted(&d.reactor);
+    /// Takes back a deploy that failed: its subscriptions, its registry entry (and with it its
+    /// place in the supervision tree), and what was queued for it.
+    fn forget(&self, e: &Entry) {
+        self.bus.unsubscribe_reactor(&e.reactor);
+        self.registry.remove(&e.name);
+        reactor::abandon_unstarted(&e.reactor);
     }
 
     /// Spawns a reactor thread and waits until its component has started. No lock but the
     /// lifecycle lock is held, so the component's `start` may read the runtime.
-    fn launch(&self, l: &Launching) -> Result<ReactorThread, Error> {
+    fn launch(&self, e: &Entry) -> Result<ReactorThread, Error> {
         let (tx, rx) = channel::bounded(1);
-        let (handle, done) = l.launcher.launch(self, l, tx)?;
+        let (handle, done) = spawn_reactor(self, e, tx)?;
         // The thread always reports (it catches panics in the factory and in `start`); a
         // closed channel would mean it died some other way.
         let outcome = rx
@@ -248,19 +190,15 @@ impl Runtime {
             .unwrap_or_else(|_| Err("the reactor thread died during start".into()));
         match outcome {
             Ok(()) => {
-                if let Some(e) = self.registry.get(&l.name) {
-                    e.set_state(ComponentState::Running);
-                }
+                e.set_state(ComponentState::Running);
                 Ok((handle, done))
             }
             Err(reason) => {
                 let _ = handle.join();
-                self.registry.never_ran(
-                    &l.name,
-                    DownReason::Failed(format!("start failed: {reason}")),
-                );
+                self.registry
+                    .never_ran(e, DownReason::Failed(format!("start failed: {reason}")));
                 Err(Error::StartFailed {
-                    component: l.name.clone(),
+                    component: e.name.clone(),
                     reason,
                 })
             }
@@ -286,26 +224,18 @@ impl Runtime {
             }
             st.phase = Phase::Running;
         }
-        let mut index = 0;
-        loop {
-            let launching = {
-                let st = self.lock();
-                match st.components.get(index) {
-                    None => break,
-                    Some(d) if d.thread.is_some() => None,
-                    Some(d) => Some(d.launching()),
-                }
-            };
-            if let Some(l) = launching {
-                match self.launch(&l) {
-                    Ok(t) => self.lock().components[index].thread = Some(t),
-                    Err(e) => {
-                        self.stop_locked(&life);
-                        return Err(e);
-                    }
+        // The lifecycle lock keeps the list as it is: only deploy adds to it.
+        for e in self.registry.entries() {
+            if e.has_thread() {
+                continue;
+            }
+            match self.launch(&e) {
+                Ok(t) => e.set_thread(t),
+                Err(err) => {
+                    self.stop_locked(&life);
+                    return Err(err);
                 }
             }
-            index += 1;
         }
         Ok(())
     }
@@ -339,34 +269,23 @@ impl Runtime {
         let http = self.front_ends.stop_all();
         // No restart from now on: a reactor waiting for one ends at its stop request.
         self.supervision.begin_shutdown();
+        self.lock().phase = Phase::Stopped;
         // The components stay listed while they stop (`list`, `stats` see them go down);
-        // only their threads are taken out, to be joined without the lock.
-        let mut deployed: Vec<Deployed> = {
-            let mut st = self.lock();
-            st.phase = Phase::Stopped;
-            st.components
-                .iter_mut()
-                .map(|d| Deployed {
-                    name: d.name.clone(),
-                    reactor: d.reactor.clone(),
-                    drain_timeout: d.drain_timeout,
-                    launcher: Arc::clone(&d.launcher),
-                    thread: d.thread.take(),
-                })
-                .collect()
-        };
+        // each one's thread is taken out of its entry, to be joined without a lock.
+        let entries = self.registry.entries();
         let me = thread::current().id();
-        let mut components = Vec::with_capacity(deployed.len());
-        for d in deployed.iter_mut().rev() {
+        let mut components = Vec::with_capacity(entries.len());
+        for d in entries.iter().rev() {
+            let drain_timeout = d.settings.drain_timeout;
             let mut report = ComponentReport::new(d.name.clone());
-            match d.thread.take() {
+            match d.take_thread() {
                 Some((handle, done)) => {
-                    d.reactor.close(Instant::now() + d.drain_timeout);
+                    d.reactor.close(Instant::now() + drain_timeout);
                     if handle.thread().id() == me {
                         // Our own reactor: it stops once this handler returns.
                         report.joined = false;
                     } else {
-                        match done.recv_timeout(d.drain_timeout + JOIN_GRACE) {
+                        match done.recv_timeout(drain_timeout + JOIN_GRACE) {
                             Ok(exit) => {
                                 let _ = handle.join();
                                 report.record(&exit);
@@ -377,7 +296,7 @@ impl Runtime {
                 }
                 None => {
                     report.abandoned = reactor::abandon_unstarted(&d.reactor);
-                    self.registry.never_ran(&d.name, DownReason::Shutdown);
+                    self.registry.never_ran(d, DownReason::Shutdown);
                 }
             }
             report.restarts = d.reactor.stats().restarts;

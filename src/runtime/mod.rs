@@ -33,7 +33,6 @@ use crate::bus::{Bus, ReactorProvider};
 use crate::reactor::{Reactor, WatchId, Watcher};
 use crate::types::{Error, Name};
 use crate::worker::WorkerPool;
-use lifecycle::Deployed;
 use registry::Registry;
 use supervisor::Supervision;
 
@@ -49,10 +48,11 @@ enum Phase {
     Stopped,
 }
 
+/// What the runtime keeps beside its registry: where it is in its life. (The components
+/// themselves live in the registry, their one owner.)
 #[derive(Default)]
 struct State {
     phase: Phase,
-    components: Vec<Deployed>,
 }
 
 /// Owns the components, their reactor threads, the bus and the worker pool.
@@ -122,13 +122,10 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.lock();
+        let phase = self.lock().phase;
         f.debug_struct("Runtime")
-            .field("phase", &st.phase)
-            .field(
-                "components",
-                &st.components.iter().map(|d| &d.name).collect::<Vec<_>>(),
-            )
+            .field("phase", &phase)
+            .field("components", &self.registry.names())
             .finish()
     }
 }
@@ -171,10 +168,7 @@ impl Runtime {
 
     /// Every deployed component, in deploy order, with its state.
     pub fn list(&self) -> Vec<ComponentInfo> {
-        self.components()
-            .iter()
-            .filter_map(|n| self.whois(n))
-            .collect()
+        self.registry.entries().iter().map(|e| e.info()).collect()
     }
 
     /// Adds a supervisor named `name` (under `options`' parent, default the root). Deploy its
@@ -214,11 +208,7 @@ impl Runtime {
 
     /// Names of the deployed components, in deploy order.
     pub fn components(&self) -> Vec<Name> {
-        self.lock()
-            .components
-            .iter()
-            .map(|d| d.name.clone())
-            .collect()
+        self.registry.names()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

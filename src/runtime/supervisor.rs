@@ -24,11 +24,16 @@ enum Child {
     Sup(usize),
 }
 
+/// A supervisor. Its children are not listed here: its components are the registry entries
+/// that name it, and its child supervisors the nodes whose `parent` it is; `place` orders
+/// them (see [`Supervision::children`]).
 struct Node {
     name: Name,
     parent: Option<usize>,
     opts: SupervisorOptions,
-    children: Vec<Child>,
+    /// The registry's next deploy sequence number when this supervisor was added: it comes
+    /// after the components deployed before it, among its parent's children.
+    place: u64,
     /// Restarts within the window, oldest first.
     log: VecDeque<Instant>,
 }
@@ -37,8 +42,6 @@ struct Node {
 struct Tree {
     nodes: Vec<Node>,
     by_name: HashMap<Name, usize>,
-    /// Component → its supervisor.
-    comps: HashMap<Name, usize>,
 }
 
 enum Event {
@@ -102,7 +105,7 @@ impl Supervision {
             name: ROOT.into(),
             parent: None,
             opts: root,
-            children: Vec::new(),
+            place: 0,
             log: VecDeque::new(),
         });
         tree.by_name.insert(ROOT.into(), 0);
@@ -148,10 +151,10 @@ impl Supervision {
             name: name.into(),
             parent: Some(parent),
             opts,
-            children: Vec::new(),
+            // Read under the tree lock: places grow with the node index.
+            place: self.registry.next_seq(),
             log: VecDeque::new(),
         });
-        t.nodes[parent].children.push(Child::Sup(i));
         t.by_name.insert(name.into(), i);
         Ok(())
     }
@@ -173,23 +176,34 @@ impl Supervision {
         Ok(t.nodes[i].name.clone())
     }
 
-    /// Places a deployed component last among its supervisor's children.
-    pub(crate) fn adopt(&self, name: &Name, supervisor: &str) {
-        let mut t = self.tree();
-        if let Ok(i) = self.find(&t, Some(supervisor)) {
-            t.nodes[i].children.push(Child::Comp(name.clone()));
-            t.comps.insert(name.clone(), i);
+    /// The children of `group`, in their order: its components (registry entries naming it,
+    /// in deploy order) and its child supervisors (in the order they were added), each
+    /// supervisor before the components deployed after it was added.
+    ///
+    /// Takes the tree lock, then (after releasing it) the registry's read lock: never both.
+    fn children(&self, group: usize) -> Vec<Child> {
+        let (name, subs) = {
+            let t = self.tree();
+            let subs: Vec<(u64, usize)> = t
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.parent == Some(group))
+                .map(|(i, n)| (n.place, i))
+                .collect();
+            (t.nodes[group].name.clone(), subs)
+        };
+        let comps = self.registry.members(&name);
+        let mut children = Vec::with_capacity(subs.len() + comps.len());
+        let mut subs = subs.into_iter().peekable();
+        for (seq, comp) in comps {
+            while let Some((_, i)) = subs.next_if(|&(place, _)| place <= seq) {
+                children.push(Child::Sup(i));
+            }
+            children.push(Child::Comp(comp));
         }
-    }
-
-    /// Removes a component that never started (its deploy failed).
-    pub(crate) fn disown(&self, name: &Name) {
-        let mut t = self.tree();
-        if let Some(i) = t.comps.remove(name) {
-            t.nodes[i]
-                .children
-                .retain(|c| *c != Child::Comp(name.clone()));
-        }
+        children.extend(subs.map(|(_, i)| Child::Sup(i)));
+        children
     }
 
     /// Why the runtime failed, if its root supervisor gave up.
@@ -249,7 +263,7 @@ impl Supervision {
             entry.went_down(&d.reason, ComponentState::Restarting);
             return;
         }
-        let Some(group) = self.tree().comps.get(&d.name).copied() else {
+        let Some(group) = self.tree().by_name.get(&*entry.supervisor).copied() else {
             return;
         };
         entry.went_down(&d.reason, ComponentState::Restarting);
@@ -270,7 +284,7 @@ impl Supervision {
         now: Instant,
         delayed: &mut Vec<Delayed>,
     ) {
-        let (strategy, children, delay, gave_up) = {
+        let (strategy, delay, gave_up) = {
             let mut t = self.tree();
             let node = &mut t.nodes[group];
             let window = node.opts.window;
@@ -285,17 +299,13 @@ impl Supervision {
             let count = u32::try_from(node.log.len()).unwrap_or(u32::MAX);
             let gave_up =
                 node.opts.strategy == Strategy::Escalate || count > node.opts.max_restarts;
-            (
-                node.opts.strategy,
-                node.children.clone(),
-                node.opts.backoff.delay(count),
-                gave_up,
-            )
+            (node.opts.strategy, node.opts.backoff.delay(count), gave_up)
         };
         if gave_up {
             self.group_failed(group, &child, reason, now, delayed);
             return;
         }
+        let children = self.children(group);
         let pos = children.iter().position(|c| *c == child).unwrap_or(0);
         let targets: Vec<Child> = match strategy {
             Strategy::OneForOne | Strategy::Escalate => vec![child.clone()],
@@ -323,11 +333,12 @@ impl Supervision {
         now: Instant,
         delayed: &mut Vec<Delayed>,
     ) {
-        let (children, parent, name) = {
+        let (parent, name) = {
             let t = self.tree();
             let n = &t.nodes[group];
-            (n.children.clone(), n.parent, n.name.clone())
+            (n.parent, n.name.clone())
         };
+        let children = self.children(group);
         for c in children.iter().rev() {
             if c != failed {
                 self.suspend(c);
@@ -361,7 +372,7 @@ impl Supervision {
                 }
             }
             Child::Sup(i) => {
-                let children = self.tree().nodes[*i].children.clone();
+                let children = self.children(*i);
                 for c in children.iter().rev() {
                     self.exit_all(c, why);
                 }
@@ -400,7 +411,7 @@ impl Supervision {
                 });
             }
             Child::Sup(i) => {
-                let children = self.tree().nodes[*i].children.clone();
+                let children = self.children(*i);
                 for c in children.iter().rev() {
                     self.suspend(c);
                 }
@@ -430,12 +441,9 @@ impl Supervision {
                 // A failed start comes back as another `Down`, under the intensity limit.
             }
             Child::Sup(i) => {
-                let children = {
-                    let mut t = self.tree();
-                    // A restarted supervisor starts with a clean restart history.
-                    t.nodes[*i].log.clear();
-                    t.nodes[*i].children.clone()
-                };
+                // A restarted supervisor starts with a clean restart history.
+                self.tree().nodes[*i].log.clear();
+                let children = self.children(*i);
                 for c in &children {
                     self.restart(c);
                 }
