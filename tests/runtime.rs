@@ -1,6 +1,6 @@
 //! Runtime lifecycle: start and stop order, the drain at stop, what a stopped runtime answers,
 //! threads left behind (none), `Drop`, handlers that never return, start failures, deploy
-//! errors.
+//! errors and what a failed deploy leaves behind (nothing).
 
 mod support;
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error, Inbox,
-    Message, Reactor, Runtime, DEAD_LETTER_TOPIC,
+    BoxError, Component, ComponentOptions, ComponentState, Context, DeadLetter, DeadLetterReason,
+    Error, Inbox, Message, Reactor, Runtime, DEAD_LETTER_TOPIC,
 };
 use support::{threads_named, wait_until, DropCounter, Gated, Probe, Tracked, SOON};
 
@@ -692,6 +692,108 @@ fn deploy_into_a_running_runtime_starts_the_component_at_once() -> Result<()> {
             "start late",
             "start broken",
             "stop late",
+            "stop early"
+        ]
+    );
+    Ok(())
+}
+
+/// The runtime keeps a component in one registry entry; it used to keep three tables (the
+/// deploy list, the name index, the supervision tree) in step by hand. A deploy that fails
+/// must leave no trace in any view of the runtime, and free its name.
+#[test]
+fn a_failed_deploy_leaves_no_trace_and_frees_its_name() -> Result<()> {
+    let log = Log::default();
+    let rt = rt_builder().build()?;
+    let early = rt.deploy_with(
+        "early",
+        ComponentOptions::new().subscribe("in"),
+        recorder(&log, "early", false),
+    )?;
+    rt.start()?;
+    let subscriptions = rt.bus().stats().subscriptions;
+    let names =
+        |rt: &Runtime| -> Vec<String> { rt.components().iter().map(|n| n.to_string()).collect() };
+
+    // Refused as a duplicate: the component of that name is left as it was.
+    match rt.deploy_with(
+        "early",
+        ComponentOptions::new().subscribe("other"),
+        recorder(&log, "duplicate", false),
+    ) {
+        Err(Error::AlreadyDeployed { name }) => assert_eq!(&*name, "early"),
+        other => panic!("expected AlreadyDeployed, got {other:?}"),
+    }
+    assert_eq!(rt.bus().stats().subscriptions, subscriptions);
+    assert_eq!(rt.whois("early").unwrap().state, ComponentState::Running);
+
+    // Fails to start on a running runtime, after its entry and subscriptions were made.
+    match rt.deploy_with(
+        "broken",
+        ComponentOptions::new()
+            .subscribe("in")
+            .subscribe("broken.>"),
+        recorder(&log, "broken", true),
+    ) {
+        Err(Error::StartFailed { component, .. }) => assert_eq!(&*component, "broken"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert_eq!(names(&rt), ["early"]);
+    let listed: Vec<String> = rt.list().iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(listed, ["early"]);
+    let counted: Vec<String> = rt
+        .stats()
+        .components
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(counted, ["early"]);
+    assert!(
+        rt.is_ready(),
+        "a failed entry left behind would not be running"
+    );
+    assert!(rt.whois("broken").is_none());
+    assert!(rt.reactor("broken").is_none());
+    assert!(matches!(rt.watch("broken"), Err(Error::NotFound { .. })));
+    assert_eq!(rt.bus().stats().subscriptions, subscriptions);
+    assert!(matches!(
+        rt.bus().send_to("broken", Message::empty()),
+        Err(Error::NoComponent { .. })
+    ));
+    assert!(matches!(
+        rt.bus().send("broken.x", Message::empty()),
+        Err(Error::NoSubscriber { .. })
+    ));
+    // `in` still has one subscriber: round robin never lands on the failed component.
+    for _ in 0..2 {
+        send(&rt, "in", Message::empty())?;
+    }
+    wait_until("early handles both", || early.stats().handled == 2);
+
+    // The name is free again, and the new component is a whole one.
+    let again = rt.deploy_with(
+        "broken",
+        ComponentOptions::new().subscribe("broken.>"),
+        recorder(&log, "broken", false),
+    )?;
+    assert_eq!(names(&rt), ["early", "broken"]);
+    assert_eq!(rt.whois("broken").unwrap().state, ComponentState::Running);
+    send(&rt, "broken.x", Message::empty())?;
+    wait_until("the new broken handles it", || again.stats().handled == 1);
+    let report = rt.stop()?;
+    let stopped: Vec<String> = report
+        .components
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(stopped, ["broken", "early"]);
+    assert_eq!(
+        logged(&log),
+        [
+            "start early",
+            "start broken",
+            "start broken",
+            "stop broken",
             "stop early"
         ]
     );

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use reactorium::{
-    ComponentOptions, ComponentState, DeadLetter, DeadLetterReason, DownReason, ManualClock,
+    ComponentOptions, ComponentState, DeadLetter, DeadLetterReason, DownReason, Error, ManualClock,
     OnError, Restart, RestartBackoff, Runtime, Strategy, SupervisorOptions, DEAD_LETTER_TOPIC,
 };
 use support::life::{expect_line, life, permanent, runtime_with, send_to, text, Journal};
@@ -217,6 +217,78 @@ fn all_for_one_stops_the_others_in_reverse_order_then_restarts_all_in_order() ->
 fn rest_for_one_restarts_the_failed_child_and_those_after_it() -> Result<()> {
     let life = fail_middle_child(Strategy::RestForOne, &["b", "c"])?;
     assert_eq!(life, ["c#1 stop", "b#2 start", "c#2 start"]);
+    Ok(())
+}
+
+/// A component's place among its supervisor's children is kept with its registry entry, not
+/// in a list of the tree's own: a deploy that fails, or one into a supervisor that does not
+/// exist, leaves no child behind, and a supervisor is placed among the components by when it
+/// was added. (A stale child `x` left where the failed deploy put it would be restarted
+/// before `c` below.)
+#[test]
+fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
+    let (journal, feed) = Journal::with_feed();
+    let rt = runtime_with(SupervisorOptions::default())?;
+    rt.add_supervisor("g", SupervisorOptions::new(Strategy::RestForOne))?;
+    for name in ["a", "b"] {
+        rt.deploy_with(name, permanent().supervisor("g"), life(name, &journal))?;
+    }
+    rt.start()?;
+    match rt.deploy_with(
+        "x",
+        permanent().supervisor("g"),
+        || -> support::life::Life { panic!("x cannot start") },
+    ) {
+        Err(Error::StartFailed { component, .. }) => assert_eq!(&*component, "x"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(rt.whois("x").is_none());
+    rt.deploy_with("c", permanent().supervisor("g"), life("c", &journal))?;
+    rt.deploy_with("x", permanent().supervisor("g"), life("x", &journal))?;
+
+    // A supervisor that cannot be added leaves nothing: deploying into it fails, and the
+    // name can be added next.
+    let orphan = SupervisorOptions::new(Strategy::OneForOne).parent("nowhere");
+    assert!(matches!(
+        rt.add_supervisor("h", orphan),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        rt.deploy_with("d", permanent().supervisor("h"), life("d", &journal)),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(rt.whois("d").is_none());
+    rt.add_supervisor("h", SupervisorOptions::new(Strategy::OneForOne).parent("g"))?;
+    assert!(matches!(
+        rt.add_supervisor("h", SupervisorOptions::default()),
+        Err(Error::InvalidConfig { .. })
+    ));
+    rt.deploy_with("d", permanent().supervisor("h"), life("d", &journal))?;
+    expect_line(&feed, "d#1 start");
+    let names: Vec<String> = rt.list().iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(names, ["a", "b", "c", "x", "d"]);
+
+    // g's children in order: a, b, c, x, h (with d). Failing b restarts b and those after it.
+    let from = journal.lines().len();
+    send_to(&rt, "b", "boom");
+    expect_line(&feed, "d#2 start");
+    wait_until("every child runs", || {
+        rt.list().iter().all(|c| c.state == ComponentState::Running)
+    });
+    assert_eq!(
+        journal.life_since(from),
+        [
+            "d#1 stop",
+            "x#1 stop",
+            "c#1 stop",
+            "b#2 start",
+            "c#2 start",
+            "x#2 start",
+            "d#2 start"
+        ]
+    );
+    assert_eq!(rt.whois("a").unwrap().restarts, 0);
+    rt.stop()?;
     Ok(())
 }
 

@@ -1,17 +1,21 @@
-//! The registry: every deployed component by name, with its life state, and the watches on
-//! them. The bus finds reactors here (`ReactorProvider`); reactors reach watches through the
-//! `System` trait the supervisor implements.
+//! The registry: every deployed component, in deploy order and by name, and the watches on
+//! them. It is the one owner of a component's entry (its reactor, restart mode, supervisor,
+//! life state, how to spawn it, its thread): the lifecycle, the supervisor and the bus all
+//! read it here. The bus finds reactors through it (`ReactorProvider`); reactors reach
+//! watches through the `System` trait the supervisor implements.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam::channel::{Receiver, RecvTimeoutError};
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::supervisor::Restart;
+use super::policy::Restart;
 use crate::bus::ReactorProvider;
-use crate::reactor::{on_reactor_thread, Control, Reactor, WatchId, Watcher};
+use crate::reactor::{on_reactor_thread, Control, Core, Exit, Reactor, Settings, WatchId, Watcher};
 use crate::types::{Down, DownReason, Error, Name};
 
 /// Where a component is in its life, as the registry sees it.
@@ -78,23 +82,60 @@ pub struct ComponentInfo {
     pub reactor: Reactor,
 }
 
-/// One registered component.
+/// Spawns a component's reactor thread with its factory (whose type only `deploy` knew):
+/// `reactor::spawn` with the factory bound.
+pub(crate) type Spawner = Box<
+    dyn Fn(
+            Core,
+            thread::Builder,
+            Sender<Result<(), String>>,
+            Sender<Exit>,
+        ) -> io::Result<JoinHandle<()>>
+        + Send
+        + Sync,
+>;
+
+/// A running reactor thread: its handle, and the channel its `Exit` arrives on.
+pub(crate) type ReactorThread = (JoinHandle<()>, Receiver<Exit>);
+
+/// One deployed component: everything the runtime keeps about it, in one place. The fields
+/// are fixed at deploy but three: its state (written by the lifecycle and the supervisor),
+/// why it last went down, and its reactor thread (set and taken under the lifecycle lock).
 pub(crate) struct Entry {
     pub(crate) name: Name,
     pub(crate) reactor: Reactor,
     pub(crate) restart: Restart,
+    /// The supervisor it belongs to: its place in the supervision tree, with `seq`.
     pub(crate) supervisor: Name,
+    /// Its deploy sequence number, given by [`Registry::insert`] and never reused: orders it
+    /// among its supervisor's children (see `Supervision::children`).
+    pub(crate) seq: u64,
+    /// How its reactor runs an instance (clock, restart waits, error policy, idle, drain).
+    pub(crate) settings: Settings,
+    spawner: Spawner,
+    thread: Mutex<Option<ReactorThread>>,
     state: AtomicU8,
     last_down: Mutex<Option<DownReason>>,
 }
 
 impl Entry {
-    pub(crate) fn new(name: Name, reactor: Reactor, restart: Restart, supervisor: Name) -> Self {
+    pub(crate) fn new(
+        name: Name,
+        reactor: Reactor,
+        restart: Restart,
+        supervisor: Name,
+        settings: Settings,
+        spawner: Spawner,
+    ) -> Self {
         Entry {
             name,
             reactor,
             restart,
             supervisor,
+            seq: 0,
+            settings,
+            spawner,
+            thread: Mutex::new(None),
             state: AtomicU8::new(ComponentState::Deployed.to_u8()),
             last_down: Mutex::new(None),
         }
@@ -128,13 +169,55 @@ impl Entry {
             reactor: self.reactor.clone(),
         }
     }
+
+    /// Spawns its reactor thread on `core`; see [`Spawner`].
+    pub(crate) fn spawn(
+        &self,
+        core: Core,
+        builder: thread::Builder,
+        started: Sender<Result<(), String>>,
+        done: Sender<Exit>,
+    ) -> io::Result<JoinHandle<()>> {
+        (self.spawner)(core, builder, started, done)
+    }
+
+    fn thread(&self) -> MutexGuard<'_, Option<ReactorThread>> {
+        self.thread.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `true` once its reactor thread was started (and until `stop` takes it).
+    pub(crate) fn has_thread(&self) -> bool {
+        self.thread().is_some()
+    }
+
+    pub(crate) fn set_thread(&self, t: ReactorThread) {
+        *self.thread() = Some(t);
+    }
+
+    /// Takes its reactor thread out, to join it.
+    pub(crate) fn take_thread(&self) -> Option<ReactorThread> {
+        self.thread().take()
+    }
 }
 
-/// Components by name, and the watches on them.
+/// Every deployed component: the one owner of its [`Entry`]. The bus finds reactors here,
+/// the lifecycle starts and stops them in this order, the supervisor reads its groups here.
 #[derive(Default)]
 pub(crate) struct Registry {
-    pub(crate) by_name: RwLock<HashMap<Name, Arc<Entry>>>,
+    table: RwLock<Table>,
+    /// The next deploy sequence number. Taken under the table's write lock; read alone by
+    /// `add_supervisor`, to place a supervisor after the components deployed before it.
+    next_seq: AtomicU64,
     watches: Mutex<Watches>,
+}
+
+/// The entries in deploy order, and the index that finds one by name. Both change together,
+/// under the write lock, in `insert` and `remove` only.
+#[derive(Default)]
+struct Table {
+    entries: Vec<Arc<Entry>>,
+    /// name → position in `entries`.
+    index: HashMap<Name, usize>,
 }
 
 #[derive(Default)]
@@ -145,18 +228,83 @@ struct Watches {
 }
 
 impl ReactorProvider for Registry {
+    // On every `Bus::send_to`: one read lock, one hash lookup, one `Reactor` clone.
     fn reactor(&self, name: &str) -> Option<Reactor> {
-        self.get(name).map(|e| e.reactor.clone())
+        let t = self.table();
+        t.index.get(name).map(|&i| t.entries[i].reactor.clone())
     }
 }
 
 impl Registry {
+    fn table(&self) -> RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
-        self.by_name
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        let t = self.table();
+        t.index.get(name).map(|&i| Arc::clone(&t.entries[i]))
+    }
+
+    /// Adds `entry` last, with the next deploy sequence number.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyDeployed`] when its name is taken.
+    pub(crate) fn insert(&self, mut entry: Entry) -> Result<Arc<Entry>, Error> {
+        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if t.index.contains_key(&entry.name) {
+            return Err(Error::AlreadyDeployed { name: entry.name });
+        }
+        entry.seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        let entry = Arc::new(entry);
+        let at = t.entries.len();
+        t.index.insert(entry.name.clone(), at);
+        t.entries.push(Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// Removes the entry named `name` (a deploy that failed takes its own back).
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<Entry>> {
+        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let at = t.index.remove(name)?;
+        let entry = t.entries.remove(at);
+        let Table { entries, index } = &mut *t;
+        for e in &entries[at..] {
+            if let Some(i) = index.get_mut(&e.name) {
+                *i -= 1;
+            }
+        }
+        Some(entry)
+    }
+
+    /// Every entry, in deploy order.
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        self.table().entries.clone()
+    }
+
+    /// Every name, in deploy order.
+    pub(crate) fn names(&self) -> Vec<Name> {
+        self.table()
+            .entries
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// The components of the supervisor named `supervisor`, in deploy order, each with its
+    /// deploy sequence number.
+    pub(crate) fn members(&self, supervisor: &str) -> Vec<(u64, Name)> {
+        self.table()
+            .entries
+            .iter()
+            .filter(|e| &*e.supervisor == supervisor)
+            .map(|e| (e.seq, e.name.clone()))
+            .collect()
+    }
+
+    /// The sequence number the next deploy will get.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
     }
 
     fn watches(&self) -> std::sync::MutexGuard<'_, Watches> {
@@ -224,8 +372,7 @@ impl Registry {
     /// A component that never ran (its first start failed, or the runtime stopped before
     /// starting it) is down for good: record it and tell its watchers, as the supervisor does
     /// for one that ran.
-    pub(crate) fn never_ran(&self, name: &str, reason: DownReason) {
-        let Some(entry) = self.get(name) else { return };
+    pub(crate) fn never_ran(&self, entry: &Entry, reason: DownReason) {
         if entry.state().is_down_for_good() {
             return;
         }

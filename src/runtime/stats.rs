@@ -81,8 +81,9 @@ pub struct ComponentStats {
 impl Runtime {
     /// A snapshot of every counter: per component (in deploy order) its state, reactor
     /// counters and handler latency; the worker pool's; the bus's; and whether the runtime
-    /// is started and ready. Takes the runtime's state lock briefly (never held while waiting
-    /// on a thread), so it answers at once, during a `start` or `stop` too.
+    /// is started and ready. Takes the runtime's state lock and the registry's read lock
+    /// briefly, one after the other (neither is held while waiting on a thread), so it
+    /// answers at once, during a `start` or `stop` too.
     ///
     /// # Examples
     ///
@@ -115,32 +116,22 @@ impl Runtime {
 }
 
 /// The snapshot, from the parts of a runtime (so an admin endpoint can take one without
-/// holding the runtime). Takes the state lock briefly, never while waiting on a thread.
+/// holding the runtime). Takes the state lock, then the registry's read lock, each briefly.
 pub(crate) fn collect(
     state: &Mutex<State>,
     registry: &Registry,
     pool: &WorkerPool,
     bus: &Bus,
 ) -> RuntimeStats {
-    let (started, deployed) = {
-        let st = state.lock().unwrap_or_else(|e| e.into_inner());
-        let deployed: Vec<_> = st
-            .components
-            .iter()
-            .map(|d| (d.name.clone(), d.reactor.clone()))
-            .collect();
-        (st.phase == Phase::Running, deployed)
-    };
-    let components: Vec<ComponentStats> = deployed
-        .into_iter()
-        .map(|(name, reactor)| ComponentStats {
-            // A component leaves the registry only when its deploy fails, before it is listed.
-            state: registry
-                .get(&name)
-                .map_or(ComponentState::Deployed, |e| e.state()),
-            reactor: reactor.stats(),
-            handler_latency: reactor.handler_latency(),
-            name,
+    let started = state.lock().unwrap_or_else(|e| e.into_inner()).phase == Phase::Running;
+    let components: Vec<ComponentStats> = registry
+        .entries()
+        .iter()
+        .map(|e| ComponentStats {
+            name: e.name.clone(),
+            state: e.state(),
+            reactor: e.reactor.stats(),
+            handler_latency: e.reactor.handler_latency(),
         })
         .collect();
     let ready = started

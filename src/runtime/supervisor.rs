@@ -1,6 +1,6 @@
-//! Supervision: restart modes, supervisors with strategies, restart intensity and backoff,
-//! and the one supervisor thread per runtime that applies them. See "Supervision" in
-//! `README.md` beside this file.
+//! Supervision: the supervision tree (supervisors, their strategies and restart logs) and the
+//! one supervisor thread per runtime that applies them. The settings themselves are in
+//! `policy.rs`. See "Supervision" in `README.md` beside this file.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,122 +10,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
+use super::policy::{Restart, Strategy, SupervisorOptions};
 use super::registry::{ComponentState, Registry};
 use crate::reactor::{Control, InstanceDown, System, WatchId, Watcher};
 use crate::types::{Clock, DeadLetterReason, Down, DownReason, Error, Name, Wake};
-
-/// When a component's supervisor builds a fresh instance of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Restart {
-    /// Always: after a failure and after it stopped itself.
-    Permanent,
-    /// After a failure only (a panic, or an `Err` from a handler unless
-    /// [`OnError::Continue`](crate::OnError::Continue)); not after it stopped itself.
-    Transient,
-    /// Never. Its queued messages are dead-lettered when it goes down. The default.
-    #[default]
-    Temporary,
-}
-
-/// What a supervisor does when one of its children fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    /// Restart the failed child only. The default.
-    #[default]
-    OneForOne,
-    /// Stop every other child in reverse deploy order, then restart them all in deploy order.
-    AllForOne,
-    /// Stop the children deployed after the failed one (in reverse order), then restart the
-    /// failed one and those, in deploy order.
-    RestForOne,
-    /// Restart nothing here: stop the whole group and fail it to its parent supervisor, whose
-    /// strategy then treats the group as one failed child.
-    Escalate,
-}
-
-/// How long a supervisor waits before a restart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum RestartBackoff {
-    /// Restart at once. The default.
-    #[default]
-    None,
-    /// Wait this long before every restart.
-    Fixed(Duration),
-    /// Wait `first` before the first restart in the intensity window, doubling for each
-    /// further restart in it, up to `max`.
-    Exponential {
-        /// The first wait.
-        first: Duration,
-        /// The longest wait.
-        max: Duration,
-    },
-}
-
-impl RestartBackoff {
-    /// The wait before the `nth` restart in the window (1-based).
-    pub fn delay(&self, nth: u32) -> Duration {
-        match *self {
-            RestartBackoff::None => Duration::ZERO,
-            RestartBackoff::Fixed(d) => d,
-            RestartBackoff::Exponential { first, max } => {
-                let doublings = nth.saturating_sub(1).min(31);
-                first.saturating_mul(1 << doublings).min(max)
-            }
-        }
-    }
-}
-
-/// A supervisor's settings, for [`Runtime::add_supervisor`](crate::Runtime::add_supervisor)
-/// and, for the root, [`RuntimeBuilder::supervisor`](crate::RuntimeBuilder::supervisor).
-#[derive(Clone, Debug)]
-pub struct SupervisorOptions {
-    pub(crate) strategy: Strategy,
-    pub(crate) max_restarts: u32,
-    pub(crate) window: Duration,
-    pub(crate) backoff: RestartBackoff,
-    pub(crate) parent: Option<String>,
-}
-
-impl Default for SupervisorOptions {
-    fn default() -> Self {
-        SupervisorOptions::new(Strategy::OneForOne)
-    }
-}
-
-impl SupervisorOptions {
-    /// A supervisor with `strategy`, at most 5 restarts in 5 s, no backoff, under the root.
-    pub fn new(strategy: Strategy) -> Self {
-        SupervisorOptions {
-            strategy,
-            max_restarts: 5,
-            window: Duration::from_secs(5),
-            backoff: RestartBackoff::None,
-            parent: None,
-        }
-    }
-
-    /// The intensity limit: at most `max_restarts` restarts within `window`. One more and the
-    /// supervisor gives up: it stops its group and fails to its parent (the root fails the
-    /// runtime: every component is stopped, see [`Runtime::failure`](crate::Runtime::failure)).
-    /// Default: 5 in 5 s.
-    pub fn intensity(mut self, max_restarts: u32, window: Duration) -> Self {
-        self.max_restarts = max_restarts;
-        self.window = window;
-        self
-    }
-
-    /// The wait before each restart. Default: none.
-    pub fn backoff(mut self, backoff: RestartBackoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The supervisor this one belongs to. Default: the root.
-    pub fn parent(mut self, name: impl Into<String>) -> Self {
-        self.parent = Some(name.into());
-        self
-    }
-}
 
 /// The root supervisor's name.
 pub(crate) const ROOT: &str = "root";
@@ -136,11 +24,16 @@ enum Child {
     Sup(usize),
 }
 
+/// A supervisor. Its children are not listed here: its components are the registry entries
+/// that name it, and its child supervisors the nodes whose `parent` it is; `place` orders
+/// them (see [`Supervision::children`]).
 struct Node {
     name: Name,
     parent: Option<usize>,
     opts: SupervisorOptions,
-    children: Vec<Child>,
+    /// The registry's next deploy sequence number when this supervisor was added: it comes
+    /// after the components deployed before it, among its parent's children.
+    place: u64,
     /// Restarts within the window, oldest first.
     log: VecDeque<Instant>,
 }
@@ -149,8 +42,6 @@ struct Node {
 struct Tree {
     nodes: Vec<Node>,
     by_name: HashMap<Name, usize>,
-    /// Component → its supervisor.
-    comps: HashMap<Name, usize>,
 }
 
 enum Event {
@@ -214,7 +105,7 @@ impl Supervision {
             name: ROOT.into(),
             parent: None,
             opts: root,
-            children: Vec::new(),
+            place: 0,
             log: VecDeque::new(),
         });
         tree.by_name.insert(ROOT.into(), 0);
@@ -260,10 +151,10 @@ impl Supervision {
             name: name.into(),
             parent: Some(parent),
             opts,
-            children: Vec::new(),
+            // Read under the tree lock: places grow with the node index.
+            place: self.registry.next_seq(),
             log: VecDeque::new(),
         });
-        t.nodes[parent].children.push(Child::Sup(i));
         t.by_name.insert(name.into(), i);
         Ok(())
     }
@@ -285,23 +176,34 @@ impl Supervision {
         Ok(t.nodes[i].name.clone())
     }
 
-    /// Places a deployed component last among its supervisor's children.
-    pub(crate) fn adopt(&self, name: &Name, supervisor: &str) {
-        let mut t = self.tree();
-        if let Ok(i) = self.find(&t, Some(supervisor)) {
-            t.nodes[i].children.push(Child::Comp(name.clone()));
-            t.comps.insert(name.clone(), i);
+    /// The children of `group`, in their order: its components (registry entries naming it,
+    /// in deploy order) and its child supervisors (in the order they were added), each
+    /// supervisor before the components deployed after it was added.
+    ///
+    /// Takes the tree lock, then (after releasing it) the registry's read lock: never both.
+    fn children(&self, group: usize) -> Vec<Child> {
+        let (name, subs) = {
+            let t = self.tree();
+            let subs: Vec<(u64, usize)> = t
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.parent == Some(group))
+                .map(|(i, n)| (n.place, i))
+                .collect();
+            (t.nodes[group].name.clone(), subs)
+        };
+        let comps = self.registry.members(&name);
+        let mut children = Vec::with_capacity(subs.len() + comps.len());
+        let mut subs = subs.into_iter().peekable();
+        for (seq, comp) in comps {
+            while let Some((_, i)) = subs.next_if(|&(place, _)| place <= seq) {
+                children.push(Child::Sup(i));
+            }
+            children.push(Child::Comp(comp));
         }
-    }
-
-    /// Removes a component that never started (its deploy failed).
-    pub(crate) fn disown(&self, name: &Name) {
-        let mut t = self.tree();
-        if let Some(i) = t.comps.remove(name) {
-            t.nodes[i]
-                .children
-                .retain(|c| *c != Child::Comp(name.clone()));
-        }
+        children.extend(subs.map(|(_, i)| Child::Sup(i)));
+        children
     }
 
     /// Why the runtime failed, if its root supervisor gave up.
@@ -361,7 +263,7 @@ impl Supervision {
             entry.went_down(&d.reason, ComponentState::Restarting);
             return;
         }
-        let Some(group) = self.tree().comps.get(&d.name).copied() else {
+        let Some(group) = self.tree().by_name.get(&*entry.supervisor).copied() else {
             return;
         };
         entry.went_down(&d.reason, ComponentState::Restarting);
@@ -382,7 +284,7 @@ impl Supervision {
         now: Instant,
         delayed: &mut Vec<Delayed>,
     ) {
-        let (strategy, children, delay, gave_up) = {
+        let (strategy, delay, gave_up) = {
             let mut t = self.tree();
             let node = &mut t.nodes[group];
             let window = node.opts.window;
@@ -397,17 +299,13 @@ impl Supervision {
             let count = u32::try_from(node.log.len()).unwrap_or(u32::MAX);
             let gave_up =
                 node.opts.strategy == Strategy::Escalate || count > node.opts.max_restarts;
-            (
-                node.opts.strategy,
-                node.children.clone(),
-                node.opts.backoff.delay(count),
-                gave_up,
-            )
+            (node.opts.strategy, node.opts.backoff.delay(count), gave_up)
         };
         if gave_up {
             self.group_failed(group, &child, reason, now, delayed);
             return;
         }
+        let children = self.children(group);
         let pos = children.iter().position(|c| *c == child).unwrap_or(0);
         let targets: Vec<Child> = match strategy {
             Strategy::OneForOne | Strategy::Escalate => vec![child.clone()],
@@ -435,11 +333,12 @@ impl Supervision {
         now: Instant,
         delayed: &mut Vec<Delayed>,
     ) {
-        let (children, parent, name) = {
+        let (parent, name) = {
             let t = self.tree();
             let n = &t.nodes[group];
-            (n.children.clone(), n.parent, n.name.clone())
+            (n.parent, n.name.clone())
         };
+        let children = self.children(group);
         for c in children.iter().rev() {
             if c != failed {
                 self.suspend(c);
@@ -473,7 +372,7 @@ impl Supervision {
                 }
             }
             Child::Sup(i) => {
-                let children = self.tree().nodes[*i].children.clone();
+                let children = self.children(*i);
                 for c in children.iter().rev() {
                     self.exit_all(c, why);
                 }
@@ -500,7 +399,7 @@ impl Supervision {
                     return;
                 }
                 self.registry.drop_watches_by(name);
-                if e.restart == super::Restart::Temporary {
+                if e.restart == Restart::Temporary {
                     e.reactor.command(Control::Exit(DeadLetterReason::Stopped));
                     return;
                 }
@@ -512,7 +411,7 @@ impl Supervision {
                 });
             }
             Child::Sup(i) => {
-                let children = self.tree().nodes[*i].children.clone();
+                let children = self.children(*i);
                 for c in children.iter().rev() {
                     self.suspend(c);
                 }
@@ -542,12 +441,9 @@ impl Supervision {
                 // A failed start comes back as another `Down`, under the intensity limit.
             }
             Child::Sup(i) => {
-                let children = {
-                    let mut t = self.tree();
-                    // A restarted supervisor starts with a clean restart history.
-                    t.nodes[*i].log.clear();
-                    t.nodes[*i].children.clone()
-                };
+                // A restarted supervisor starts with a clean restart history.
+                self.tree().nodes[*i].log.clear();
+                let children = self.children(*i);
                 for c in &children {
                     self.restart(c);
                 }

@@ -1,0 +1,260 @@
+//! `RuntimeBuilder` (the runtime's settings, each with its default) and `ComponentOptions`
+//! (a component's, each defaulting to the runtime's).
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::policy::{Restart, SupervisorOptions};
+use super::registry::Registry;
+use super::supervisor::Supervision;
+use super::{Runtime, JOIN_GRACE};
+use crate::bus::{Bus, ReactorProvider};
+use crate::reactor::{OnError, MAX_CAPACITY};
+use crate::types::{Clock, Error, Overflow};
+use crate::worker::WorkerPool;
+
+/// Builds a [`Runtime`]. Every setter documents its default.
+#[derive(Debug, Clone)]
+pub struct RuntimeBuilder {
+    pub(super) workers: usize,
+    pub(super) worker_queue: usize,
+    pub(super) mailbox_capacity: usize,
+    pub(super) max_pending: usize,
+    pub(super) drain_timeout: Duration,
+    pub(super) thread_name_prefix: String,
+    pub(super) reactor_stack_size: usize,
+    pub(super) clock: Clock,
+    pub(super) root: SupervisorOptions,
+    pub(super) handler_latency: bool,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            workers: thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_queue: 1024,
+            mailbox_capacity: 1024,
+            max_pending: 256,
+            drain_timeout: Duration::from_secs(5),
+            thread_name_prefix: String::new(),
+            reactor_stack_size: 512 * 1024,
+            clock: Clock::system(),
+            root: SupervisorOptions::default(),
+            handler_latency: false,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Worker pool threads. Default: the machine's available parallelism.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Worker pool queue capacity (jobs waiting, not running). Default: 1024.
+    pub fn worker_queue(mut self, n: usize) -> Self {
+        self.worker_queue = n;
+        self
+    }
+
+    /// Default mailbox capacity of each component (messages waiting). Default: 1024.
+    /// Overridden per component by [`ComponentOptions::mailbox`].
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = n;
+        self
+    }
+
+    /// Default bound on a component's outstanding requests and jobs (each reserves room for
+    /// its reply). Default: 256. Overridden by [`ComponentOptions::max_pending`].
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// How long each component may take, once asked to stop, to drain its mailbox. Messages
+    /// left after it are dead-lettered. Default: 5 s. Overridden by
+    /// [`ComponentOptions::drain_timeout`].
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = d;
+        self
+    }
+
+    /// Prefix of every thread name: reactors are `{prefix}{component}`, workers
+    /// `{prefix}worker-{i}`. Default: empty. (Linux shows the first 15 bytes.)
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Stack size of each reactor thread. Default: 512 KiB (only touched pages use memory).
+    pub fn reactor_stack_size(mut self, bytes: usize) -> Self {
+        self.reactor_stack_size = bytes;
+        self
+    }
+
+    /// The clock timers, timeouts, backoff and restart windows read. Default:
+    /// [`Clock::system`]. Tests give a [`ManualClock`](crate::ManualClock)'s.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The root supervisor's strategy, intensity and backoff (its `parent` is ignored).
+    /// Default: [`SupervisorOptions::default`], one-for-one, 5 restarts in 5 s, no backoff.
+    /// Components deployed without [`ComponentOptions::supervisor`] belong to the root.
+    pub fn supervisor(mut self, root: SupervisorOptions) -> Self {
+        self.root = root;
+        self
+    }
+
+    /// Times every component's `handle` calls into a [`Histogram`](crate::Histogram) per
+    /// component, read with [`Reactor::handler_latency`](crate::Reactor::handler_latency) and [`Runtime::stats`] (and rendered
+    /// as `reactorium_handler_latency_seconds`). It costs two clock reads (`Instant::now`,
+    /// tens of nanoseconds each) and a histogram record per message, on the reactor thread.
+    /// Durations are wall-clock time even under a [`ManualClock`](crate::ManualClock).
+    /// Default: `false`. Overridden per component by [`ComponentOptions::handler_latency`].
+    pub fn handler_latency(mut self, on: bool) -> Self {
+        self.handler_latency = on;
+        self
+    }
+
+    /// Creates the runtime, its worker pool and its supervisor thread. Components are
+    /// deployed next.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero or out-of-range size; [`Error::Spawn`] when a
+    /// worker or the supervisor thread cannot be created.
+    pub fn build(self) -> Result<Runtime, Error> {
+        check_capacity("mailbox capacity", self.mailbox_capacity)?;
+        check_capacity("max pending", self.max_pending)?;
+        let pool = WorkerPool::builder()
+            .num_threads(self.workers)
+            .queue_capacity(self.worker_queue)
+            .thread_name(format!("{}worker", self.thread_name_prefix))
+            .build()?;
+        let bus = Bus::new();
+        let registry = Arc::new(Registry::default());
+        let provider: Arc<dyn ReactorProvider> = registry.clone();
+        bus.set_provider(Arc::downgrade(&provider));
+        let supervision = Supervision::start(
+            Arc::clone(&registry),
+            self.clock.clone(),
+            self.root.clone(),
+            self.drain_timeout + JOIN_GRACE,
+            format!("{}supervisor", self.thread_name_prefix),
+        )?;
+        Ok(Runtime {
+            bus,
+            pool,
+            registry,
+            supervision,
+            config: self,
+            lifecycle: Mutex::new(()),
+            state: Arc::default(),
+            front_ends: Arc::default(),
+        })
+    }
+}
+
+pub(super) fn check_capacity(what: &str, n: usize) -> Result<(), Error> {
+    if n == 0 || n > MAX_CAPACITY {
+        return Err(Error::InvalidConfig {
+            reason: format!("{what} must be between 1 and {MAX_CAPACITY}, not {n}"),
+        });
+    }
+    Ok(())
+}
+
+/// Per-component settings for [`Runtime::deploy_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ComponentOptions {
+    pub(super) mailbox: Option<usize>,
+    pub(super) max_pending: Option<usize>,
+    pub(super) drain_timeout: Option<Duration>,
+    pub(super) subscriptions: Vec<String>,
+    pub(super) restart: Restart,
+    pub(super) supervisor: Option<String>,
+    pub(super) overflow: Overflow,
+    pub(super) on_error: OnError,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) handler_latency: Option<bool>,
+}
+
+impl ComponentOptions {
+    /// The runtime's defaults and no subscription.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Mailbox capacity: messages that may wait. Default: the runtime's
+    /// ([`RuntimeBuilder::mailbox_capacity`], 1024).
+    ///
+    /// Beyond these, the reactor holds the batch it has taken out to handle, at most
+    /// `max(1, min(64, capacity / 4))` messages; see `src/reactor/README.md`.
+    pub fn mailbox(mut self, n: usize) -> Self {
+        self.mailbox = Some(n);
+        self
+    }
+
+    /// Bound on outstanding requests and jobs. Default: the runtime's
+    /// ([`RuntimeBuilder::max_pending`], 256).
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = Some(n);
+        self
+    }
+
+    /// Drain deadline at stop. Default: the runtime's ([`RuntimeBuilder::drain_timeout`]).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = Some(d);
+        self
+    }
+
+    /// Subscribes the component to `pattern` at deploy. May be given several times.
+    pub fn subscribe(mut self, pattern: impl Into<String>) -> Self {
+        self.subscriptions.push(pattern.into());
+        self
+    }
+
+    /// When its supervisor restarts it. Default: [`Restart::Temporary`] (never).
+    pub fn restart(mut self, mode: Restart) -> Self {
+        self.restart = mode;
+        self
+    }
+
+    /// The supervisor it belongs to, added before with
+    /// [`Runtime::add_supervisor`]. Default: the root.
+    pub fn supervisor(mut self, name: impl Into<String>) -> Self {
+        self.supervisor = Some(name.into());
+        self
+    }
+
+    /// What a full mailbox does with a new message. Default: [`Overflow::Reject`].
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// What a handler's `Err` means. Default: [`OnError::Fail`].
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// Calls [`Component::idle`](crate::Component::idle) once the component has received no message for `d`.
+    /// Default: never.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+
+    /// Times this component's `handle` calls (two clock reads per message); see
+    /// [`RuntimeBuilder::handler_latency`]. Default: the runtime's (off unless turned on
+    /// there).
+    pub fn handler_latency(mut self, on: bool) -> Self {
+        self.handler_latency = Some(on);
+        self
+    }
+}
