@@ -368,13 +368,13 @@ mod worker;
 pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
-pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpShutdown, HttpStats, Routes};
-pub use metrics::{Histogram, HistogramSnapshot};
+pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
+pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
-    Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState,
-    ComponentStats, Restart, RestartBackoff, Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport,
-    Strategy, SupervisorOptions, Watch,
+    AdminHandle, Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport,
+    ComponentState, ComponentStats, FrontEnd, FrontEndReport, Readiness, Restart, RestartBackoff,
+    Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport, Strategy, SupervisorOptions, Watch,
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,

@@ -7,9 +7,9 @@
 //! file.
 
 mod agent;
+mod front_end;
 mod registry;
 mod report;
-mod serve;
 mod stats;
 mod supervisor;
 
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver};
 
 pub use agent::{Agent, AgentStats};
+pub use front_end::{AdminHandle, FrontEnd, FrontEndReport, Readiness};
 pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
 pub use stats::{ComponentStats, RuntimeStats};
@@ -427,8 +428,8 @@ pub struct Runtime {
     lifecycle: Mutex<()>,
     // Short critical sections only: never held while waiting on a thread.
     state: Arc<Mutex<State>>,
-    // Front-ends (HTTP) started by `serve_http`; stopped before any component.
-    front_ends: Arc<serve::FrontEnds>,
+    // Front-ends attached with `attach`; stopped before any component.
+    front_ends: Arc<front_end::FrontEnds>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -846,7 +847,7 @@ impl Runtime {
         let started = Instant::now();
         // Front-ends first: no new requests, and those in flight are answered while every
         // component still runs.
-        let http = self.front_ends.stop_all();
+        let front_ends = self.front_ends.stop_all();
         // No restart from now on: a reactor waiting for one ends at its stop request.
         self.supervision.begin_shutdown();
         // The components stay listed while they stop (`list`, `stats` see them go down);
@@ -901,7 +902,7 @@ impl Runtime {
             components,
             pool,
             bus: self.bus.stats(),
-            http,
+            front_ends,
             elapsed: started.elapsed(),
         }
     }

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use polling::Poller;
 
 pub use route::Routes;
-pub(crate) use stats::write_prometheus;
 
 use crate::bus::Bus;
+use crate::metrics::TextWriter;
+use crate::runtime::{AdminHandle, FrontEnd, FrontEndReport, Runtime};
 use crate::types::Error;
 
 /// Header names of the messages a route sends, and of the replies that shape a response.
@@ -46,14 +47,6 @@ pub mod http_names {
     pub const HEADER_PREFIX: &str = "http.header.";
     /// The response status a reply asks for (`"201"`).
     pub const STATUS: &str = "http.status";
-}
-
-/// What the runtime lends a front-end for its admin endpoints.
-pub(crate) trait AdminHooks: Send + Sync {
-    /// The runtime's metrics in the Prometheus text format.
-    fn metrics(&self) -> String;
-    /// Whether the runtime is ready, and a JSON detail of why (or why not).
-    fn ready(&self) -> (bool, serde_json::Value);
 }
 
 /// Settings of an HTTP front-end. Every setter documents its default.
@@ -283,21 +276,6 @@ pub struct HttpStats {
     pub reply_timeouts: u64,
 }
 
-/// What a graceful stop of an HTTP front-end did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HttpShutdown {
-    /// Requests in flight at the stop that were answered before the deadline.
-    pub completed: u64,
-    /// Idle keep-alive connections (and half-sent heads) closed at once.
-    pub closed_idle: u64,
-    /// Connections still in flight at the deadline, closed without a response.
-    pub abandoned: u64,
-    /// Every I/O thread was joined.
-    pub joined: bool,
-    /// How long the stop took.
-    pub elapsed: Duration,
-}
-
 /// A non-blocking listener on `addr` with `backlog`, with `SO_REUSEADDR` as the standard
 /// library sets it (a restarted server can bind while old connections sit in TIME_WAIT).
 fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -315,7 +293,7 @@ pub(crate) struct Shared {
     pub(crate) config: HttpConfig,
     pub(crate) routes: Routes,
     pub(crate) bus: Bus,
-    pub(crate) admin: Option<Arc<dyn AdminHooks>>,
+    pub(crate) admin: AdminHandle,
     pub(crate) open: AtomicUsize,
     /// Connections each I/O thread holds (for balancing accepts).
     pub(crate) per_thread: Box<[AtomicUsize]>,
@@ -335,8 +313,9 @@ impl Shared {
 
 /// A running HTTP front-end. Cheap to clone (a handle).
 ///
-/// Made by [`Runtime::serve_http`](crate::Runtime::serve_http), which also stops it (first,
-/// before any component) when the runtime stops.
+/// Started by [`HttpServer::start`], which attaches it to its runtime
+/// ([`Runtime::attach`]): the runtime stops it first, before any component, and its metric
+/// families are part of the runtime's.
 ///
 /// # Shutdown
 ///
@@ -355,7 +334,8 @@ struct ServerInner {
     local_addr: SocketAddr,
     pollers: Vec<Arc<Poller>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    report: Mutex<Option<HttpShutdown>>,
+    report: Mutex<Option<FrontEndReport>>,
+    name: String,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -369,14 +349,85 @@ impl std::fmt::Debug for HttpServer {
 }
 
 impl HttpServer {
-    /// Binds and starts the I/O threads.
-    pub(crate) fn start(
-        bus: Bus,
-        config: HttpConfig,
-        routes: Routes,
-        admin: Option<Arc<dyn AdminHooks>>,
-        thread_prefix: &str,
-    ) -> Result<HttpServer, Error> {
+    /// Binds `config`'s address and starts serving `routes` on behalf of `rt`, attached to
+    /// it ([`Runtime::attach`]): its admin routes ([`Routes::metrics`], [`Routes::ready`])
+    /// read `rt` through an [`AdminHandle`], and [`Runtime::stop`] stops it before any
+    /// component.
+    ///
+    /// Each routed request becomes a bus request to the route's topic (see
+    /// [`http_names`](crate::http_names) for the headers it carries and those a reply may
+    /// set); the connection waits for the reply without holding a thread.
+    ///
+    /// | outcome | status |
+    /// |---|---|
+    /// | the component's reply | its `http.status`, default `200` |
+    /// | mailbox full (`Backpressure`) | `503` with `Retry-After` |
+    /// | component stopped | `503` with `Retry-After` |
+    /// | no subscriber for the topic | `502` |
+    /// | the component dropped the request (failed) | `502` |
+    /// | no reply within the timeout | `504` |
+    /// | no route for the path / wrong method | `404` / `405` with `Allow` |
+    /// | body not valid JSON (JSON or no content type) | `400` |
+    /// | body over the limit / head over the limit | `413` / `431` |
+    /// | head or body too slow | `408` |
+    /// | past the connection cap | `503` with `Retry-After` |
+    ///
+    /// Every error body has one shape:
+    /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a setting out of range; [`Error::Io`] when the address
+    /// cannot be bound; [`Error::Spawn`] when an I/O thread cannot be started;
+    /// [`Error::InvalidState`] once the runtime has stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message, Routes, Runtime};
+    /// use std::io::{Read, Write};
+    ///
+    /// struct Echo;
+    /// impl Component for Echo {
+    ///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let id = msg.header("http.param.id").unwrap_or("?").to_owned();
+    ///         ctx.reply(&mut msg, Message::json(serde_json::json!({ "id": id })))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy_with("echo", ComponentOptions::new().subscribe("echo.get"), || Echo)?;
+    /// rt.start()?;
+    /// let server = HttpServer::start(
+    ///     &rt,
+    ///     HttpConfig::new().bind("127.0.0.1:0".parse()?),
+    ///     Routes::new().route("GET", "/echo/{id}", "echo.get")?,
+    /// )?;
+    ///
+    /// let mut s = std::net::TcpStream::connect(server.local_addr())?;
+    /// s.write_all(b"GET /echo/42 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// s.read_to_string(&mut response)?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.ends_with(r#"{"id":"42"}"#));
+    ///
+    /// let report = rt.stop()?; // the front-end stops first
+    /// assert_eq!(report.front_ends[0].kind, "http");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn start(rt: &Runtime, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
+        let admin = rt.admin();
+        let server = HttpServer::spawn(admin, config, routes)?;
+        if let Err(e) = rt.attach(Arc::new(server.clone())) {
+            server.stop();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    fn spawn(admin: AdminHandle, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
+        let bus = admin.bus().clone();
         config.validate()?;
         let io_err = |context: String| move |source| Error::Io { context, source };
         let listener =
@@ -419,6 +470,7 @@ impl HttpServer {
             pollers.push(poller);
             loops.push(t);
         }
+        let thread_prefix = shared.admin.thread_name_prefix().to_owned();
         let server = HttpServer {
             inner: Arc::new(ServerInner {
                 shared,
@@ -426,6 +478,7 @@ impl HttpServer {
                 pollers,
                 threads: Mutex::new(Vec::new()),
                 report: Mutex::new(None),
+                name: format!("http {local_addr}"),
             }),
         };
         for (i, t) in loops.into_iter().enumerate() {
@@ -462,10 +515,13 @@ impl HttpServer {
     /// Stops the server gracefully; see `# Shutdown` on [`HttpServer`]. Blocks until the I/O
     /// threads have finished (at most the shutdown timeout and one second more). Calling it
     /// again returns the first call's report.
-    pub fn stop(&self) -> HttpShutdown {
+    ///
+    /// The report's `closed` counts idle keep-alive connections and half-sent heads; its
+    /// `detail` has `requests`, the responses written over the server's life.
+    pub fn stop(&self) -> FrontEndReport {
         let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = *report {
-            return r;
+        if let Some(r) = &*report {
+            return r.clone();
         }
         let started = Instant::now();
         let s = &self.inner.shared;
@@ -489,18 +545,45 @@ impl HttpServer {
             }
         }
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let r = HttpShutdown {
-            completed: l(&s.stats.drain_completed),
-            closed_idle: l(&s.stats.drain_closed_idle),
-            abandoned: l(&s.stats.drain_abandoned),
-            joined,
-            elapsed: started.elapsed(),
-        };
-        *report = Some(r);
+        let mut r = FrontEndReport::new(self.inner.name.clone(), "http");
+        r.completed = l(&s.stats.drain_completed);
+        r.closed = l(&s.stats.drain_closed_idle);
+        r.abandoned = l(&s.stats.drain_abandoned);
+        r.joined = joined;
+        r.elapsed = started.elapsed();
+        r.detail.push(("requests", self.stats().requests));
+        *report = Some(r.clone());
         r
     }
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+}
+
+impl FrontEnd for HttpServer {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn write_metrics(&self, w: &mut TextWriter<'_>) {
+        stats::write_prometheus(w, self);
+    }
+
+    fn stop(&self) -> FrontEndReport {
+        HttpServer::stop(self)
+    }
+}
+
+impl Runtime {
+    /// Kept only until `src/bin/reactorium` (which this change may not touch) calls
+    /// [`HttpServer::start`]; the runtime itself names no protocol.
+    #[doc(hidden)]
+    pub fn serve_http(&self, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
+        HttpServer::start(self, config, routes)
     }
 }

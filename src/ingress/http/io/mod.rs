@@ -721,15 +721,13 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 fn admin_response(shared: &Shared, kind: Admin) -> Response {
-    let Some(admin) = &shared.admin else {
-        return Response::error(404, "not_found", "no runtime behind this server");
-    };
+    let admin = &shared.admin;
     match kind {
         Admin::Health => Response::new(200, "application/json", r#"{"status":"ok"}"#),
         Admin::Ready => {
-            let (ready, detail) = admin.ready();
-            let status = if ready { 200 } else { 503 };
-            Response::new(status, "application/json", detail.to_string())
+            let r = admin.readiness();
+            let status = if r.ready { 200 } else { 503 };
+            Response::new(status, "application/json", r.detail.to_string())
         }
         Admin::Metrics => Response::new(
             200,
