@@ -362,6 +362,18 @@ mod runtime;
 mod types;
 mod worker;
 
+/// The connection engine front-ends sit on: write a protocol over TCP ([`StreamProtocol`](engine::StreamProtocol))
+/// or UDP ([`DatagramProtocol`](engine::DatagramProtocol)) and the engine does the socket
+/// work (threads, accept with a cap, buffers, deadlines, lingering close, graceful stop).
+/// See the module's own documentation for the split and an example.
+pub mod engine {
+    #[doc(inline)]
+    pub use crate::ingress::engine::*;
+    /// The `polling` crate the engine runs on (its `Poller` and `Event` appear in
+    /// [`Registration`]).
+    pub use polling;
+}
+
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

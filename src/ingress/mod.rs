@@ -4,6 +4,10 @@
 //! front-end implements the runtime's `FrontEnd` trait and attaches itself; the runtime names
 //! no protocol.
 //!
-//! Now: [`http`], a routed HTTP/1.1 server on a fixed number of I/O threads.
+//! - [`engine`]: the connection engine (public: users write their own protocols on it);
+//! - [`http`]: a routed HTTP/1.1 server, a protocol on the engine.
+//!
+//! Design notes: `README.md` beside this file (the engine), `http/README.md` (HTTP on it).
 
+pub(crate) mod engine;
 pub(crate) mod http;

@@ -8,25 +8,22 @@
 //! stop. Does not own: what a route means (components do) or the metrics it serves (the
 //! runtime gives them through [`AdminHooks`]). Design notes: `README.md` beside this file.
 
-mod io;
+mod protocol;
 mod route;
 mod stats;
 mod wire;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use polling::Poller;
+use std::time::Duration;
 
 pub use route::Routes;
 
-use crate::bus::Bus;
+use crate::ingress::engine::{EngineConfig, StreamEngine};
 use crate::metrics::TextWriter;
-use crate::runtime::{AdminHandle, FrontEnd, FrontEndReport, Runtime};
+use crate::runtime::{FrontEnd, FrontEndReport, Runtime};
 use crate::types::Error;
+use protocol::Http;
 
 /// Header names of the messages a route sends, and of the replies that shape a response.
 ///
@@ -276,46 +273,12 @@ pub struct HttpStats {
     pub reply_timeouts: u64,
 }
 
-/// A non-blocking listener on `addr` with `backlog`, with `SO_REUSEADDR` as the standard
-/// library sets it (a restarted server can bind while old connections sit in TIME_WAIT).
-fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// State shared by a server's I/O threads and its handle.
-pub(crate) struct Shared {
-    pub(crate) config: HttpConfig,
-    pub(crate) routes: Routes,
-    pub(crate) bus: Bus,
-    pub(crate) admin: AdminHandle,
-    pub(crate) open: AtomicUsize,
-    /// Connections each I/O thread holds (for balancing accepts).
-    pub(crate) per_thread: Box<[AtomicUsize]>,
-    pub(crate) stopping: AtomicBool,
-    drain_deadline: Mutex<Option<Instant>>,
-    pub(crate) stats: stats::Counters,
-}
-
-impl Shared {
-    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
-        *self
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A running HTTP front-end. Cheap to clone (a handle).
 ///
 /// Started by [`HttpServer::start`], which attaches it to its runtime
 /// ([`Runtime::attach`]): the runtime stops it first, before any component, and its metric
-/// families are part of the runtime's.
+/// families are part of the runtime's. It is the HTTP protocol on the connection engine
+/// ([`StreamEngine`](crate::engine::StreamEngine)).
 ///
 /// # Shutdown
 ///
@@ -330,19 +293,16 @@ pub struct HttpServer {
 }
 
 struct ServerInner {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
-    pollers: Vec<Arc<Poller>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    report: Mutex<Option<FrontEndReport>>,
+    engine: StreamEngine<Http>,
     name: String,
+    report: Mutex<Option<FrontEndReport>>,
 }
 
 impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpServer")
-            .field("local_addr", &self.inner.local_addr)
-            .field("routes", &self.inner.shared.routes)
+            .field("local_addr", &self.local_addr())
+            .field("routes", &self.http().routes)
             .field("stats", &self.stats())
             .finish()
     }
@@ -417,8 +377,30 @@ impl HttpServer {
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     pub fn start(rt: &Runtime, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
+        config.validate()?;
         let admin = rt.admin();
-        let server = HttpServer::spawn(admin, config, routes)?;
+        let engine_config = EngineConfig::new(format!("{}http", admin.thread_name_prefix()))
+            .bind(config.bind)
+            .io_threads(config.io_threads)
+            .max_connections(config.max_connections)
+            .backlog(config.backlog)
+            .write_timeout(config.write_timeout)
+            .shutdown_timeout(config.shutdown_timeout);
+        let protocol = Http {
+            stats: stats::Counters::new(routes.len()),
+            bus: admin.bus().clone(),
+            admin,
+            config,
+            routes,
+        };
+        let engine = StreamEngine::start(engine_config, Arc::new(protocol))?;
+        let server = HttpServer {
+            inner: Arc::new(ServerInner {
+                name: format!("http {}", engine.local_addr()),
+                engine,
+                report: Mutex::new(None),
+            }),
+        };
         if let Err(e) = rt.attach(Arc::new(server.clone())) {
             server.stop();
             return Err(e);
@@ -426,90 +408,18 @@ impl HttpServer {
         Ok(server)
     }
 
-    fn spawn(admin: AdminHandle, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
-        let bus = admin.bus().clone();
-        config.validate()?;
-        let io_err = |context: String| move |source| Error::Io { context, source };
-        let listener =
-            bind(config.bind, config.backlog).map_err(io_err(format!("bind {}", config.bind)))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(io_err("read the listener's address".into()))?;
-        // Owned by the I/O threads alone (each registration holds it): the socket closes,
-        // refusing new connections, once every thread has begun its drain, however long
-        // the application keeps an `HttpServer` handle.
-        let listener = Arc::new(listener);
-        let per_thread = (0..config.io_threads)
-            .map(|_| AtomicUsize::new(0))
-            .collect();
-        let shared = Arc::new(Shared {
-            stats: stats::Counters::new(routes.len()),
-            config,
-            routes,
-            bus,
-            admin,
-            open: AtomicUsize::new(0),
-            per_thread,
-            stopping: AtomicBool::new(false),
-            drain_deadline: Mutex::new(None),
-        });
-        let mut pollers = Vec::new();
-        let mut loops = Vec::new();
-        for index in 0..shared.config.io_threads {
-            let poller = Arc::new(Poller::new().map_err(io_err("create a poller".into()))?);
-            let (tx, rx) = crossbeam::channel::unbounded();
-            let t = io::IoThread::new(
-                index,
-                Arc::clone(&shared),
-                Arc::clone(&listener),
-                Arc::clone(&poller),
-                tx,
-                rx,
-            )
-            .map_err(io_err("register the listener".into()))?;
-            pollers.push(poller);
-            loops.push(t);
-        }
-        let thread_prefix = shared.admin.thread_name_prefix().to_owned();
-        let server = HttpServer {
-            inner: Arc::new(ServerInner {
-                shared,
-                local_addr,
-                pollers,
-                threads: Mutex::new(Vec::new()),
-                report: Mutex::new(None),
-                name: format!("http {local_addr}"),
-            }),
-        };
-        for (i, t) in loops.into_iter().enumerate() {
-            let thread = format!("{thread_prefix}http-{}-{i}", local_addr.port());
-            let spawned = std::thread::Builder::new()
-                .name(thread.clone())
-                .spawn(move || t.run());
-            match spawned {
-                Ok(h) => server.threads().push(h),
-                Err(source) => {
-                    server.stop();
-                    return Err(Error::Spawn { thread, source });
-                }
-            }
-        }
-        Ok(server)
-    }
-
-    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.inner.threads.lock().unwrap_or_else(|e| e.into_inner())
+    fn http(&self) -> &Http {
+        self.inner.engine.protocol()
     }
 
     /// The address the server listens on (with the port the OS chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.inner.engine.local_addr()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> HttpStats {
-        let s = &self.inner.shared;
-        s.stats.snapshot(s.open.load(Ordering::Relaxed))
+        self.http().stats.snapshot(&self.inner.engine.stats())
     }
 
     /// Stops the server gracefully; see `# Shutdown` on [`HttpServer`]. Blocks until the I/O
@@ -523,41 +433,22 @@ impl HttpServer {
         if let Some(r) = &*report {
             return r.clone();
         }
-        let started = Instant::now();
-        let s = &self.inner.shared;
-        let deadline = started + s.config.shutdown_timeout;
-        *s.drain_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        s.stopping.store(true, Ordering::Release);
-        for p in &self.inner.pollers {
-            let _ = p.notify();
-        }
-        let threads = std::mem::take(&mut *self.threads());
-        let mut joined = true;
-        for h in threads {
-            // Each thread ends by the deadline; the extra second covers a busy machine.
-            while !h.is_finished() && Instant::now() < deadline + Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                joined = false;
-            }
-        }
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let mut r = FrontEndReport::new(self.inner.name.clone(), "http");
-        r.completed = l(&s.stats.drain_completed);
-        r.closed = l(&s.stats.drain_closed_idle);
-        r.abandoned = l(&s.stats.drain_abandoned);
-        r.joined = joined;
-        r.elapsed = started.elapsed();
+        let mut r = self
+            .inner
+            .engine
+            .stop()
+            .to_front_end(self.inner.name.clone(), "http");
         r.detail.push(("requests", self.stats().requests));
         *report = Some(r.clone());
         r
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.inner.shared
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.http().routes
+    }
+
+    pub(crate) fn counters(&self) -> &stats::Counters {
+        &self.http().stats
     }
 }
 

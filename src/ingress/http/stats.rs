@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::ingress::engine::EngineStats;
 use crate::metrics::{Histogram, TextWriter};
 
 /// Status codes are counted per route in a flat table indexed by `status - 100`.
@@ -24,19 +25,11 @@ pub(crate) struct Counters {
     statuses: Box<[[AtomicU64; STATUSES]]>,
     /// Per route row, as `statuses`: time from the head to the response.
     pub(crate) latency: Box<[Histogram]>,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) closed: AtomicU64,
-    pub(crate) refused_connections: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) poll_errors: AtomicU64,
     header_timeouts: AtomicU64,
     body_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
     write_timeouts: AtomicU64,
     reply_timeouts: AtomicU64,
-    pub(crate) drain_completed: AtomicU64,
-    pub(crate) drain_closed_idle: AtomicU64,
-    pub(crate) drain_abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -46,19 +39,11 @@ impl Counters {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             latency: (0..=routes).map(|_| Histogram::new()).collect(),
-            accepted: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
-            refused_connections: AtomicU64::new(0),
-            accept_errors: AtomicU64::new(0),
-            poll_errors: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
             body_timeouts: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
             write_timeouts: AtomicU64::new(0),
             reply_timeouts: AtomicU64::new(0),
-            drain_completed: AtomicU64::new(0),
-            drain_closed_idle: AtomicU64::new(0),
-            drain_abandoned: AtomicU64::new(0),
         }
     }
 
@@ -95,16 +80,17 @@ impl Counters {
         out
     }
 
-    pub(crate) fn snapshot(&self, open: usize) -> super::HttpStats {
+    /// The HTTP counters with the engine's (connections, accepts, polls).
+    pub(crate) fn snapshot(&self, engine: &EngineStats) -> super::HttpStats {
         let by_status = self.by_status();
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         super::HttpStats {
-            open_connections: open,
-            accepted: l(&self.accepted),
-            closed: l(&self.closed),
-            refused_connections: l(&self.refused_connections),
-            accept_errors: l(&self.accept_errors),
-            poll_errors: l(&self.poll_errors),
+            open_connections: engine.open,
+            accepted: engine.accepted,
+            closed: engine.closed,
+            refused_connections: engine.refused,
+            accept_errors: engine.accept_errors,
+            poll_errors: engine.poll_errors,
             requests: by_status.iter().map(|r| r.2).sum(),
             header_timeouts: l(&self.header_timeouts),
             body_timeouts: l(&self.body_timeouts),
@@ -120,7 +106,7 @@ impl Counters {
 pub(crate) fn write_prometheus(w: &mut TextWriter<'_>, server: &super::HttpServer) {
     let listen = server.local_addr().to_string();
     let listen = listen.as_str();
-    let routes = &server.shared().routes.routes;
+    let routes = &server.routes().routes;
     // The route label of each row of the tables; the last row is "unmatched".
     let labels: Vec<String> = (0..=routes.len())
         .map(|row| {
@@ -130,7 +116,7 @@ pub(crate) fn write_prometheus(w: &mut TextWriter<'_>, server: &super::HttpServe
             )
         })
         .collect();
-    let counters = &server.shared().stats;
+    let counters = server.counters();
     let st = server.stats();
 
     let requests: Vec<_> = counters
