@@ -339,6 +339,16 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! ## Front-ends
+//!
+//! The ways in from outside the process are front-ends: [`HttpServer`] routes HTTP requests to
+//! topics, and any protocol of your own plugs in the same way. A [`FrontEnd`] is attached to a
+//! runtime ([`Runtime::attach`]), reads it through an [`AdminHandle`], adds its metric families
+//! to the runtime's ([`TextWriter`]), and is stopped first, before any component, reporting a
+//! [`FrontEndReport`]. The socket work is the connection [`engine`]'s: a protocol over TCP or
+//! UDP is a trait it is generic over (see its module documentation and
+//! `examples/line_protocol.rs`).
+//!
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
@@ -362,24 +372,13 @@ mod runtime;
 mod types;
 mod worker;
 
-/// The connection engine front-ends sit on: write a protocol over TCP ([`StreamProtocol`](engine::StreamProtocol))
-/// or UDP ([`DatagramProtocol`](engine::DatagramProtocol)) and the engine does the socket
-/// work (threads, accept with a cap, buffers, deadlines, lingering close, graceful stop).
-/// See the module's own documentation for the split and an example.
-pub mod engine {
-    #[doc(inline)]
-    pub use crate::ingress::engine::*;
-    /// The `polling` crate the engine runs on (its `Poller` and `Event` appear in
-    /// [`Registration`]).
-    pub use polling;
-}
-
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
+pub use ingress::engine;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};

@@ -9,5 +9,5 @@
 //!
 //! Design notes: `README.md` beside this file (the engine), `http/README.md` (HTTP on it).
 
-pub(crate) mod engine;
+pub mod engine;
 pub(crate) mod http;

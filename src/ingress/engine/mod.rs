@@ -78,3 +78,7 @@ pub use datagram::{DatagramEngine, DatagramIo, DatagramProtocol, DatagramStats};
 pub use registration::{Registration, Source};
 pub use shared::{Completer, EngineConfig, EngineReport, EngineStats};
 pub use stream::{Admission, CloseReason, Io, StreamEngine, StreamProtocol};
+
+/// The `polling` crate the engine runs on: its `Poller` and `Event` appear in
+/// [`Registration`]'s signature.
+pub use polling;

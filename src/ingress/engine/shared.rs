@@ -152,21 +152,21 @@ impl EngineConfig {
     }
 }
 
-/// A snapshot of an engine's counters.
+/// A snapshot of a stream engine's counters (a datagram engine has
+/// [`DatagramStats`](super::DatagramStats)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct EngineStats {
-    /// Connections open now (a datagram engine: exchanges in flight).
+    /// Connections open now.
     pub open: usize,
-    /// Connections accepted (a datagram engine: datagrams received).
+    /// Connections accepted.
     pub accepted: u64,
-    /// Connections closed (a datagram engine: exchanges finished).
+    /// Connections closed.
     pub closed: u64,
-    /// Connections closed at once past `max_connections + reject_slack` (a datagram
-    /// engine: replies dropped because its send queue was full).
+    /// Connections closed at once past `max_connections + reject_slack`.
     pub refused: u64,
-    /// Failed `accept` calls (a datagram engine: failed receives and sends). Out of
-    /// descriptors or memory, a stream engine pauses accepting for 100 ms.
+    /// Failed `accept` calls. Out of descriptors or memory, the thread pauses accepting for
+    /// 100 ms.
     pub accept_errors: u64,
     /// Failed waits on a poller; each costs that thread a 10 ms pause.
     pub poll_errors: u64,

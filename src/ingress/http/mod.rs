@@ -1,12 +1,13 @@
 //! The HTTP front-end: a route table maps `METHOD /path/{param}` to a bus topic; each request
 //! becomes a bus request and the component's reply becomes the response, while the
-//! connection waits without holding a thread. A fixed number of I/O threads, each with its
-//! own `polling::Poller`, own every connection; `httparse` reads the heads.
+//! connection waits without holding a thread. A protocol (`protocol.rs`) on the connection
+//! engine, which owns the sockets, threads and drain; `httparse` reads the heads.
 //!
-//! Owns: the listener, the connections and their deadlines (header, body, idle keep-alive,
-//! write, reply), the connection cap, the status mapping and error shape, and the graceful
-//! stop. Does not own: what a route means (components do) or the metrics it serves (the
-//! runtime gives them through [`AdminHooks`]). Design notes: `README.md` beside this file.
+//! Owns: what a connection's bytes mean and the deadline of each phase (header, body, idle
+//! keep-alive, reply), the answer past the connection cap, the status mapping and error
+//! shape, and its metric families. Does not own: the socket work (the engine), what a route
+//! means (components do) or the runtime's metrics and readiness it serves (read through an
+//! `AdminHandle`). Design notes: `README.md` beside this file, on top of `../README.md`.
 
 mod protocol;
 mod route;
@@ -311,7 +312,7 @@ impl std::fmt::Debug for HttpServer {
 impl HttpServer {
     /// Binds `config`'s address and starts serving `routes` on behalf of `rt`, attached to
     /// it ([`Runtime::attach`]): its admin routes ([`Routes::metrics`], [`Routes::ready`])
-    /// read `rt` through an [`AdminHandle`], and [`Runtime::stop`] stops it before any
+    /// read `rt` through an [`AdminHandle`](crate::AdminHandle), and [`Runtime::stop`] stops it before any
     /// component.
     ///
     /// Each routed request becomes a bus request to the route's topic (see

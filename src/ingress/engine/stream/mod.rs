@@ -174,7 +174,7 @@ impl<P: StreamProtocol> std::fmt::Debug for Io<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Io")
             .field("input", &self.c.rbuf.len())
-            .field("output", &(self.c.wbuf.len() - self.c.wpos))
+            .field("output", &self.c.wbuf.len().saturating_sub(self.c.wpos))
             .finish()
     }
 }
@@ -185,8 +185,9 @@ impl<P: StreamProtocol> Io<'_, P> {
         &mut self.c.rbuf
     }
 
-    /// The output queue: append to it (bytes before the current write position may already
-    /// be on the wire). Written when the callback returns.
+    /// The output queue, to append to (`serde_json::to_writer(io.output(), ..)`). Append
+    /// only: what is in it may be partly on the wire already. Written when the callback
+    /// returns.
     pub fn output(&mut self) -> &mut Vec<u8> {
         &mut self.c.wbuf
     }
@@ -198,7 +199,7 @@ impl<P: StreamProtocol> Io<'_, P> {
 
     /// Output queued and not yet written.
     pub fn pending_output(&self) -> usize {
-        self.c.wbuf.len() - self.c.wpos
+        self.c.wbuf.len().saturating_sub(self.c.wpos)
     }
 
     /// Sets when [`on_deadline`](StreamProtocol::on_deadline) is called (`None`: never).
