@@ -12,7 +12,8 @@
 
 use anyhow::Context as _;
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, HttpConfig, Message, Routes, Runtime,
+    BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message, Routes,
+    Runtime,
 };
 
 /// Answers `/echo/{id}` with the id, as bytes (as the load test's echo does).
@@ -47,7 +48,8 @@ fn main() -> anyhow::Result<()> {
         || Echo,
     )?;
     rt.start()?;
-    let server = rt.serve_http(
+    let server = HttpServer::start(
+        &rt,
         HttpConfig::new().bind(addr).io_threads(io_threads),
         Routes::new()
             .route("GET", "/echo/{id}", "bench.echo")?

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use reactorium::{
-    http_names, BoxError, Component, ComponentOptions, Context, HttpConfig, Message, Routes,
-    Runtime,
+    http_names, BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message,
+    Routes, Runtime,
 };
 use serde_json::{json, Value};
 
@@ -117,7 +117,8 @@ fn main() -> anyhow::Result<()> {
         .metrics("/metrics")?
         .health("/health")?
         .ready("/ready")?;
-    let server = rt.serve_http(
+    let server = HttpServer::start(
+        &rt,
         HttpConfig::new()
             .bind(addr)
             .request_timeout(Duration::from_secs(2)),
@@ -133,9 +134,9 @@ fn main() -> anyhow::Result<()> {
     let _ = stop_rx.recv();
     let report = rt.stop()?;
     println!(
-        "kv: stopped in {:?}; http: {:?}; store handled {}",
+        "kv: stopped in {:?}; front-ends: {:?}; store handled {}",
         report.elapsed,
-        report.http,
+        report.front_ends,
         report.component("store").map_or(0, |c| c.handled)
     );
     Ok(())

@@ -336,6 +336,16 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! ## Front-ends
+//!
+//! The ways in from outside the process are front-ends: [`HttpServer`] routes HTTP requests to
+//! topics, and any protocol of your own plugs in the same way. A [`FrontEnd`] is attached to a
+//! runtime ([`Runtime::attach`]), reads it through an [`AdminHandle`], adds its metric families
+//! to the runtime's ([`TextWriter`]), and is stopped first, before any component, reporting a
+//! [`FrontEndReport`]. The socket work is the connection [`engine`]'s: a protocol over TCP or
+//! UDP is a trait it is generic over (see its module documentation and
+//! `examples/line_protocol.rs`).
+//!
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
@@ -365,13 +375,14 @@ mod worker;
 pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
-pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpShutdown, HttpStats, Routes};
-pub use metrics::{Histogram, HistogramSnapshot};
+pub use ingress::engine;
+pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
+pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
-    Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport, ComponentState,
-    ComponentStats, Restart, RestartBackoff, Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport,
-    Strategy, SupervisorOptions, Watch,
+    AdminHandle, Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport,
+    ComponentState, ComponentStats, FrontEnd, FrontEndReport, Readiness, Restart, RestartBackoff,
+    Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport, Strategy, SupervisorOptions, Watch,
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,

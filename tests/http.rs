@@ -8,7 +8,7 @@
 //!   connections;
 //! - `shutdown`: a graceful stop with requests in flight;
 //! - `admin`: health, readiness and metrics endpoints;
-//! - `config`: settings refused at `serve_http`;
+//! - `config`: settings refused at `HttpServer::start`;
 //! - `stress`: counting invariants under overload.
 //!
 //! Running out of file descriptors is in `tests/http_fd_exhaustion.rs`, a process of its own

@@ -1,8 +1,13 @@
 //! Protocol front-ends: the ways into the bus from outside the process. Each one turns what
 //! arrives on the wire into bus messages (usually requests) and what comes back into the
-//! wire's answers, never holding a thread per waiting request. Depends on `bus` and `types`
-//! (and, for their admin endpoints, on hooks the runtime gives them).
+//! wire's answers, never holding a thread per waiting request. Sits above `runtime`: each
+//! front-end implements the runtime's `FrontEnd` trait and attaches itself; the runtime names
+//! no protocol.
 //!
-//! Now: [`http`], a routed HTTP/1.1 server on a fixed number of I/O threads.
+//! - [`engine`]: the connection engine (public: users write their own protocols on it);
+//! - [`http`]: a routed HTTP/1.1 server, a protocol on the engine.
+//!
+//! Design notes: `README.md` beside this file (the engine), `http/README.md` (HTTP on it).
 
+pub mod engine;
 pub(crate) mod http;

@@ -1,6 +1,6 @@
 //! Metrics: the [`Histogram`] of durations, the striped counters the bus counts its traffic
 //! with, and the Prometheus text format writer that renders
-//! [`RuntimeStats`](crate::RuntimeStats) (and, in the crate, any front-end's own families).
+//! [`RuntimeStats`](crate::RuntimeStats) and every front-end's own families.
 //!
 //! Depends on `types` only, so every other module may count with it. What is counted, and
 //! where, lives with each module (`ReactorStats`, `BusStats`, `WorkerPoolStats`); the
@@ -17,4 +17,4 @@ mod text;
 pub use histogram::{Histogram, HistogramSnapshot};
 
 pub(crate) use striped::Striped;
-pub(crate) use text::TextWriter;
+pub use text::TextWriter;

@@ -266,7 +266,7 @@ impl Runtime {
         let started = Instant::now();
         // Front-ends first: no new requests, and those in flight are answered while every
         // component still runs.
-        let http = self.front_ends.stop_all();
+        let front_ends = self.front_ends.stop_all();
         // No restart from now on: a reactor waiting for one ends at its stop request.
         self.supervision.begin_shutdown();
         self.lock().phase = Phase::Stopped;
@@ -310,7 +310,7 @@ impl Runtime {
             components,
             pool,
             bus: self.bus.stats(),
-            http,
+            front_ends,
             elapsed: started.elapsed(),
         }
     }

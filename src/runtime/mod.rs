@@ -9,11 +9,11 @@
 
 mod agent;
 mod builder;
+mod front_end;
 mod lifecycle;
 mod policy;
 mod registry;
 mod report;
-mod serve;
 mod stats;
 mod supervisor;
 
@@ -24,6 +24,7 @@ use crossbeam::channel;
 
 pub use agent::{Agent, AgentStats};
 pub use builder::{ComponentOptions, RuntimeBuilder};
+pub use front_end::{AdminHandle, FrontEnd, FrontEndReport, Readiness};
 pub use policy::{Restart, RestartBackoff, Strategy, SupervisorOptions};
 pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
@@ -116,8 +117,8 @@ pub struct Runtime {
     lifecycle: Mutex<()>,
     // Short critical sections only: never held while waiting on a thread.
     state: Arc<Mutex<State>>,
-    // Front-ends (HTTP) started by `serve_http`; stopped before any component.
-    front_ends: Arc<serve::FrontEnds>,
+    // Front-ends attached with `attach`; stopped before any component.
+    front_ends: Arc<front_end::FrontEnds>,
 }
 
 impl std::fmt::Debug for Runtime {

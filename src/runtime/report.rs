@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::FrontEndReport;
 use crate::bus::BusStats;
-use crate::ingress::http::HttpShutdown;
 use crate::reactor::Exit;
 use crate::types::Name;
 use crate::worker::PoolShutdown;
@@ -66,8 +66,9 @@ pub struct ShutdownReport {
     pub pool: PoolShutdown,
     /// The bus's counters at the end (dead letters, late replies, ...).
     pub bus: BusStats,
-    /// What each HTTP front-end's graceful stop did, in the order they were started.
-    pub http: Vec<HttpShutdown>,
+    /// What each front-end's graceful stop did, in the order they were attached (they stop
+    /// first, before any component).
+    pub front_ends: Vec<FrontEndReport>,
     /// How long the stop took.
     pub elapsed: Duration,
 }

@@ -213,7 +213,11 @@ impl RuntimeStats {
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     pub fn write_prometheus(&self, out: &mut String) {
-        let mut w = TextWriter::new(out);
+        self.write_families(&mut TextWriter::new(out));
+    }
+
+    /// Writes the families of [`write_prometheus`](RuntimeStats::write_prometheus) with `w`.
+    pub(crate) fn write_families(&self, w: &mut TextWriter<'_>) {
         w.gauge(
             "reactorium_started",
             "1 from Runtime::start until Runtime::stop begins, else 0.",
@@ -224,9 +228,9 @@ impl RuntimeStats {
             "1 when the runtime is started and every component is running, else 0.",
             [(NONE, flag(self.ready))],
         );
-        self.write_components(&mut w);
-        self.write_pool(&mut w);
-        self.write_bus(&mut w);
+        self.write_components(w);
+        self.write_pool(w);
+        self.write_bus(w);
     }
 
     /// The snapshot in the Prometheus text format; see

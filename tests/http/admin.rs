@@ -2,7 +2,7 @@
 //! in the Prometheus text format.
 
 use anyhow::Result;
-use reactorium::Routes;
+use reactorium::{HttpServer, Routes};
 
 use crate::support::http::{config, get, Echo};
 use crate::support::{on, runtime};
@@ -18,7 +18,7 @@ fn routes() -> Result<Routes> {
 #[test]
 fn health_is_200() -> Result<()> {
     let rt = runtime()?;
-    let server = rt.serve_http(config(), routes()?)?;
+    let server = HttpServer::start(&rt, config(), routes()?)?;
     let r = get(server.local_addr(), "/health")?;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -30,7 +30,7 @@ fn health_is_200() -> Result<()> {
 fn ready_is_503_before_start_and_200_after() -> Result<()> {
     let rt = runtime()?;
     rt.deploy_with("echo", on("echo.>"), || Echo)?;
-    let server = rt.serve_http(config(), routes()?)?; // served before start
+    let server = HttpServer::start(&rt, config(), routes()?)?; // served before start
     let addr = server.local_addr();
 
     let r = get(addr, "/ready")?;
@@ -51,7 +51,7 @@ fn metrics_are_prometheus_text_with_route_labels() -> Result<()> {
     let rt = runtime()?;
     rt.deploy_with("echo", on("echo.>"), || Echo)?;
     rt.start()?;
-    let server = rt.serve_http(config(), routes()?)?;
+    let server = HttpServer::start(&rt, config(), routes()?)?;
     let addr = server.local_addr();
     for _ in 0..2 {
         assert_eq!(get(addr, "/items/1")?.status, 200);
@@ -103,7 +103,7 @@ fn metrics_include_the_runtimes_components_bus_and_pool() -> Result<()> {
     let rt = runtime()?;
     rt.deploy_with("echo", on("echo.>"), || Echo)?;
     rt.start()?;
-    let server = rt.serve_http(config(), routes()?)?;
+    let server = HttpServer::start(&rt, config(), routes()?)?;
     let text = get(server.local_addr(), "/metrics")?.text();
     let families: Vec<&str> = text
         .lines()
@@ -129,7 +129,7 @@ fn the_metrics_endpoint_passes_promtool() -> Result<()> {
         .build()?;
     rt.deploy_with("echo", on("echo.>"), || Echo)?;
     rt.start()?;
-    let server = rt.serve_http(config(), routes()?)?;
+    let server = HttpServer::start(&rt, config(), routes()?)?;
     let addr = server.local_addr();
     // Traffic on a route, an unmatched path and an admin route, so every family has samples.
     for path in ["/echo/1", "/nowhere", "/health"] {

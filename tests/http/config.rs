@@ -1,10 +1,10 @@
-//! Settings `serve_http` refuses, and the threads it starts.
+//! Settings `HttpServer::start` refuses, and the threads it starts.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use anyhow::Result;
-use reactorium::{Error, HttpConfig, Routes};
+use reactorium::{Error, HttpConfig, HttpServer, Routes};
 
 use crate::support::http::config;
 use crate::support::{runtime, threads_named, wait_until};
@@ -25,7 +25,7 @@ fn settings_out_of_range_are_invalid_config() -> Result<()> {
         ("request_timeout(0)", config().request_timeout(zero)),
     ];
     for (what, c) in cases {
-        let r = rt.serve_http(c, Routes::new());
+        let r = HttpServer::start(&rt, c, Routes::new());
         assert!(
             matches!(r, Err(Error::InvalidConfig { .. })),
             "{what}: {r:?}"
@@ -33,7 +33,7 @@ fn settings_out_of_range_are_invalid_config() -> Result<()> {
     }
     let r = Routes::new().route_timeout("GET", "/a", "a", zero);
     assert!(matches!(r, Err(Error::InvalidConfig { .. })), "{r:?}");
-    assert!(rt.http_servers().is_empty(), "nothing was started");
+    assert!(rt.front_ends().is_empty(), "nothing was started");
     Ok(())
 }
 
@@ -41,17 +41,17 @@ fn settings_out_of_range_are_invalid_config() -> Result<()> {
 fn binding_a_port_in_use_is_an_io_error() -> Result<()> {
     let taken = TcpListener::bind("127.0.0.1:0")?;
     let rt = runtime()?;
-    let r = rt.serve_http(config().bind(taken.local_addr()?), Routes::new());
+    let r = HttpServer::start(&rt, config().bind(taken.local_addr()?), Routes::new());
     assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
     Ok(())
 }
 
 #[test]
-fn serve_http_on_a_stopped_runtime_is_invalid_state() -> Result<()> {
+fn starting_http_on_a_stopped_runtime_is_invalid_state() -> Result<()> {
     let rt = runtime()?;
     rt.start()?;
     rt.stop()?;
-    let r = rt.serve_http(config(), Routes::new());
+    let r = HttpServer::start(&rt, config(), Routes::new());
     assert!(matches!(r, Err(Error::InvalidState { .. })), "{r:?}");
     Ok(())
 }
@@ -59,7 +59,7 @@ fn serve_http_on_a_stopped_runtime_is_invalid_state() -> Result<()> {
 #[test]
 fn a_server_runs_exactly_io_threads_until_it_stops() -> Result<()> {
     let rt = runtime()?;
-    let server = rt.serve_http(config().io_threads(3), Routes::new())?;
+    let server = HttpServer::start(&rt, config().io_threads(3), Routes::new())?;
     let name = format!("http-{}-", server.local_addr().port());
     // A thread names itself once it runs: wait for all three.
     wait_until("three I/O threads", || threads_named(&name).len() == 3);
@@ -75,5 +75,6 @@ fn public_handles_are_send_and_sync() {
     send_sync::<HttpConfig>();
     send_sync::<Routes>();
     send_sync::<reactorium::HttpStats>();
-    send_sync::<reactorium::HttpShutdown>();
+    send_sync::<reactorium::FrontEndReport>();
+    send_sync::<reactorium::AdminHandle>();
 }

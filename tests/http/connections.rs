@@ -28,7 +28,7 @@ fn server(prefix: &str, config: HttpConfig) -> Result<(Runtime, HttpServer)> {
     let routes = Routes::new()
         .route("GET", "/items/{id}", "echo.get")?
         .fixed("GET", "/hello", 200, "text/plain", "hello")?;
-    let server = rt.serve_http(config, routes)?;
+    let server = HttpServer::start(&rt, config, routes)?;
     Ok((rt, server))
 }
 

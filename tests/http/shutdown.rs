@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel;
-use reactorium::{HttpShutdown, Routes};
+use reactorium::{FrontEndReport, Routes};
 
 use crate::support::http::{config, serve, Client, Slow};
 use crate::support::{on, wait_until, Probe, SOON};
@@ -83,14 +83,9 @@ fn stop_answers_requests_in_flight_with_connection_close() -> Result<()> {
         c.assert_closed_silently();
     }
     idle.assert_closed_silently();
-    let http: &HttpShutdown = report.http.first().expect("one front-end");
+    let http: &FrontEndReport = report.front_ends.first().expect("one front-end");
     assert_eq!(
-        (
-            http.completed,
-            http.closed_idle,
-            http.abandoned,
-            http.joined
-        ),
+        (http.completed, http.closed, http.abandoned, http.joined),
         (3, 1, 0, true),
         "{http:?}"
     );
@@ -113,7 +108,7 @@ fn a_response_being_written_at_the_stop_is_finished_and_its_connection_closed() 
         c.stream().peek(&mut [0u8; 1]).is_ok_and(|n| n == 1)
     });
     let addr = server.local_addr();
-    let report = std::thread::scope(|s| -> Result<HttpShutdown> {
+    let report = std::thread::scope(|s| -> Result<FrontEndReport> {
         let stopping = s.spawn(|| server.stop());
         // Read only once the stop has begun: the listener closes when the I/O threads start
         // their drain. Reading earlier lets the response finish before the stop on a busy
@@ -160,7 +155,7 @@ fn a_reply_slower_than_the_shutdown_timeout_is_abandoned() -> Result<()> {
     let (mut request, _thread) = held.recv_timeout(SOON)?;
 
     let report = rt.stop()?;
-    let http = report.http[0];
+    let http = &report.front_ends[0];
     assert_eq!(
         (http.completed, http.abandoned, http.joined),
         (0, 1, true),
@@ -184,10 +179,10 @@ fn a_second_stop_returns_the_first_report() -> Result<()> {
     let mut idle = Client::connect(server.local_addr())?;
     assert_eq!(idle.get("/hello")?.status, 200);
     let first = server.stop();
-    assert_eq!((first.closed_idle, first.joined), (1, true), "{first:?}");
+    assert_eq!((first.closed, first.joined), (1, true), "{first:?}");
     idle.assert_closed_silently();
     assert_eq!(server.stop(), first);
     let report = rt.stop()?;
-    assert_eq!(report.http, vec![first]);
+    assert_eq!(report.front_ends, vec![first]);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Every status the front-end gives, each from the cause its table (on `Runtime::serve_http`)
+//! Every status the front-end gives, each from the cause its table (on `HttpServer::start`)
 //! names, and the one error shape on each error.
 
 use std::time::Duration;
@@ -432,7 +432,7 @@ fn reply_timeout_is_504_and_the_late_reply_is_counted() -> Result<()> {
     Ok(())
 }
 
-/// Answers the way `examples/kv.rs` and the `Runtime::serve_http` doc example do, with
+/// Answers the way `examples/kv.rs` and the `HttpServer::start` doc example do, with
 /// `ctx.reply(..)?`, once the test opens the gate.
 struct ReplyOrFail {
     gate: channel::Receiver<()>,

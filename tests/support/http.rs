@@ -42,7 +42,7 @@ pub fn serve(
     let rt = super::runtime()?;
     deploy(&rt)?;
     rt.start()?;
-    let server = rt.serve_http(config, routes)?;
+    let server = HttpServer::start(&rt, config, routes)?;
     Ok((rt, server))
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, HttpConfig, Message, Routes, Runtime,
+    BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message, Routes,
+    Runtime,
 };
 
 use super::http_client::{self, Exchange, Plan};
@@ -68,7 +69,8 @@ impl Http {
             || Echo,
         )?;
         rt.start()?;
-        let server = rt.serve_http(
+        let server = HttpServer::start(
+            &rt,
             HttpConfig::new()
                 .bind("127.0.0.1:0".parse()?)
                 .io_threads(self.io_threads),

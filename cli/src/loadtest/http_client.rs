@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use hdrhistogram::Histogram;
-use polling::{Event, Events, PollMode, Poller};
+use reactorium::engine::polling::{Event, Events, Poller};
+use reactorium::engine::Registration;
 
 use super::measure::{latency_histogram, record};
 
@@ -128,7 +129,7 @@ impl Report {
 /// returns what they saw. `exchange(i)` is connection `i`'s request and expected body.
 pub(crate) fn run(plan: &Plan, exchange: impl Fn(usize) -> Exchange) -> Result<Report> {
     let threads = plan.threads.clamp(1, plan.connections.max(1));
-    let mut shares: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut shares: Vec<Vec<(TcpStream, Conn)>> = (0..threads).map(|_| Vec::new()).collect();
     for i in 0..plan.connections {
         let stream =
             TcpStream::connect_timeout(&plan.addr, CONNECT_TIMEOUT).with_context(|| {
@@ -142,7 +143,7 @@ pub(crate) fn run(plan: &Plan, exchange: impl Fn(usize) -> Exchange) -> Result<R
             })?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
-        shares[i % threads].push(Conn::new(i, stream, exchange(i)));
+        shares[i % threads].push((stream, Conn::new(i, exchange(i))));
     }
     let t0 = Instant::now();
     let window_start = t0 + plan.warmup;
@@ -181,10 +182,9 @@ struct Clock {
     end: Instant,
 }
 
-/// One client connection.
+/// One client connection (its socket apart, in the [`Registered`] guard once polled).
 struct Conn {
     index: usize,
-    stream: TcpStream,
     exchange: Exchange,
     rbuf: Vec<u8>,
     /// How much of the request is written (`request.len()` when all of it).
@@ -195,10 +195,9 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(index: usize, stream: TcpStream, exchange: Exchange) -> Conn {
+    fn new(index: usize, exchange: Exchange) -> Conn {
         Conn {
             index,
-            stream,
             written: exchange.request.len(),
             exchange,
             rbuf: Vec::with_capacity(READ_CHUNK),
@@ -208,45 +207,37 @@ impl Conn {
     }
 }
 
-/// A connection registered with its thread's poller; deleted from it before it closes.
+/// A connection registered with its thread's poller: the library's registration guard
+/// deletes the socket from the poller before it closes.
 struct Registered<'p> {
-    poller: &'p Poller,
+    io: Registration<TcpStream, &'p Poller>,
     conn: Conn,
 }
 
 impl<'p> Registered<'p> {
-    #[allow(unsafe_code)]
-    fn new(poller: &'p Poller, conn: Conn, key: usize) -> io::Result<Registered<'p>> {
-        // SAFETY: `Poller::add` requires the source to be deleted from the poller before it
-        // is closed. The guard owns the stream, and its `Drop` deletes it before the fields
-        // (and so the stream) are dropped.
-        unsafe { poller.add_with_mode(&conn.stream, Event::readable(key), PollMode::Level)? };
-        Ok(Registered { poller, conn })
+    fn new(poller: &'p Poller, stream: TcpStream, conn: Conn, key: usize) -> io::Result<Self> {
+        let io = Registration::new(poller, stream, Event::readable(key))?;
+        Ok(Registered { io, conn })
     }
 
     fn interest(&self, key: usize, write: bool) -> io::Result<()> {
-        self.poller.modify_with_mode(
-            &self.conn.stream,
-            Event::new(key, true, write),
-            PollMode::Level,
-        )
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        let _ = self.poller.delete(&self.conn.stream);
+        self.io.modify(Event::new(key, true, write))
     }
 }
 
 /// One client thread's loop over its connections.
-fn drive(conns: Vec<Conn>, connections: usize, clock: Clock, window: Duration) -> Result<Report> {
+fn drive(
+    conns: Vec<(TcpStream, Conn)>,
+    connections: usize,
+    clock: Clock,
+    window: Duration,
+) -> Result<Report> {
     let poller = Poller::new().context("creating the client's poller")?;
     let mut report = Report::new(connections, window);
     let mut live: Vec<Option<Registered<'_>>> = Vec::with_capacity(conns.len());
-    for (key, c) in conns.into_iter().enumerate() {
+    for (key, (stream, c)) in conns.into_iter().enumerate() {
         live.push(Some(
-            Registered::new(&poller, c, key).context("registering a client connection")?,
+            Registered::new(&poller, stream, c, key).context("registering a client connection")?,
         ));
     }
     let mut outstanding = 0usize;
@@ -323,7 +314,7 @@ fn flush(live: &mut [Option<Registered<'_>>], key: usize) -> io::Result<()> {
     };
     let c = &mut r.conn;
     while c.written < c.exchange.request.len() {
-        match (&c.stream).write(&c.exchange.request[c.written..]) {
+        match r.io.source().write(&c.exchange.request[c.written..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => c.written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -364,7 +355,7 @@ fn receive(
     let c = &mut r.conn;
     let have = c.rbuf.len();
     c.rbuf.resize(have + READ_CHUNK, 0);
-    let n = match (&c.stream).read(&mut c.rbuf[have..]) {
+    let n = match r.io.source().read(&mut c.rbuf[have..]) {
         Ok(0) => {
             c.rbuf.truncate(have);
             bail!("connection {} closed by the server", c.index);

@@ -1,31 +1,30 @@
 //! The HTTP front-end: a route table maps `METHOD /path/{param}` to a bus topic; each request
 //! becomes a bus request and the component's reply becomes the response, while the
-//! connection waits without holding a thread. A fixed number of I/O threads, each with its
-//! own `polling::Poller`, own every connection; `httparse` reads the heads.
+//! connection waits without holding a thread. A protocol (`protocol.rs`) on the connection
+//! engine, which owns the sockets, threads and drain; `httparse` reads the heads.
 //!
-//! Owns: the listener, the connections and their deadlines (header, body, idle keep-alive,
-//! write, reply), the connection cap, the status mapping and error shape, and the graceful
-//! stop. Does not own: what a route means (components do) or the metrics it serves (the
-//! runtime gives them through [`AdminHooks`]). Design notes: `README.md` beside this file.
+//! Owns: what a connection's bytes mean and the deadline of each phase (header, body, idle
+//! keep-alive, reply), the answer past the connection cap, the status mapping and error
+//! shape, and its metric families. Does not own: the socket work (the engine), what a route
+//! means (components do) or the runtime's metrics and readiness it serves (read through an
+//! `AdminHandle`). Design notes: `README.md` beside this file, on top of `../README.md`.
 
-mod io;
+mod protocol;
 mod route;
 mod stats;
 mod wire;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use polling::Poller;
+use std::time::Duration;
 
 pub use route::Routes;
-pub(crate) use stats::write_prometheus;
 
-use crate::bus::Bus;
+use crate::ingress::engine::{EngineConfig, StreamEngine};
+use crate::metrics::TextWriter;
+use crate::runtime::{FrontEnd, FrontEndReport, Runtime};
 use crate::types::Error;
+use protocol::Http;
 
 /// Header names of the messages a route sends, and of the replies that shape a response.
 ///
@@ -46,14 +45,6 @@ pub mod http_names {
     pub const HEADER_PREFIX: &str = "http.header.";
     /// The response status a reply asks for (`"201"`).
     pub const STATUS: &str = "http.status";
-}
-
-/// What the runtime lends a front-end for its admin endpoints.
-pub(crate) trait AdminHooks: Send + Sync {
-    /// The runtime's metrics in the Prometheus text format.
-    fn metrics(&self) -> String;
-    /// Whether the runtime is ready, and a JSON detail of why (or why not).
-    fn ready(&self) -> (bool, serde_json::Value);
 }
 
 /// Settings of an HTTP front-end. Every setter documents its default.
@@ -283,60 +274,12 @@ pub struct HttpStats {
     pub reply_timeouts: u64,
 }
 
-/// What a graceful stop of an HTTP front-end did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HttpShutdown {
-    /// Requests in flight at the stop that were answered before the deadline.
-    pub completed: u64,
-    /// Idle keep-alive connections (and half-sent heads) closed at once.
-    pub closed_idle: u64,
-    /// Connections still in flight at the deadline, closed without a response.
-    pub abandoned: u64,
-    /// Every I/O thread was joined.
-    pub joined: bool,
-    /// How long the stop took.
-    pub elapsed: Duration,
-}
-
-/// A non-blocking listener on `addr` with `backlog`, with `SO_REUSEADDR` as the standard
-/// library sets it (a restarted server can bind while old connections sit in TIME_WAIT).
-fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// State shared by a server's I/O threads and its handle.
-pub(crate) struct Shared {
-    pub(crate) config: HttpConfig,
-    pub(crate) routes: Routes,
-    pub(crate) bus: Bus,
-    pub(crate) admin: Option<Arc<dyn AdminHooks>>,
-    pub(crate) open: AtomicUsize,
-    /// Connections each I/O thread holds (for balancing accepts).
-    pub(crate) per_thread: Box<[AtomicUsize]>,
-    pub(crate) stopping: AtomicBool,
-    drain_deadline: Mutex<Option<Instant>>,
-    pub(crate) stats: stats::Counters,
-}
-
-impl Shared {
-    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
-        *self
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// A running HTTP front-end. Cheap to clone (a handle).
 ///
-/// Made by [`Runtime::serve_http`](crate::Runtime::serve_http), which also stops it (first,
-/// before any component) when the runtime stops.
+/// Started by [`HttpServer::start`], which attaches it to its runtime
+/// ([`Runtime::attach`]): the runtime stops it first, before any component, and its metric
+/// families are part of the runtime's. It is the HTTP protocol on the connection engine
+/// ([`StreamEngine`](crate::engine::StreamEngine)).
 ///
 /// # Shutdown
 ///
@@ -351,156 +294,179 @@ pub struct HttpServer {
 }
 
 struct ServerInner {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
-    pollers: Vec<Arc<Poller>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    report: Mutex<Option<HttpShutdown>>,
+    engine: StreamEngine<Http>,
+    name: String,
+    report: Mutex<Option<FrontEndReport>>,
 }
 
 impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpServer")
-            .field("local_addr", &self.inner.local_addr)
-            .field("routes", &self.inner.shared.routes)
+            .field("local_addr", &self.local_addr())
+            .field("routes", &self.http().routes)
             .field("stats", &self.stats())
             .finish()
     }
 }
 
 impl HttpServer {
-    /// Binds and starts the I/O threads.
-    pub(crate) fn start(
-        bus: Bus,
-        config: HttpConfig,
-        routes: Routes,
-        admin: Option<Arc<dyn AdminHooks>>,
-        thread_prefix: &str,
-    ) -> Result<HttpServer, Error> {
+    /// Binds `config`'s address and starts serving `routes` on behalf of `rt`, attached to
+    /// it ([`Runtime::attach`]): its admin routes ([`Routes::metrics`], [`Routes::ready`])
+    /// read `rt` through an [`AdminHandle`](crate::AdminHandle), and [`Runtime::stop`] stops it before any
+    /// component.
+    ///
+    /// Each routed request becomes a bus request to the route's topic (see
+    /// [`http_names`](crate::http_names) for the headers it carries and those a reply may
+    /// set); the connection waits for the reply without holding a thread.
+    ///
+    /// | outcome | status |
+    /// |---|---|
+    /// | the component's reply | its `http.status`, default `200` |
+    /// | mailbox full (`Backpressure`) | `503` with `Retry-After` |
+    /// | component stopped | `503` with `Retry-After` |
+    /// | no subscriber for the topic | `502` |
+    /// | the component dropped the request (failed) | `502` |
+    /// | no reply within the timeout | `504` |
+    /// | no route for the path / wrong method | `404` / `405` with `Allow` |
+    /// | body not valid JSON (JSON or no content type) | `400` |
+    /// | body over the limit / head over the limit | `413` / `431` |
+    /// | head or body too slow | `408` |
+    /// | past the connection cap | `503` with `Retry-After` |
+    ///
+    /// Every error body has one shape:
+    /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a setting out of range; [`Error::Io`] when the address
+    /// cannot be bound; [`Error::Spawn`] when an I/O thread cannot be started;
+    /// [`Error::InvalidState`] once the runtime has stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message, Routes, Runtime};
+    /// use std::io::{Read, Write};
+    ///
+    /// struct Echo;
+    /// impl Component for Echo {
+    ///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let id = msg.header("http.param.id").unwrap_or("?").to_owned();
+    ///         ctx.reply(&mut msg, Message::json(serde_json::json!({ "id": id })))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy_with("echo", ComponentOptions::new().subscribe("echo.get"), || Echo)?;
+    /// rt.start()?;
+    /// let server = HttpServer::start(
+    ///     &rt,
+    ///     HttpConfig::new().bind("127.0.0.1:0".parse()?),
+    ///     Routes::new().route("GET", "/echo/{id}", "echo.get")?,
+    /// )?;
+    ///
+    /// let mut s = std::net::TcpStream::connect(server.local_addr())?;
+    /// s.write_all(b"GET /echo/42 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// s.read_to_string(&mut response)?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.ends_with(r#"{"id":"42"}"#));
+    ///
+    /// let report = rt.stop()?; // the front-end stops first
+    /// assert_eq!(report.front_ends[0].kind, "http");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn start(rt: &Runtime, config: HttpConfig, routes: Routes) -> Result<HttpServer, Error> {
         config.validate()?;
-        let io_err = |context: String| move |source| Error::Io { context, source };
-        let listener =
-            bind(config.bind, config.backlog).map_err(io_err(format!("bind {}", config.bind)))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(io_err("read the listener's address".into()))?;
-        // Owned by the I/O threads alone (each registration holds it): the socket closes,
-        // refusing new connections, once every thread has begun its drain, however long
-        // the application keeps an `HttpServer` handle.
-        let listener = Arc::new(listener);
-        let per_thread = (0..config.io_threads)
-            .map(|_| AtomicUsize::new(0))
-            .collect();
-        let shared = Arc::new(Shared {
+        let admin = rt.admin();
+        let engine_config = EngineConfig::new(format!("{}http", admin.thread_name_prefix()))
+            .bind(config.bind)
+            .io_threads(config.io_threads)
+            .max_connections(config.max_connections)
+            .backlog(config.backlog)
+            .write_timeout(config.write_timeout)
+            .shutdown_timeout(config.shutdown_timeout);
+        let protocol = Http {
             stats: stats::Counters::new(routes.len()),
+            bus: admin.bus().clone(),
+            admin,
             config,
             routes,
-            bus,
-            admin,
-            open: AtomicUsize::new(0),
-            per_thread,
-            stopping: AtomicBool::new(false),
-            drain_deadline: Mutex::new(None),
-        });
-        let mut pollers = Vec::new();
-        let mut loops = Vec::new();
-        for index in 0..shared.config.io_threads {
-            let poller = Arc::new(Poller::new().map_err(io_err("create a poller".into()))?);
-            let (tx, rx) = crossbeam::channel::unbounded();
-            let t = io::IoThread::new(
-                index,
-                Arc::clone(&shared),
-                Arc::clone(&listener),
-                Arc::clone(&poller),
-                tx,
-                rx,
-            )
-            .map_err(io_err("register the listener".into()))?;
-            pollers.push(poller);
-            loops.push(t);
-        }
+        };
+        let engine = StreamEngine::start(engine_config, Arc::new(protocol))?;
         let server = HttpServer {
             inner: Arc::new(ServerInner {
-                shared,
-                local_addr,
-                pollers,
-                threads: Mutex::new(Vec::new()),
+                name: format!("http {}", engine.local_addr()),
+                engine,
                 report: Mutex::new(None),
             }),
         };
-        for (i, t) in loops.into_iter().enumerate() {
-            let thread = format!("{thread_prefix}http-{}-{i}", local_addr.port());
-            let spawned = std::thread::Builder::new()
-                .name(thread.clone())
-                .spawn(move || t.run());
-            match spawned {
-                Ok(h) => server.threads().push(h),
-                Err(source) => {
-                    server.stop();
-                    return Err(Error::Spawn { thread, source });
-                }
-            }
+        if let Err(e) = rt.attach(Arc::new(server.clone())) {
+            server.stop();
+            return Err(e);
         }
         Ok(server)
     }
 
-    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.inner.threads.lock().unwrap_or_else(|e| e.into_inner())
+    fn http(&self) -> &Http {
+        self.inner.engine.protocol()
     }
 
     /// The address the server listens on (with the port the OS chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.inner.engine.local_addr()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> HttpStats {
-        let s = &self.inner.shared;
-        s.stats.snapshot(s.open.load(Ordering::Relaxed))
+        self.http().stats.snapshot(&self.inner.engine.stats())
     }
 
     /// Stops the server gracefully; see `# Shutdown` on [`HttpServer`]. Blocks until the I/O
     /// threads have finished (at most the shutdown timeout and one second more). Calling it
     /// again returns the first call's report.
-    pub fn stop(&self) -> HttpShutdown {
+    ///
+    /// The report's `closed` counts idle keep-alive connections and half-sent heads; its
+    /// `detail` has `requests`, the responses written over the server's life.
+    pub fn stop(&self) -> FrontEndReport {
         let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = *report {
-            return r;
+        if let Some(r) = &*report {
+            return r.clone();
         }
-        let started = Instant::now();
-        let s = &self.inner.shared;
-        let deadline = started + s.config.shutdown_timeout;
-        *s.drain_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        s.stopping.store(true, Ordering::Release);
-        for p in &self.inner.pollers {
-            let _ = p.notify();
-        }
-        let threads = std::mem::take(&mut *self.threads());
-        let mut joined = true;
-        for h in threads {
-            // Each thread ends by the deadline; the extra second covers a busy machine.
-            while !h.is_finished() && Instant::now() < deadline + Duration::from_secs(1) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                joined = false;
-            }
-        }
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let r = HttpShutdown {
-            completed: l(&s.stats.drain_completed),
-            closed_idle: l(&s.stats.drain_closed_idle),
-            abandoned: l(&s.stats.drain_abandoned),
-            joined,
-            elapsed: started.elapsed(),
-        };
-        *report = Some(r);
+        let mut r = self
+            .inner
+            .engine
+            .stop()
+            .to_front_end(self.inner.name.clone(), "http");
+        r.detail.push(("requests", self.stats().requests));
+        *report = Some(r.clone());
         r
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.inner.shared
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.http().routes
+    }
+
+    pub(crate) fn counters(&self) -> &stats::Counters {
+        &self.http().stats
+    }
+}
+
+impl FrontEnd for HttpServer {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn write_metrics(&self, w: &mut TextWriter<'_>) {
+        stats::write_prometheus(w, self);
+    }
+
+    fn stop(&self) -> FrontEndReport {
+        HttpServer::stop(self)
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::ingress::engine::EngineStats;
 use crate::metrics::{Histogram, TextWriter};
 
 /// Status codes are counted per route in a flat table indexed by `status - 100`.
@@ -24,19 +25,11 @@ pub(crate) struct Counters {
     statuses: Box<[[AtomicU64; STATUSES]]>,
     /// Per route row, as `statuses`: time from the head to the response.
     pub(crate) latency: Box<[Histogram]>,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) closed: AtomicU64,
-    pub(crate) refused_connections: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-    pub(crate) poll_errors: AtomicU64,
     header_timeouts: AtomicU64,
     body_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
     write_timeouts: AtomicU64,
     reply_timeouts: AtomicU64,
-    pub(crate) drain_completed: AtomicU64,
-    pub(crate) drain_closed_idle: AtomicU64,
-    pub(crate) drain_abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -46,19 +39,11 @@ impl Counters {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             latency: (0..=routes).map(|_| Histogram::new()).collect(),
-            accepted: AtomicU64::new(0),
-            closed: AtomicU64::new(0),
-            refused_connections: AtomicU64::new(0),
-            accept_errors: AtomicU64::new(0),
-            poll_errors: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
             body_timeouts: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
             write_timeouts: AtomicU64::new(0),
             reply_timeouts: AtomicU64::new(0),
-            drain_completed: AtomicU64::new(0),
-            drain_closed_idle: AtomicU64::new(0),
-            drain_abandoned: AtomicU64::new(0),
         }
     }
 
@@ -95,16 +80,17 @@ impl Counters {
         out
     }
 
-    pub(crate) fn snapshot(&self, open: usize) -> super::HttpStats {
+    /// The HTTP counters with the engine's (connections, accepts, polls).
+    pub(crate) fn snapshot(&self, engine: &EngineStats) -> super::HttpStats {
         let by_status = self.by_status();
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         super::HttpStats {
-            open_connections: open,
-            accepted: l(&self.accepted),
-            closed: l(&self.closed),
-            refused_connections: l(&self.refused_connections),
-            accept_errors: l(&self.accept_errors),
-            poll_errors: l(&self.poll_errors),
+            open_connections: engine.open,
+            accepted: engine.accepted,
+            closed: engine.closed,
+            refused_connections: engine.refused,
+            accept_errors: engine.accept_errors,
+            poll_errors: engine.poll_errors,
             requests: by_status.iter().map(|r| r.2).sum(),
             header_timeouts: l(&self.header_timeouts),
             body_timeouts: l(&self.body_timeouts),
@@ -115,107 +101,91 @@ impl Counters {
     }
 }
 
-/// Appends the metrics of `servers` (Prometheus text), one family at a time, each server's
-/// samples told apart by its `listen` label.
-pub(crate) fn write_prometheus(out: &mut String, servers: &[super::HttpServer]) {
-    if servers.is_empty() {
-        return;
-    }
-    // (listen, route label) per route row of each server.
-    let rows: Vec<(String, Vec<String>)> = servers
-        .iter()
-        .map(|s| {
-            let routes = &s.shared().routes.routes;
-            let labels = (0..=routes.len())
-                .map(|row| {
-                    routes.get(row).map_or_else(
-                        || "unmatched".to_owned(),
-                        |r| format!("{} {}", r.method, r.pattern),
-                    )
-                })
-                .collect();
-            (s.local_addr().to_string(), labels)
+/// Writes the metrics of `server` with `w` (Prometheus text), its samples told apart from
+/// other servers' by its `listen` label: several servers' samples join one family each.
+pub(crate) fn write_prometheus(w: &mut TextWriter<'_>, server: &super::HttpServer) {
+    let listen = server.local_addr().to_string();
+    let listen = listen.as_str();
+    let routes = &server.routes().routes;
+    // The route label of each row of the tables; the last row is "unmatched".
+    let labels: Vec<String> = (0..=routes.len())
+        .map(|row| {
+            routes.get(row).map_or_else(
+                || "unmatched".to_owned(),
+                |r| format!("{} {}", r.method, r.pattern),
+            )
         })
         .collect();
-    let stats: Vec<super::HttpStats> = servers.iter().map(super::HttpServer::stats).collect();
-    let mut w = TextWriter::new(out);
+    let counters = server.counters();
+    let st = server.stats();
 
-    let mut requests = Vec::new();
-    for (s, (listen, routes)) in servers.iter().zip(&rows) {
-        for (row, status, n) in s.shared().stats.by_status() {
-            requests.push((listen.as_str(), routes[row].as_str(), status.to_string(), n));
-        }
-    }
+    let requests: Vec<_> = counters
+        .by_status()
+        .into_iter()
+        .map(|(row, status, n)| (labels[row].as_str(), status.to_string(), n))
+        .collect();
     w.counter(
         "reactorium_http_requests_total",
         "HTTP responses written, by route and status.",
-        requests
-            .iter()
-            .map(|(l, r, st, n)| ([("listen", *l), ("route", *r), ("status", st.as_str())], *n)),
+        requests.iter().map(|(r, st, n)| {
+            (
+                [("listen", listen), ("route", *r), ("status", st.as_str())],
+                *n,
+            )
+        }),
     );
 
-    let mut latency = Vec::new();
-    for (s, (listen, routes)) in servers.iter().zip(&rows) {
-        for (row, h) in s.shared().stats.latency.iter().enumerate() {
-            let snap = h.snapshot();
-            if snap.count > 0 {
-                latency.push((listen.as_str(), routes[row].as_str(), snap));
-            }
-        }
-    }
+    let latency: Vec<_> = counters
+        .latency
+        .iter()
+        .enumerate()
+        .map(|(row, h)| (labels[row].as_str(), h.snapshot()))
+        .filter(|(_, snap)| snap.count > 0)
+        .collect();
     w.histogram(
         "reactorium_http_request_duration_seconds",
         "Time from a request's head to its response, by route.",
         latency
             .iter()
-            .map(|(l, r, h)| ([("listen", *l), ("route", *r)], h)),
+            .map(|(r, h)| ([("listen", listen), ("route", *r)], h)),
     );
 
-    let per_server = |f: fn(&super::HttpStats) -> u64| {
-        rows.iter()
-            .zip(&stats)
-            .map(move |((listen, _), st)| ([("listen", listen.as_str())], f(st)))
-    };
+    let one = |v: u64| [([("listen", listen)], v)];
     w.gauge(
         "reactorium_http_open_connections",
         "HTTP connections open now.",
-        per_server(|s| s.open_connections as u64).map(|(l, v)| (l, v as f64)),
+        [([("listen", listen)], st.open_connections as f64)],
     );
     w.counter(
         "reactorium_http_connections_accepted_total",
         "HTTP connections accepted.",
-        per_server(|s| s.accepted),
+        one(st.accepted),
     );
     w.counter(
         "reactorium_http_connections_refused_total",
         "HTTP connections closed at once, past the connection cap and its slack.",
-        per_server(|s| s.refused_connections),
+        one(st.refused_connections),
     );
     w.counter(
         "reactorium_http_accept_errors_total",
         "Failed accept calls (each pauses accepting for 100 ms).",
-        per_server(|s| s.accept_errors),
+        one(st.accept_errors),
     );
     w.counter(
         "reactorium_http_poll_errors_total",
         "Failed waits on an I/O thread's poller (each pauses that thread 10 ms).",
-        per_server(|s| s.poll_errors),
+        one(st.poll_errors),
     );
-    let mut timeouts = Vec::new();
-    for ((listen, _), st) in rows.iter().zip(&stats) {
-        for (kind, n) in [
+    w.counter(
+        "reactorium_http_timeouts_total",
+        "HTTP deadlines that passed, by kind.",
+        [
             ("header", st.header_timeouts),
             ("body", st.body_timeouts),
             ("idle", st.idle_timeouts),
             ("write", st.write_timeouts),
             ("reply", st.reply_timeouts),
-        ] {
-            timeouts.push(([("listen", listen.as_str()), ("kind", kind)], n));
-        }
-    }
-    w.counter(
-        "reactorium_http_timeouts_total",
-        "HTTP deadlines that passed, by kind.",
-        timeouts,
+        ]
+        .map(|(kind, n)| ([("listen", listen), ("kind", kind)], n)),
     );
 }

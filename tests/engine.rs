@@ -1,0 +1,383 @@
+//! The connection engine with a protocol of the test's own (the public API only): the
+//! connection cap and its slack, outcomes from other threads, the write timeout, lingering,
+//! a peer that resets while its work is in flight, the graceful stop's three counts, and the
+//! datagram side's exchanges. HTTP, on the same engine, is tested in `tests/http.rs`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam::channel::{self, Receiver, Sender};
+use reactorium::engine::{
+    Admission, CloseReason, Completer, DatagramEngine, DatagramIo, DatagramProtocol, EngineConfig,
+    Io, StreamEngine, StreamProtocol,
+};
+
+use support::{wait_until, SOON};
+
+/// `w`: start work (its completer goes to the test, which answers with a string); `b`:
+/// queue 8 MiB; `c`: answer `bye` and close lingering. Over the cap: `full`, then closed at
+/// the first input.
+struct Held {
+    work: Sender<Completer<String>>,
+    closed: Sender<CloseReason>,
+    unclaimed: Sender<String>,
+}
+
+#[derive(Default)]
+struct Conn {
+    waiting: Option<u64>,
+    reject: bool,
+}
+
+impl StreamProtocol for Held {
+    type Conn = Conn;
+    type Outcome = String;
+
+    fn open(&self, io: &mut Io<'_, Self>, admission: Admission) -> Conn {
+        if admission == Admission::OverCap {
+            io.write(b"full\n"); // and closed at its first input
+            return Conn {
+                waiting: None,
+                reject: true,
+            };
+        }
+        Conn::default()
+    }
+
+    fn on_input(&self, conn: &mut Conn, io: &mut Io<'_, Self>) {
+        if conn.reject {
+            io.close_now();
+            return;
+        }
+        while conn.waiting.is_none() && !io.input().is_empty() {
+            match io.input().remove(0) {
+                b'w' => {
+                    let done = io.completer();
+                    conn.waiting = Some(done.token());
+                    let _ = self.work.send(done);
+                }
+                b'b' => io.write(&vec![b'x'; 8 << 20]),
+                b'c' => {
+                    io.write(b"bye\n");
+                    io.close_linger();
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_outcome(&self, conn: &mut Conn, token: u64, outcome: String, io: &mut Io<'_, Self>) {
+        if conn.waiting == Some(token) {
+            conn.waiting = None;
+            io.write(outcome.as_bytes());
+        }
+    }
+
+    fn in_flight(&self, conn: &Conn) -> bool {
+        conn.waiting.is_some()
+    }
+
+    fn on_close(&self, _conn: Conn, reason: CloseReason) {
+        let _ = self.closed.send(reason);
+    }
+
+    fn unclaimed(&self, outcome: String) {
+        let _ = self.unclaimed.send(outcome);
+    }
+}
+
+struct Harness {
+    engine: StreamEngine<Held>,
+    work: Receiver<Completer<String>>,
+    closed: Receiver<CloseReason>,
+    unclaimed: Receiver<String>,
+}
+
+fn start(config: EngineConfig) -> Result<Harness> {
+    let (work_tx, work) = channel::unbounded();
+    let (closed_tx, closed) = channel::unbounded();
+    let (unclaimed_tx, unclaimed) = channel::unbounded();
+    let engine = StreamEngine::start(
+        config.io_threads(1),
+        Arc::new(Held {
+            work: work_tx,
+            closed: closed_tx,
+            unclaimed: unclaimed_tx,
+        }),
+    )?;
+    Ok(Harness {
+        engine,
+        work,
+        closed,
+        unclaimed,
+    })
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(SOON))?;
+    Ok(s)
+}
+
+fn read_all(mut s: &TcpStream) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+#[test]
+fn outcomes_from_other_threads_come_back_to_their_connection() -> Result<()> {
+    let h = start(EngineConfig::new("t"))?;
+    let mut a = connect(h.engine.local_addr())?;
+    let mut b = connect(h.engine.local_addr())?;
+    a.write_all(b"w")?;
+    let for_a = h.work.recv_timeout(SOON)?;
+    b.write_all(b"w")?;
+    let for_b = h.work.recv_timeout(SOON)?;
+    std::thread::spawn(move || for_b.complete("to b\n".into()))
+        .join()
+        .unwrap();
+    for_a.complete("to a\n".into());
+    let mut buf = [0u8; 5];
+    a.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"to a\n");
+    b.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"to b\n");
+    Ok(())
+}
+
+#[test]
+fn past_the_cap_connections_are_told_then_past_the_slack_refused() -> Result<()> {
+    let h = start(EngineConfig::new("t").max_connections(1).reject_slack(1))?;
+    let addr = h.engine.local_addr();
+    let _first = connect(addr)?;
+    wait_until("the first in", || h.engine.stats().open == 1);
+    let mut second = connect(addr)?;
+    let mut told = [0u8; 5];
+    second.read_exact(&mut told)?;
+    assert_eq!(&told, b"full\n");
+    assert_eq!(h.engine.stats().open, 2);
+    let refused = connect(addr)?;
+    let bytes = read_all(&refused).unwrap_or_default();
+    assert!(bytes.is_empty(), "{bytes:?}");
+    assert_eq!(h.engine.stats().refused, 1);
+    second.write_all(b"?")?;
+    assert!(read_all(&second)?.is_empty(), "closed at its first input");
+    Ok(())
+}
+
+#[test]
+fn output_the_peer_does_not_take_is_closed_at_the_write_timeout() -> Result<()> {
+    let h = start(EngineConfig::new("t").write_timeout(Duration::from_millis(200)))?;
+    let mut s = connect(h.engine.local_addr())?;
+    s.write_all(b"b")?; // 8 MiB back, never read
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::WriteTimeout);
+    Ok(())
+}
+
+#[test]
+fn a_lingering_close_lets_the_peer_read_the_answer_while_it_still_writes() -> Result<()> {
+    let h = start(EngineConfig::new("t"))?;
+    let s = connect(h.engine.local_addr())?;
+    // `c` then far more than the socket buffers: closing without lingering would reset.
+    let mut out = vec![b'c'];
+    out.extend(std::iter::repeat(b'.').take(4 << 20));
+    let writer = s.try_clone()?;
+    let t = std::thread::spawn(move || (&writer).write_all(&out));
+    let mut answer = [0u8; 4];
+    (&s).read_exact(&mut answer)?;
+    assert_eq!(&answer, b"bye\n");
+    let _ = t.join();
+    drop(s);
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::Done);
+    Ok(())
+}
+
+#[test]
+fn a_peer_that_resets_with_work_in_flight_is_closed_at_once() -> Result<()> {
+    let h = start(EngineConfig::new("t"))?;
+    let s = connect(h.engine.local_addr())?;
+    (&s).write_all(b"w")?;
+    let done = h.work.recv_timeout(SOON)?;
+    // End of stream first (read interest goes off, the work is in flight), then a reset:
+    // the engine must see the hang-up and close, not wait (or spin) on it.
+    s.shutdown(std::net::Shutdown::Write)?;
+    std::thread::sleep(Duration::from_millis(50)); // the end of stream first, likelier
+    assert!(h.closed.is_empty(), "held while its work is in flight");
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+    drop(s);
+    let reason = h.closed.recv_timeout(SOON)?;
+    assert!(
+        matches!(reason, CloseReason::PeerClosed | CloseReason::Error),
+        "{reason:?}"
+    );
+    done.complete("late\n".into());
+    assert_eq!(h.unclaimed.recv_timeout(SOON)?, "late\n");
+    Ok(())
+}
+
+#[test]
+fn a_stop_closes_idle_completes_in_flight_and_abandons_the_late() -> Result<()> {
+    let h = start(EngineConfig::new("t").shutdown_timeout(Duration::from_millis(500)))?;
+    let addr = h.engine.local_addr();
+    let idle = connect(addr)?;
+    let quick = connect(addr)?;
+    let slow = connect(addr)?;
+    (&quick).write_all(b"w")?;
+    let for_quick = h.work.recv_timeout(SOON)?;
+    (&slow).write_all(b"w")?;
+    let _for_slow = h.work.recv_timeout(SOON)?; // never answered
+    wait_until("three open", || h.engine.stats().open == 3);
+    let report = std::thread::scope(|s| -> Result<_> {
+        let stopping = s.spawn(|| h.engine.stop());
+        assert!(
+            read_all(&idle)?.is_empty(),
+            "the idle one closes at the drain's start"
+        );
+        for_quick.complete("done\n".into());
+        assert_eq!(read_all(&quick)?, b"done\n");
+        Ok(stopping.join().expect("stop"))
+    })?;
+    assert_eq!(
+        (
+            report.closed_idle,
+            report.completed,
+            report.abandoned,
+            report.joined
+        ),
+        (1, 1, 1, true),
+        "{report:?}"
+    );
+    assert!(read_all(&slow)?.is_empty());
+    assert!(TcpStream::connect_timeout(&addr, SOON)
+        .map_or(true, |s| read_all(&s).map_or(true, |b| b.is_empty())));
+    assert_eq!(
+        h.engine.stop(),
+        report,
+        "a second stop returns the first report"
+    );
+    Ok(())
+}
+
+/// Each datagram `N` begins an exchange whose outcome the test gives; the reply is `N:outcome`.
+/// A datagram `t` begins one with a deadline of 50 ms.
+struct Exchanger {
+    work: Sender<Completer<String>>,
+    abandoned: Sender<String>,
+}
+
+impl DatagramProtocol for Exchanger {
+    type Exchange = (SocketAddr, String);
+    type Outcome = String;
+
+    fn on_datagram(&self, from: SocketAddr, data: &[u8], io: &mut DatagramIo<'_, Self>) {
+        let id = String::from_utf8_lossy(data).into_owned();
+        let wait = if id == "t" {
+            Duration::from_millis(50)
+        } else {
+            SOON
+        };
+        let done = io.begin((from, id), io.now() + wait);
+        let _ = self.work.send(done);
+    }
+
+    fn on_outcome(
+        &self,
+        (from, id): (SocketAddr, String),
+        outcome: String,
+        io: &mut DatagramIo<'_, Self>,
+    ) {
+        io.send_to(from, format!("{id}:{outcome}").as_bytes());
+    }
+
+    fn on_deadline(&self, (from, id): (SocketAddr, String), io: &mut DatagramIo<'_, Self>) {
+        io.send_to(from, format!("{id}:timeout").as_bytes());
+    }
+
+    fn on_abandon(&self, (_, id): (SocketAddr, String)) {
+        let _ = self.abandoned.send(id);
+    }
+}
+
+#[test]
+fn datagram_exchanges_end_by_outcome_deadline_or_abandon() -> Result<()> {
+    let (work_tx, work) = channel::unbounded();
+    let (abandoned_tx, abandoned) = channel::unbounded();
+    let engine = DatagramEngine::start(
+        EngineConfig::new("u").shutdown_timeout(Duration::from_millis(300)),
+        Arc::new(Exchanger {
+            work: work_tx,
+            abandoned: abandoned_tx,
+        }),
+    )?;
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    client.set_read_timeout(Some(SOON))?;
+    let recv = || -> Result<String> {
+        let mut buf = [0u8; 64];
+        let n = client.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    client.send_to(b"1", engine.local_addr())?;
+    let one = work.recv_timeout(SOON)?;
+    std::thread::spawn(move || one.complete("ok".into()))
+        .join()
+        .unwrap();
+    assert_eq!(recv()?, "1:ok");
+    client.send_to(b"t", engine.local_addr())?;
+    let late = work.recv_timeout(SOON)?;
+    assert_eq!(recv()?, "t:timeout");
+    late.complete("too late".into()); // unclaimed: its exchange ended
+    client.send_to(b"2", engine.local_addr())?;
+    let two = work.recv_timeout(SOON)?;
+    client.send_to(b"3", engine.local_addr())?;
+    let _three = work.recv_timeout(SOON)?; // never answered
+    wait_until("two in flight", || engine.stats().in_flight == 2);
+    let report = std::thread::scope(|s| -> Result<_> {
+        let stopping = s.spawn(|| engine.stop());
+        wait_until("the stop", || engine.is_stopped());
+        two.complete("in the drain".into());
+        assert_eq!(recv()?, "2:in the drain");
+        Ok(stopping.join().expect("stop"))
+    })?;
+    assert_eq!(
+        (report.completed, report.abandoned, report.joined),
+        (1, 1, true),
+        "{report:?}"
+    );
+    assert_eq!(abandoned.recv_timeout(SOON)?, "3");
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.received, stats.sent, stats.timeouts),
+        (4, 3, 1),
+        "{stats:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_registration_guard_works_with_a_borrowed_poller() -> Result<()> {
+    use reactorium::engine::polling::{Event, Events, Poller};
+    use reactorium::engine::Registration;
+    let poller = Poller::new()?;
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_nonblocking(true)?;
+    let addr = socket.local_addr()?;
+    let reg = Registration::new(&poller, socket, Event::readable(3))?;
+    UdpSocket::bind("127.0.0.1:0")?.send_to(b"x", addr)?;
+    let mut events = Events::new();
+    let end = Instant::now() + SOON;
+    while events.is_empty() && Instant::now() < end {
+        poller.wait(&mut events, Some(SOON))?;
+    }
+    assert_eq!(events.iter().next().map(|e| e.key), Some(3));
+    let mut buf = [0u8; 4];
+    assert_eq!(reg.source().recv(&mut buf)?, 1);
+    reg.modify(Event::none(3))?;
+    Ok(())
+}
