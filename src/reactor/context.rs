@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::mailbox::{Permit, Ticket, CLOSED};
 use super::timer::{Action, TimerId, Timers};
-use super::{OnError, Reactor, Router, System, WatchId, Watcher};
+use super::{OnError, Reactor, System, WatchId, Watcher};
+use crate::bus::Bus;
 use crate::types::{
     panic_message, BoxError, Clock, Down, Error, Message, MessageId, PublishReport, ReplyHandle,
     SubscriptionId,
@@ -226,7 +227,7 @@ pub(crate) struct Settings {
 /// What a reactor shares with every context it makes.
 pub(crate) struct Core {
     pub(crate) reactor: Reactor,
-    pub(crate) router: Arc<dyn Router>,
+    pub(crate) bus: Bus,
     pub(crate) pool: WorkerPool,
     pub(crate) system: Arc<dyn System>,
     pub(crate) settings: Settings,
@@ -286,7 +287,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::send`](crate::Bus::send); the message is handed back.
     pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.core.router.send(topic, self.stamp(msg))
+        self.core.bus.send(topic, self.stamp(msg))
     }
 
     /// Never blocks. Sends a copy of `msg` to every subscriber of `topic`; see
@@ -296,7 +297,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::publish`](crate::Bus::publish).
     pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
-        self.core.router.publish(topic, self.stamp(msg))
+        self.core.bus.publish(topic, self.stamp(msg))
     }
 
     /// Never blocks. Sends `msg` as a request to one subscriber of `topic`; `then` runs later
@@ -360,12 +361,8 @@ impl<'a, C: Component> Context<'a, C> {
         };
         let mut msg = self.stamp(msg);
         let request_id = msg.id;
-        msg.set_reply(ReplyHandle::new(
-            Box::new(permit),
-            request_id,
-            self.core.router.late(),
-        ));
-        match self.core.router.request(topic, msg) {
+        msg.set_reply(ReplyHandle::new(Box::new(permit), request_id));
+        match self.core.bus.send_request(topic, msg) {
             Ok(()) => {
                 let now = self.now();
                 self.local
@@ -533,12 +530,12 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// [`Error::InvalidTopic`] when the pattern is malformed.
     pub fn subscribe(&self, pattern: &str) -> Result<SubscriptionId, Error> {
-        self.core.router.subscribe(pattern, &self.core.reactor)
+        self.core.bus.subscribe_reactor(pattern, &self.core.reactor)
     }
 
     /// Removes a subscription; `false` if it did not exist.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.core.router.unsubscribe(id)
+        self.core.bus.unsubscribe(id)
     }
 
     /// Never blocks. Sends `msg` straight to the component named `name`, whatever it
@@ -548,7 +545,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::send_to`](crate::Bus::send_to); the message is handed back.
     pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.core.router.send_to(name, self.stamp(msg))
+        self.core.bus.send_to(name, self.stamp(msg))
     }
 
     /// Now, on the runtime's [`Clock`] (a manual clock in tests).

@@ -2,18 +2,17 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use super::Router;
+use crate::bus::{Deliver, WeakBus};
 use crate::metrics::Histogram;
 use crate::types::{
-    intern, DeadLetterReason, Down, Error, Message, Name, NotDelivered, Overflow, ReplySink, Str,
-    Wake,
+    intern, DeadLetterReason, Down, Error, Message, Name, Overflow, ReplySink, Str, Wake,
 };
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
@@ -115,8 +114,9 @@ pub(crate) struct Mailbox {
     pub(crate) capacity: usize,
     pub(crate) max_pending: usize,
     pub(crate) overflow: Overflow,
-    // Where dead letters go: the bus, weakly (the bus's table holds this mailbox).
-    router: Weak<dyn Router>,
+    // Where dead letters and late replies go: the bus, weakly (the bus's table holds this
+    // mailbox).
+    bus: WeakBus,
     state: CachePadded<AtomicU64>,
     queue: SegQueue<Task>,
     // Permits handed out and not yet returned (their item not yet popped).
@@ -146,6 +146,12 @@ struct StopRequest {
     drain_deadline: Mutex<Option<Instant>>,
 }
 
+impl Deliver for Mailbox {
+    fn deliver(&self, msg: Message) -> Result<(), Error<Message>> {
+        self.push(msg)
+    }
+}
+
 impl Wake for Mailbox {
     fn wake(&self) {
         self.command(Control::Tick);
@@ -153,14 +159,14 @@ impl Wake for Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new(name: Name, config: MailboxConfig, router: Weak<dyn Router>) -> Mailbox {
+    pub(crate) fn new(name: Name, config: MailboxConfig, bus: WeakBus) -> Mailbox {
         Mailbox {
             source: intern(&name),
             name,
             capacity: config.capacity,
             max_pending: config.max_pending,
             overflow: config.overflow,
-            router,
+            bus,
             state: CachePadded::new(AtomicU64::new(0)),
             queue: SegQueue::new(),
             pending: CachePadded::new(AtomicUsize::new(0)),
@@ -210,8 +216,8 @@ impl Mailbox {
     /// A reply that came for this component after it stopped waiting: the bus counts it and
     /// dead-letters it.
     pub(crate) fn late_reply(&self, reply: Message) {
-        if let Some(late) = self.router.upgrade().and_then(|r| r.late().upgrade()) {
-            late.late_reply(reply, Some(self.name.clone()));
+        if let Some(bus) = self.bus.upgrade() {
+            bus.late_reply_for(reply, self.name.clone());
         }
     }
 
@@ -224,8 +230,8 @@ impl Mailbox {
                 reason: format!("`{}`: {reason}", self.name),
             });
         }
-        if let Some(router) = self.router.upgrade() {
-            router.dead_letter(m, reason, Some(self.name.clone()));
+        if let Some(bus) = self.bus.upgrade() {
+            bus.dead_letter(m, reason, self.name.clone());
         }
     }
 
@@ -787,10 +793,7 @@ impl Ticket {
 }
 
 impl ReplySink for Permit {
-    fn deliver(
-        mut self: Box<Self>,
-        outcome: Result<Message, Error>,
-    ) -> Result<(), Box<NotDelivered>> {
+    fn deliver(mut self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Error> {
         let id = self.slot.id;
         let is_reply = outcome.is_ok();
         let (why, outcome) = match self.push(Task::Reply { id, outcome }, is_reply) {
@@ -811,11 +814,11 @@ impl ReplySink for Permit {
             }
             Err(_) => unreachable!("a reply permit carries a reply"),
         };
-        Err(Box::new(NotDelivered {
-            why,
-            outcome,
-            requester: Some(self.slot.mailbox.name.clone()),
-        }))
+        // Nobody reads it: counted on the bus and dead-lettered, naming this component.
+        if let Ok(reply) = outcome {
+            self.slot.mailbox.late_reply(reply);
+        }
+        Err(why)
     }
 
     fn cancel(self: Box<Self>) {

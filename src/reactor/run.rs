@@ -1,6 +1,5 @@
 //! The reactor thread: start, run loop, drain, stop. See `README.md` beside this file.
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -14,7 +13,10 @@ use super::context::{Component, Cont, Context, Core, Local};
 use super::mailbox::{Control, IdlePolicy, Mailbox, Task, CLOSED, DEAD};
 use super::timer::{next_period, Action, Entry};
 use super::{InstanceDown, OnError};
-use crate::types::{panic_message, BoxError, DeadLetterReason, DownReason, Error, Message, Wake};
+use crate::types::{
+    mark_reactor_thread, panic_message, BoxError, DeadLetterReason, DownReason, Error, Message,
+    Wake,
+};
 
 /// Most messages taken from the queue per pass: bounds the time between timer checks and
 /// amortises the admission counter's RMW.
@@ -26,15 +28,6 @@ const BATCH: usize = 64;
 /// holds at most 4 + 1, as a channel whose consumer took one item out would).
 pub(crate) fn batch_size(capacity: usize) -> usize {
     (capacity / 4).clamp(1, BATCH)
-}
-
-thread_local! {
-    static ON_REACTOR: Cell<bool> = const { Cell::new(false) };
-}
-
-/// `true` on a reactor thread, where blocking waits are refused.
-pub(crate) fn on_reactor_thread() -> bool {
-    ON_REACTOR.with(Cell::get)
 }
 
 /// How a reactor thread ended.
@@ -59,7 +52,7 @@ pub(crate) fn spawn<C: Component>(
     done: Sender<Exit>,
 ) -> std::io::Result<JoinHandle<()>> {
     builder.spawn(move || {
-        ON_REACTOR.with(|f| f.set(true));
+        mark_reactor_thread();
         core.reactor.mailbox.set_thread(thread::current());
         let me: Weak<dyn Wake> = Arc::downgrade(&core.reactor.mailbox) as _;
         core.settings.clock.register(me);
@@ -681,7 +674,7 @@ fn fire_due<C: Component>(
                 if p.ticket.abandon() {
                     let after = p.deadline.map_or(Duration::ZERO, |(_, d)| d);
                     if matches!(p.cont, Cont::Reply(_)) {
-                        core.router.request_timed_out();
+                        core.bus.request_timed_out();
                     }
                     run_cont(comp, core, local, p.cont, Error::Timeout { after })?;
                 } else {

@@ -318,7 +318,7 @@ impl<C: Component> Launch for Launcher<C> {
     ) -> Result<ReactorThread, Error> {
         let core = Core {
             reactor: d.reactor.clone(),
-            router: rt.bus.router(),
+            bus: rt.bus.clone(),
             pool: rt.pool.clone(),
             system: Arc::clone(&rt.supervision) as Arc<dyn System>,
             settings: self.settings.clone(),
@@ -685,7 +685,7 @@ impl Runtime {
                 .handler_latency
                 .unwrap_or(self.config.handler_latency),
         };
-        let reactor = Reactor::new(name.clone(), config, Arc::downgrade(&self.bus.router()));
+        let reactor = Reactor::new(name.clone(), config, &self.bus);
         {
             let mut reg = self
                 .registry

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 
 use super::supervisor::Restart;
-use crate::bus::ReactorProvider;
+use crate::bus::{Deliver, ReactorProvider};
 use crate::reactor::{on_reactor_thread, Control, Reactor, WatchId, Watcher};
 use crate::types::{Down, DownReason, Error, Name};
 
@@ -145,12 +145,16 @@ struct Watches {
 }
 
 impl ReactorProvider for Registry {
-    fn reactor(&self, name: &str) -> Option<Reactor> {
-        self.get(name).map(|e| e.reactor.clone())
+    fn mailbox(&self, name: &str) -> Option<Arc<dyn Deliver>> {
+        self.get(name).map(|e| e.reactor.recipient())
     }
 }
 
 impl Registry {
+    pub(crate) fn reactor(&self, name: &str) -> Option<Reactor> {
+        self.get(name).map(|e| e.reactor.clone())
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
         self.by_name
             .read()

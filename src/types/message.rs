@@ -4,7 +4,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
@@ -136,31 +136,21 @@ impl From<Vec<u8>> for Payload {
 }
 
 /// Where a reply to a request goes. Implemented by the reactor (a reserved mailbox slot) and
-/// by the bus (a one-shot slot a plain thread waits on).
+/// by the bus (a one-shot slot a plain thread waits on, or a callback).
 pub(crate) trait ReplySink: Send + Sync {
-    /// Delivers the outcome of the request; on failure it comes back (boxed: a rare path).
-    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>>;
+    /// Delivers the outcome of the request. When the requester no longer waits, the sink
+    /// accounts for a reply itself (counted late and dead-lettered on the requester's bus,
+    /// so it is never lost silently) and says why: `Timeout` (it stopped waiting) or
+    /// `Stopped` (its component is gone).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout` or `Stopped`, as above.
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Error>;
 
     /// The request will never be answered through this sink (it is being cancelled before it
     /// was sent); releases what the sink reserved without notifying anyone.
     fn cancel(self: Box<Self>);
-}
-
-/// An outcome that did not reach its requester.
-pub(crate) struct NotDelivered {
-    /// Why: the requester stopped waiting (`Timeout`) or is gone (`Stopped`).
-    pub(crate) why: Error,
-    /// The outcome, handed back.
-    pub(crate) outcome: Result<Message, Error>,
-    /// The requesting component, when a component asked.
-    pub(crate) requester: Option<Name>,
-}
-
-/// Where late replies go: counted and dead-lettered. Implemented by the bus.
-pub(crate) trait LateReplies: Send + Sync {
-    /// Accounts for a reply nobody will read; `requester` is the component that asked, if a
-    /// component did.
-    fn late_reply(&self, reply: Message, requester: Option<Name>);
 }
 
 /// The right (and duty) to answer one request.
@@ -171,19 +161,13 @@ pub(crate) trait LateReplies: Send + Sync {
 pub struct ReplyHandle {
     sink: Option<Box<dyn ReplySink>>,
     correlation: MessageId,
-    late: Weak<dyn LateReplies>,
 }
 
 impl ReplyHandle {
-    pub(crate) fn new(
-        sink: Box<dyn ReplySink>,
-        correlation: MessageId,
-        late: Weak<dyn LateReplies>,
-    ) -> ReplyHandle {
+    pub(crate) fn new(sink: Box<dyn ReplySink>, correlation: MessageId) -> ReplyHandle {
         ReplyHandle {
             sink: Some(sink),
             correlation,
-            late,
         }
     }
 
@@ -228,20 +212,7 @@ impl ReplyHandle {
         let Some(sink) = self.sink.take() else {
             return Ok(());
         };
-        match sink.deliver(outcome) {
-            Ok(()) => Ok(()),
-            Err(nd) => {
-                let NotDelivered {
-                    why,
-                    outcome,
-                    requester,
-                } = *nd;
-                if let (Ok(reply), Some(late)) = (outcome, self.late.upgrade()) {
-                    late.late_reply(reply, requester);
-                }
-                Err(why)
-            }
-        }
+        sink.deliver(outcome)
     }
 }
 

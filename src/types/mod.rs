@@ -6,6 +6,7 @@ mod down;
 mod error;
 mod intern;
 mod message;
+mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
@@ -19,7 +20,8 @@ pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;
 pub(crate) use intern::{intern, Str};
-pub(crate) use message::{LateReplies, NotDelivered, ReplySink};
+pub(crate) use message::ReplySink;
+pub(crate) use thread::{mark_reactor_thread, on_reactor_thread};
 
 /// The error a component's handler may return: any error type, boxed. `anyhow::Error`
 /// converts into it with `?`.
