@@ -367,7 +367,7 @@ mod worker;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
+pub use bus::{Bus, BusStats, Inbox, PendingReply, PublishReport, ReplyTicket, SubscriptionId};
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpShutdown, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
@@ -378,8 +378,7 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, PublishReport, ReplyHandle, SubscriptionId, Topic,
-    Typed, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, Typed, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

@@ -9,6 +9,7 @@
 //! nine-method trait to reach it; see `docs/decisions.md`.)
 
 mod reply;
+mod report;
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +20,13 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 
 pub use reply::{PendingReply, ReplyTicket};
+pub use report::PublishReport;
+pub use table::SubscriptionId;
 
 use crate::metrics::Striped;
 use crate::types::{
-    on_reactor_thread, DeadLetter, DeadLetterReason, Error, Message, Name, Pattern, PublishReport,
-    ReplyHandle, SubscriptionId, Topic, DEAD_LETTER_TOPIC,
+    on_reactor_thread, DeadLetter, DeadLetterReason, Error, Message, Name, Pattern, ReplyHandle,
+    Topic, DEAD_LETTER_TOPIC,
 };
 use table::{Sub, Table, Target};
 

@@ -14,7 +14,11 @@ use std::sync::Arc;
 use crossbeam::channel::{Sender, TrySendError};
 
 use super::Deliver;
-use crate::types::{Error, Message, Name, Pattern, SubscriptionId, Topic};
+use crate::types::{Error, Message, Name, Pattern, Topic};
+
+/// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct SubscriptionId(pub(super) u64);
 
 /// Where a subscription delivers.
 #[derive(Clone)]

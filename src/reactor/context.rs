@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 use super::mailbox::{Permit, Ticket, CLOSED};
 use super::timer::{Action, TimerId, Timers};
 use super::{OnError, Reactor, System, WatchId, Watcher};
-use crate::bus::Bus;
-use crate::types::{
-    panic_message, BoxError, Clock, Down, Error, Message, MessageId, PublishReport, ReplyHandle,
-    SubscriptionId,
-};
+use crate::bus::{Bus, PublishReport, SubscriptionId};
+use crate::types::{panic_message, BoxError, Clock, Down, Error, Message, MessageId, ReplyHandle};
 use crate::worker::WorkerPool;
 
 /// A unit of business logic with private state, run by its own reactor thread.

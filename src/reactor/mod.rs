@@ -29,9 +29,9 @@ pub(crate) use crate::types::on_reactor_thread;
 
 use mailbox::{Mailbox, CLOSED, DEAD};
 
-use crate::bus::{Bus, Deliver};
+use crate::bus::{Bus, Deliver, SubscriptionId};
 use crate::metrics::HistogramSnapshot;
-use crate::types::{Down, DownReason, Error, Message, Name, SubscriptionId};
+use crate::types::{Down, DownReason, Error, Message, Name};
 
 /// What a component's handler returning `Err` means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]

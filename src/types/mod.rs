@@ -2,20 +2,23 @@
 //! error type, ids. Depends on nothing else in the crate.
 
 mod clock;
+mod dead_letter;
 mod down;
 mod error;
 mod intern;
 mod message;
+mod overflow;
+mod payload;
 mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
+pub use dead_letter::{DeadLetter, DeadLetterReason, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};
 pub use error::{Error, Name};
-pub use message::{
-    DeadLetter, DeadLetterReason, Message, MessageId, Overflow, Payload, PublishReport,
-    ReplyHandle, SubscriptionId, Typed,
-};
+pub use message::{Message, MessageId, ReplyHandle};
+pub use overflow::Overflow;
+pub use payload::{Payload, Typed};
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;
@@ -26,10 +29,6 @@ pub(crate) use thread::{mark_reactor_thread, on_reactor_thread};
 /// The error a component's handler may return: any error type, boxed. `anyhow::Error`
 /// converts into it with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The topic on which the bus publishes a [`DeadLetter`] for every accepted message that could
-/// not be handled.
-pub const DEAD_LETTER_TOPIC: &str = "$sys.dead_letters";
 
 /// The text of a caught panic's payload.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
