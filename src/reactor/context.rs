@@ -6,7 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mailbox::{Permit, Ticket, CLOSED};
+use super::mailbox::CLOSED;
+use super::permit::{Permit, Ticket};
 use super::timer::{Action, TimerId, Timers};
 use super::{OnError, Reactor, System, WatchId, Watcher};
 use crate::bus::{Bus, PublishReport, SubscriptionId};

@@ -11,7 +11,9 @@
 //! `README.md` beside this file.
 
 mod context;
+mod idle;
 mod mailbox;
+mod permit;
 mod run;
 mod timer;
 

@@ -10,7 +10,8 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Cont, Context, Core, Local};
-use super::mailbox::{Control, IdlePolicy, Mailbox, Task, CLOSED, DEAD};
+use super::idle::IdlePolicy;
+use super::mailbox::{Control, Mailbox, Task, CLOSED, DEAD};
 use super::timer::{next_period, Action, Entry};
 use super::{InstanceDown, OnError};
 use crate::types::{
@@ -400,7 +401,7 @@ fn run_instance<C: Component>(
             let timeout = local
                 .next_deadline()
                 .and_then(|d| settings.clock.park_for(d));
-            mb.idle(&mut idle, timeout);
+            idle.wait(mb, timeout);
         }
     }
 
