@@ -15,6 +15,7 @@ mod idle;
 mod mailbox;
 mod permit;
 mod run;
+mod state;
 mod timer;
 
 use std::sync::atomic::Ordering;
@@ -23,9 +24,9 @@ use std::sync::Arc;
 pub use context::{Component, Context};
 pub use timer::TimerId;
 
-pub(crate) use context::{Core, Settings};
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
 pub(crate) use run::{abandon_unstarted, spawn, Exit, Factory};
+pub(crate) use state::{Core, Settings};
 // Defined in `types` so the bus's blocking waits can ask it; the runtime asks here.
 pub(crate) use crate::types::on_reactor_thread;
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
-use super::context::{Component, Cont, Context, Core, Local};
+use super::context::{Action, Component, Cont, Context, Entry, Local};
 use super::idle::IdlePolicy;
 use super::mailbox::{Control, Mailbox, Task, CLOSED, DEAD};
-use super::timer::{next_period, Action, Entry};
+use super::state::Core;
+use super::timer::next_period;
 use super::{InstanceDown, OnError};
 use crate::types::{
     mark_reactor_thread, panic_message, BoxError, DeadLetterReason, DownReason, Error, Message,
