@@ -21,6 +21,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 
 pub use reply::{PendingReply, ReplyTicket};
 pub use report::PublishReport;
+pub(crate) use table::Deliver;
 pub use table::SubscriptionId;
 
 use crate::metrics::Striped;
@@ -29,14 +30,6 @@ use crate::types::{
     Topic, DEAD_LETTER_TOPIC,
 };
 use table::{Sub, Table, Target};
-
-/// What the bus delivers a component's messages into: its reactor's mailbox, which implements
-/// this. All the bus knows of reactors.
-pub(crate) trait Deliver: Send + Sync + 'static {
-    /// Never blocks. Queues `msg` for the component, or hands it back refused
-    /// (`Backpressure`, `Stopped`).
-    fn deliver(&self, msg: Message) -> Result<(), Error<Message>>;
-}
 
 /// Finds a component's mailbox by name. The runtime's registry implements it.
 pub(crate) trait ReactorProvider: Send + Sync {

@@ -13,12 +13,19 @@ use std::sync::Arc;
 
 use crossbeam::channel::{Sender, TrySendError};
 
-use super::Deliver;
 use crate::types::{Error, Message, Name, Pattern, Topic};
 
 /// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct SubscriptionId(pub(super) u64);
+
+/// What the bus delivers a component's messages into: its reactor's mailbox, which implements
+/// this. All the bus knows of reactors.
+pub(crate) trait Deliver: Send + Sync + 'static {
+    /// Never blocks. Queues `msg` for the component, or hands it back refused
+    /// (`Backpressure`, `Stopped`).
+    fn deliver(&self, msg: Message) -> Result<(), Error<Message>>;
+}
 
 /// Where a subscription delivers.
 #[derive(Clone)]
