@@ -38,6 +38,18 @@ const COUNTS: u64 = NORMAL_MASK | EXTRA_MASK;
 /// What keeps an idle reactor awake: an item admitted, a stop, a command.
 pub(crate) const BUSY: u64 = COUNTS | CLOSED | SIGNAL;
 
+/// Most messages taken from the queue per pass: bounds the time between timer checks and
+/// amortises the admission counter's RMW.
+pub(crate) const BATCH: usize = 64;
+
+/// The batch for a mailbox of `capacity`: messages in the reactor's hand have left the
+/// mailbox (their room is free again), so the batch is what a component may hold beyond its
+/// capacity. A quarter of the capacity keeps that small for small mailboxes (a mailbox of 4
+/// holds at most 4 + 1, as a channel whose consumer took one item out would).
+pub(crate) fn batch_size(capacity: usize) -> usize {
+    (capacity / 4).clamp(1, BATCH)
+}
+
 /// The largest capacity a mailbox or permit budget may have: keeps counts clear of the flags
 /// even with every thread of a machine transiently over-admitting by one.
 pub(crate) const MAX_CAPACITY: usize = 1 << 28;
@@ -485,7 +497,7 @@ impl Mailbox {
         let backoff = Backoff::new();
         let mut buf = Vec::new();
         loop {
-            if self.pop_batch(&mut buf, 64) > 0 {
+            if self.pop_batch(&mut buf, BATCH) > 0 {
                 buf.drain(..).for_each(&mut each);
                 backoff.reset();
             } else if Mailbox::has_items(self.state()) {

@@ -11,11 +11,14 @@
 //! `README.md` beside this file.
 
 mod context;
+mod dispatch;
 mod idle;
+mod instance;
 mod mailbox;
 mod permit;
 mod run;
 mod state;
+mod stop;
 mod timer;
 
 use std::sync::atomic::Ordering;
@@ -25,8 +28,8 @@ pub use context::{Component, Context};
 pub use timer::TimerId;
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
-pub(crate) use run::{abandon_unstarted, spawn, Exit, Factory};
-pub(crate) use state::{Core, Settings};
+pub(crate) use run::{abandon_unstarted, spawn, Factory};
+pub(crate) use state::{Core, Exit, Settings};
 // Defined in `types` so the bus's blocking waits can ask it; the runtime asks here.
 pub(crate) use crate::types::on_reactor_thread;
 

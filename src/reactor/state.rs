@@ -10,8 +10,17 @@ use super::permit::Ticket;
 use super::timer::Timers;
 use super::{OnError, Reactor, System};
 use crate::bus::Bus;
-use crate::types::Clock;
+use crate::types::{Clock, DeadLetterReason};
 use crate::worker::WorkerPool;
+
+/// How a reactor thread ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Exit {
+    pub(crate) handled: u64,
+    pub(crate) drained: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) failure: Option<DeadLetterReason>,
+}
 
 /// How a reactor runs its component's instances: set per component at deploy.
 #[derive(Clone)]
