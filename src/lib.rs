@@ -354,6 +354,15 @@
 //! by an overflow policy, late reply). Messages from one thread to one component arrive in the
 //! order sent, across restarts too.
 
+// The modules, bottom-up; each depends only on modules before it in this order:
+//
+//   types → metrics → worker → bus → reactor → runtime → ingress
+//
+// The bus sits below the reactor: it knows a component only through its one-method `Deliver`
+// trait (the reactor's mailbox implements it), and a component's `Context` holds a `Bus`
+// ("The bus below the reactor" in docs/decisions.md). Within a module, no two files import
+// each other. (Until front-ends are plug-ins, issue 11 item 1, `runtime` still names
+// `ingress::http`.)
 mod bus;
 mod ingress;
 mod metrics;

@@ -1,5 +1,7 @@
 //! The vocabulary every other module shares: messages and payloads, topics and patterns, the
-//! error type, ids. Depends on nothing else in the crate.
+//! error type, ids, the clock, and which threads may block. Depends on nothing else in the
+//! crate: the bottom of the module order (`types` → `metrics` → `worker` → `bus` → `reactor`
+//! → `runtime` → `ingress`).
 
 mod clock;
 mod dead_letter;
