@@ -361,6 +361,16 @@
 //! by an overflow policy, late reply). Messages from one thread to one component arrive in the
 //! order sent, across restarts too.
 
+// The modules, bottom-up; each depends only on modules before it in this order:
+//
+//   types → metrics → worker → bus → reactor → runtime → ingress
+//
+// The bus sits below the reactor: it knows a component only through its one-method `Deliver`
+// trait (the reactor's mailbox implements it), and a component's `Context` holds a `Bus`
+// ("The bus below the reactor" in docs/decisions.md). Within a module, no two files import
+// each other, except `bus/mod.rs` and `bus/reply.rs` (the bus's inner state). `ingress`
+// sits above `runtime`: every front-end implements the runtime's `FrontEnd` trait and
+// attaches itself, so the runtime names no protocol.
 mod bus;
 mod ingress;
 mod metrics;
@@ -374,7 +384,7 @@ mod worker;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use bus::{Bus, BusStats, Inbox, PendingReply, ReplyTicket};
+pub use bus::{Bus, BusStats, Inbox, PendingReply, PublishReport, ReplyTicket, SubscriptionId};
 pub use ingress::engine;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
@@ -386,8 +396,7 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, PublishReport, ReplyHandle, SubscriptionId, Topic,
-    Typed, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, Typed, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

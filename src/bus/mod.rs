@@ -1,8 +1,15 @@
 //! The bus: subscriptions and topic patterns, `send` / `publish` / `request`, inboxes for plain
-//! threads, and the dead-letter topic. Knows components only as [`Reactor`] handles, found by
-//! name through the [`ReactorProvider`] the runtime gives it. Depends on `reactor` and `types`.
+//! threads, and the dead-letter topic. Depends on `metrics` and `types` only.
+//!
+//! It sits *below* `reactor`: it knows a component only as something it can deliver to, the
+//! one-method [`Deliver`] trait that the reactor's mailbox implements, found by name through
+//! the [`ReactorProvider`] the runtime gives it. The reactor, above, holds a [`Bus`] in every
+//! component's context and sends through its public methods. (The first layout had it the
+//! other way round: the bus named `Reactor`, so the reactor re-declared the bus as a private
+//! nine-method trait to reach it; see `docs/decisions.md`.)
 
 mod reply;
+mod report;
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,25 +20,28 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 
 pub use reply::{PendingReply, ReplyTicket};
+pub use report::PublishReport;
+pub(crate) use table::Deliver;
+pub use table::SubscriptionId;
 
 use crate::metrics::Striped;
-use crate::reactor::{on_reactor_thread, Reactor, Router};
 use crate::types::{
-    DeadLetter, DeadLetterReason, Error, LateReplies, Message, Name, Pattern, PublishReport,
-    ReplyHandle, SubscriptionId, Topic, DEAD_LETTER_TOPIC,
+    on_reactor_thread, DeadLetter, DeadLetterReason, Error, Message, Name, Pattern, ReplyHandle,
+    Topic, DEAD_LETTER_TOPIC,
 };
 use table::{Sub, Table, Target};
 
-/// Finds a component's reactor by name. The runtime's registry implements it.
+/// Finds a component's mailbox by name. The runtime's registry implements it.
 pub(crate) trait ReactorProvider: Send + Sync {
-    fn reactor(&self, name: &str) -> Option<Reactor>;
+    fn mailbox(&self, name: &str) -> Option<Arc<dyn Deliver>>;
 }
 
 /// The message bus: hierarchical topics with NATS-style patterns.
 ///
 /// Cheap to clone (a handle); `Send + Sync`. Every call returns at once: delivery is a
-/// non-blocking [`Reactor::execute`] (or a non-blocking push into an [`Inbox`]), so a full
-/// recipient gives [`Error::Backpressure`] with the message handed back, never a wait.
+/// non-blocking [`Reactor::execute`](crate::Reactor::execute) (or a non-blocking push into an
+/// [`Inbox`]), so a full recipient gives [`Error::Backpressure`] with the message handed back,
+/// never a wait.
 ///
 /// - [`send`](Bus::send) delivers to one subscriber, round robin among a topic's subscribers
 ///   (like a NATS queue group);
@@ -57,12 +67,22 @@ pub struct Bus {
     inner: Arc<BusInner>,
 }
 
-pub(crate) struct BusInner {
+/// A handle that does not keep the bus alive: what a mailbox holds to reach its bus (the bus's
+/// table holds the mailbox, so a strong handle would be a cycle).
+#[derive(Clone)]
+pub(crate) struct WeakBus(Weak<BusInner>);
+
+impl WeakBus {
+    pub(crate) fn upgrade(&self) -> Option<Bus> {
+        self.0.upgrade().map(|inner| Bus { inner })
+    }
+}
+
+struct BusInner {
     table: ArcSwap<Table>,
     writer: Mutex<()>,
     next_sub: AtomicU64,
     provider: OnceLock<Weak<dyn ReactorProvider>>,
-    me: Weak<BusInner>,
     stats: Counters,
 }
 
@@ -134,12 +154,11 @@ impl Bus {
     /// [`Runtime::bus`](crate::Runtime::bus) to reach it.
     pub fn new() -> Bus {
         Bus {
-            inner: Arc::new_cyclic(|me| BusInner {
+            inner: Arc::new(BusInner {
                 table: ArcSwap::from_pointee(Table::default()),
                 writer: Mutex::new(()),
                 next_sub: AtomicU64::new(1),
                 provider: OnceLock::new(),
-                me: me.clone(),
                 stats: Counters::default(),
             }),
         }
@@ -149,8 +168,8 @@ impl Bus {
         let _ = self.inner.provider.set(provider);
     }
 
-    pub(crate) fn router(&self) -> Arc<dyn Router> {
-        self.inner.clone()
+    pub(crate) fn downgrade(&self) -> WeakBus {
+        WeakBus(Arc::downgrade(&self.inner))
     }
 
     /// Never blocks. Delivers `msg` to one subscriber of `topic`.
@@ -167,7 +186,8 @@ impl Bus {
     /// - [`Error::NoSubscriber`] when nothing subscribes to `topic`;
     /// - [`Error::InvalidTopic`] when `topic` is malformed (or has a wildcard).
     pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.inner.send(topic, msg)
+        self.inner.stats.traffic.incr(SENDS);
+        self.inner.send_one(topic, msg)
     }
 
     /// Never blocks. Delivers a copy of `msg` to every subscriber of `topic`. The copies share
@@ -219,13 +239,9 @@ impl Bus {
     ) -> Result<PendingReply, Error<Message>> {
         let shot = reply::Oneshot::new(timeout);
         let id = msg.id;
-        let late = self.inner.late();
-        msg.set_reply(ReplyHandle::new(
-            Box::new(reply::Sink(Arc::clone(&shot))),
-            id,
-            late,
-        ));
-        match Router::request(&*self.inner, topic, msg) {
+        let sink = reply::Sink::new(Arc::clone(&shot), Arc::downgrade(&self.inner));
+        msg.set_reply(ReplyHandle::new(Box::new(sink), id));
+        match self.send_request(topic, msg) {
             Ok(()) => Ok(PendingReply::new(shot, id, Arc::downgrade(&self.inner))),
             Err(e) => Err(e.map_payload(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
@@ -287,12 +303,9 @@ impl Bus {
     {
         let slot = reply::CallbackSlot::new(timeout, Box::new(callback));
         let id = msg.id;
-        msg.set_reply(ReplyHandle::new(
-            Box::new(reply::CallbackSink(Arc::clone(&slot))),
-            id,
-            self.inner.late(),
-        ));
-        match Router::request(&*self.inner, topic, msg) {
+        let sink = reply::CallbackSink::new(Arc::clone(&slot), Arc::downgrade(&self.inner));
+        msg.set_reply(ReplyHandle::new(Box::new(sink), id));
+        match self.send_request(topic, msg) {
             Ok(()) => Ok(ReplyTicket::new(slot, id, Arc::downgrade(&self.inner))),
             Err(e) => Err(e.map_payload(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
@@ -310,29 +323,32 @@ impl Bus {
     /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NotFound`] when no component
     /// of that name is deployed in the runtime this bus belongs to.
     pub fn subscribe(&self, pattern: &str, component: &str) -> Result<SubscriptionId, Error> {
-        let reactor = self
+        let mailbox = self
             .inner
             .provider
             .get()
             .and_then(Weak::upgrade)
-            .and_then(|p| p.reactor(component))
+            .and_then(|p| p.mailbox(component))
             .ok_or_else(|| Error::NotFound {
                 name: component.to_owned(),
             })?;
-        self.inner.subscribe(pattern, &reactor)
+        self.subscribe_mailbox(pattern, mailbox)
     }
 
-    /// Subscribes a reactor directly to `pattern`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidTopic`] for a malformed pattern.
-    pub fn subscribe_reactor(
+    /// Subscribes a component's mailbox to `pattern`. (`Bus::subscribe_reactor`, the public
+    /// form that takes a [`Reactor`](crate::Reactor), is defined beside `Reactor`.)
+    pub(crate) fn subscribe_mailbox(
         &self,
         pattern: &str,
-        reactor: &Reactor,
+        mailbox: Arc<dyn Deliver>,
     ) -> Result<SubscriptionId, Error> {
-        self.inner.subscribe(pattern, reactor)
+        let pattern = Pattern::new(pattern)?;
+        Ok(self.inner.add(pattern, Target::Reactor(mailbox)))
+    }
+
+    /// Removes every subscription of `mailbox`; `false` if it had none.
+    pub(crate) fn unsubscribe_mailbox(&self, mailbox: &dyn Deliver) -> bool {
+        self.inner.update(|t| t.without_mailbox(mailbox))
     }
 
     /// Subscribes a plain thread: messages matching `pattern` queue in the returned
@@ -368,7 +384,7 @@ impl Bus {
 
     /// Removes a subscription; `false` if there was no such subscription.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.inner.unsubscribe(id)
+        self.inner.update(|t| t.without(id))
     }
 
     /// Never blocks. Delivers `msg` to the component named `name`, whatever it subscribes to
@@ -401,17 +417,50 @@ impl Bus {
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
-        Router::send_to(&*self.inner, name, msg)
+        self.inner.stats.traffic.incr(SENDS);
+        let mailbox = self
+            .inner
+            .provider
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|p| p.mailbox(name));
+        match mailbox {
+            Some(m) => m.deliver(msg),
+            None => Err(Error::NoComponent {
+                name: name.to_owned(),
+                rejected: msg,
+            }),
+        }
+    }
+
+    /// Sends a message that carries a reply handle to one subscriber of `topic`: as `send`,
+    /// counted as a request. [`Context::request`](crate::Context::request) uses it too.
+    pub(crate) fn send_request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+        self.inner.stats.traffic.incr(REQUESTS);
+        self.inner.send_one(topic, msg)
+    }
+
+    /// A component's request timed out: its continuation got `Error::Timeout`.
+    pub(crate) fn request_timed_out(&self) {
+        self.inner.request_timed_out();
     }
 
     /// Accounts for a reply nobody will read (a front-end's client hung up): counted as late
     /// and dead-lettered, as a reply after a timeout is.
     pub(crate) fn late_reply(&self, reply: Message) {
-        LateReplies::late_reply(&*self.inner, reply, None);
+        self.inner.late_reply(reply, None);
     }
 
-    pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {
-        self.inner.update(|t| t.without_reactor(reactor))
+    /// As [`late_reply`](Bus::late_reply), for a reply to a request the component
+    /// `requester` made.
+    pub(crate) fn late_reply_for(&self, reply: Message, requester: Name) {
+        self.inner.late_reply(reply, Some(requester));
+    }
+
+    /// Publishes `msg` on the dead-letter topic with `reason`; a dead letter that cannot be
+    /// delivered is only counted (dead letters never recurse).
+    pub(crate) fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Name) {
+        self.inner.dead_letter(msg, reason, Some(component));
     }
 
     /// A snapshot of the counters.
@@ -484,17 +533,7 @@ impl BusInner {
     }
 }
 
-impl Router for BusInner {
-    fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.stats.traffic.incr(SENDS);
-        self.send_one(topic, msg)
-    }
-
-    fn request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.stats.traffic.incr(REQUESTS);
-        self.send_one(topic, msg)
-    }
-
+impl BusInner {
     fn request_timed_out(&self) {
         self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
     }
@@ -522,31 +561,6 @@ impl Router for BusInner {
             Err(e) => report.refused.push(e),
         }
         Ok(report)
-    }
-
-    fn subscribe(&self, pattern: &str, reactor: &Reactor) -> Result<SubscriptionId, Error> {
-        let pattern = Pattern::new(pattern)?;
-        Ok(self.add(pattern, Target::Reactor(reactor.clone())))
-    }
-
-    fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.update(|t| t.without(id))
-    }
-
-    fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.stats.traffic.incr(SENDS);
-        let reactor = self
-            .provider
-            .get()
-            .and_then(Weak::upgrade)
-            .and_then(|p| p.reactor(name));
-        match reactor {
-            Some(r) => r.execute(msg),
-            None => Err(Error::NoComponent {
-                name: name.to_owned(),
-                rejected: msg,
-            }),
-        }
     }
 
     fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Option<Name>) {
@@ -590,12 +604,12 @@ impl Router for BusInner {
         }
     }
 
-    fn late(&self) -> Weak<dyn LateReplies> {
-        self.me.clone()
+    /// Counts a reply nobody will read and dead-letters it.
+    fn late_reply(&self, reply: Message, requester: Option<Name>) {
+        self.stats.late_replies.fetch_add(1, Ordering::Relaxed);
+        self.dead_letter(reply, DeadLetterReason::LateReply, requester);
     }
-}
 
-impl BusInner {
     /// Delivers to one subscriber of `topic`: the exact subscriber when it is alone, else
     /// round robin. Counted by the caller.
     fn send_one(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
@@ -650,13 +664,6 @@ impl BusInner {
         Err(last
             .expect("at least one subscriber was tried")
             .map_payload(|()| msg))
-    }
-}
-
-impl LateReplies for BusInner {
-    fn late_reply(&self, reply: Message, requester: Option<Name>) {
-        self.stats.late_replies.fetch_add(1, Ordering::Relaxed);
-        self.dead_letter(reply, DeadLetterReason::LateReply, requester);
     }
 }
 
@@ -745,7 +752,7 @@ impl Drop for Inbox {
         let Some(bus) = self.bus.upgrade() else {
             return;
         };
-        bus.unsubscribe(self.id);
+        bus.update(|t| t.without(self.id));
         // What was delivered but never read is accounted for, not dropped silently.
         while let Ok(mut m) = self.rx.try_recv() {
             if m.topic().as_str() == DEAD_LETTER_TOPIC {

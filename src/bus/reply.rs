@@ -11,8 +11,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::BusInner;
-use crate::reactor::{on_reactor_thread, Router};
-use crate::types::{Error, LateReplies, Message, MessageId, NotDelivered, ReplySink};
+use crate::types::{on_reactor_thread, Error, Message, MessageId, ReplySink};
 
 /// Spin iterations before the waiter parks (a few microseconds).
 const SPINS: u32 = 2_000;
@@ -47,24 +46,37 @@ impl Oneshot {
     }
 }
 
+/// A reply nobody waits for any more: counted and dead-lettered on the requester's bus.
+fn late(bus: &Weak<BusInner>, outcome: Result<Message, Error>, timeout: Duration) -> Error {
+    if let (Ok(reply), Some(bus)) = (outcome, bus.upgrade()) {
+        bus.late_reply(reply, None);
+    }
+    Error::Timeout { after: timeout }
+}
+
 /// The replier's side.
-pub(super) struct Sink(pub(super) Arc<Oneshot>);
+pub(super) struct Sink {
+    shot: Arc<Oneshot>,
+    // Where a late reply is accounted for.
+    bus: Weak<BusInner>,
+}
+
+impl Sink {
+    pub(super) fn new(shot: Arc<Oneshot>, bus: Weak<BusInner>) -> Sink {
+        Sink { shot, bus }
+    }
+}
 
 impl ReplySink for Sink {
-    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>> {
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Error> {
         let waiter = {
-            let mut slot = self.0.lock();
+            let mut slot = self.shot.lock();
             if slot.closed {
-                return Err(Box::new(NotDelivered {
-                    why: Error::Timeout {
-                        after: self.0.timeout,
-                    },
-                    outcome,
-                    requester: None,
-                }));
+                drop(slot);
+                return Err(late(&self.bus, outcome, self.shot.timeout));
             }
             slot.outcome = Some(outcome);
-            self.0.ready.store(true, Ordering::Release);
+            self.shot.ready.store(true, Ordering::Release);
             slot.waiter.clone()
         };
         if let Some(w) = waiter {
@@ -211,22 +223,26 @@ impl CallbackSlot {
 }
 
 /// The replier's side of a callback request.
-pub(super) struct CallbackSink(pub(super) Arc<CallbackSlot>);
+pub(super) struct CallbackSink {
+    slot: Arc<CallbackSlot>,
+    // Where a late reply is accounted for.
+    bus: Weak<BusInner>,
+}
+
+impl CallbackSink {
+    pub(super) fn new(slot: Arc<CallbackSlot>, bus: Weak<BusInner>) -> CallbackSink {
+        CallbackSink { slot, bus }
+    }
+}
 
 impl ReplySink for CallbackSink {
-    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>> {
-        match self.0.take() {
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Error> {
+        match self.slot.take() {
             Some(callback) => {
                 callback(outcome);
                 Ok(())
             }
-            None => Err(Box::new(NotDelivered {
-                why: Error::Timeout {
-                    after: self.0.timeout,
-                },
-                outcome,
-                requester: None,
-            })),
+            None => Err(late(&self.bus, outcome, self.slot.timeout)),
         }
     }
 

@@ -1,18 +1,18 @@
-//! The `Component` trait and the `Context` a component sees on its reactor thread.
+//! The `Component` trait and the `Context` a component sees on its reactor thread, with the
+//! continuations and timer callbacks a context registers. The engine state behind a context
+//! is in `state.rs`.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mailbox::{Permit, Ticket, CLOSED};
-use super::timer::{Action, TimerId, Timers};
-use super::{OnError, Reactor, Router, System, WatchId, Watcher};
-use crate::types::{
-    panic_message, BoxError, Clock, Down, Error, Message, MessageId, PublishReport, ReplyHandle,
-    SubscriptionId,
-};
+use super::mailbox::CLOSED;
+use super::permit::Permit;
+use super::state::{self, Core};
+use super::timer::{self, TimerId};
+use super::{Reactor, WatchId, Watcher};
+use crate::bus::{PublishReport, SubscriptionId};
+use crate::types::{panic_message, BoxError, Down, Error, Message, MessageId, ReplyHandle};
 use crate::worker::WorkerPool;
 
 /// A unit of business logic with private state, run by its own reactor thread.
@@ -103,134 +103,26 @@ type ReplyCont<C> = Box<dyn for<'a> FnOnce(&mut C, &mut Context<'a, C>, Result<M
 type JobCont<C> =
     Box<dyn for<'a> FnOnce(&mut C, &mut Context<'a, C>, Result<Box<dyn Any + Send>, Error>)>;
 
+/// A continuation waiting for a reply or a job result.
 pub(crate) enum Cont<C: Component> {
     Reply(ReplyCont<C>),
     Job(JobCont<C>),
 }
 
-pub(crate) struct Pending<C: Component> {
-    pub(crate) deadline: Option<(Instant, Duration)>,
-    pub(crate) ticket: Ticket,
-    pub(crate) cont: Cont<C>,
+/// A timer callback. May run many times (a periodic timer).
+pub(crate) type TimerFn<C> = Box<dyn for<'a> FnMut(&mut C, &mut Context<'a, C>)>;
+
+/// What a component's timer does when it fires.
+pub(crate) enum Action<C: Component> {
+    Call(TimerFn<C>),
+    /// A message for the component's own `handle` (one-shot timers only).
+    Deliver(Message),
 }
 
-/// What only the reactor thread touches: continuations waiting for replies and job results,
-/// the timers, and requests the instance made of its reactor. Outlives instances: ids stay
-/// unique across restarts, so an old instance's late reply never reaches a new continuation.
-pub(crate) struct Local<C: Component> {
-    pub(crate) pending: HashMap<u64, Pending<C>>,
-    pub(crate) timers: Timers<C>,
-    next_id: u64,
-    /// Set when the orderly stop starts settling: new requests and jobs are refused.
-    pub(crate) settling: bool,
-    /// When the idle timeout fires next, if one is set and armed.
-    pub(crate) idle_at: Option<Instant>,
-    /// The instance asked to stop ([`Context::stop`]).
-    pub(crate) stop_self: bool,
-    /// While the reactor runs due timers on a manual clock: the instant it found them due at,
-    /// which [`Context::now`] gives their callbacks (see `fire_timers`).
-    pub(crate) fired_at: Option<Instant>,
-}
-
-impl<C: Component> Local<C> {
-    pub(crate) fn new() -> Local<C> {
-        Local {
-            pending: HashMap::new(),
-            timers: Timers::new(),
-            next_id: 0,
-            settling: false,
-            idle_at: None,
-            stop_self: false,
-            fired_at: None,
-        }
-    }
-
-    /// Ready for a fresh instance (after `abandon_all`).
-    pub(crate) fn reset(&mut self) {
-        self.settling = false;
-        self.idle_at = None;
-        self.stop_self = false;
-        self.fired_at = None;
-    }
-
-    fn insert(
-        &mut self,
-        now: Instant,
-        id: u64,
-        timeout: Option<Duration>,
-        ticket: Ticket,
-        cont: Cont<C>,
-    ) {
-        let deadline = timeout.map(|t| (now + t, t));
-        if let Some((at, _)) = deadline {
-            self.timers.deadline(at, id);
-        }
-        self.pending.insert(
-            id,
-            Pending {
-                deadline,
-                ticket,
-                cont,
-            },
-        );
-    }
-
-    /// Puts back an entry whose outcome is already on its way, without a timer.
-    pub(crate) fn restore(&mut self, id: u64, mut p: Pending<C>) {
-        p.deadline = None;
-        self.pending.insert(id, p);
-    }
-
-    /// Removes a pending entry and its timer.
-    pub(crate) fn take(&mut self, id: u64) -> Option<Pending<C>> {
-        let p = self.pending.remove(&id)?;
-        if let Some((at, _)) = p.deadline {
-            self.timers.remove_deadline(at, id);
-        }
-        Some(p)
-    }
-
-    /// Stops waiting for every outcome: places are given back, continuations dropped uncalled;
-    /// every timer is dropped.
-    pub(crate) fn abandon_all(&mut self) {
-        for (_, p) in self.pending.drain() {
-            p.ticket.abandon();
-        }
-        self.timers.clear();
-        self.idle_at = None;
-    }
-
-    /// The first timer, deadline or idle timeout.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match (self.timers.first(), self.idle_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
-/// How a reactor runs its component's instances: set per component at deploy.
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) clock: Clock,
-    /// Whether the reactor waits for its supervisor after an instance failed, or after it
-    /// stopped itself, instead of ending: `true` when the restart mode may restart it then.
-    pub(crate) await_after_failure: bool,
-    pub(crate) await_after_normal: bool,
-    pub(crate) on_error: OnError,
-    pub(crate) idle_timeout: Option<Duration>,
-    /// The drain deadline of an instance that stops itself.
-    pub(crate) drain_timeout: Duration,
-}
-
-/// What a reactor shares with every context it makes.
-pub(crate) struct Core {
-    pub(crate) reactor: Reactor,
-    pub(crate) router: Arc<dyn Router>,
-    pub(crate) pool: WorkerPool,
-    pub(crate) system: Arc<dyn System>,
-    pub(crate) settings: Settings,
-}
+/// The reactor thread's own state for a component of type `C`.
+pub(crate) type Local<C> = state::Local<Cont<C>, Action<C>>;
+/// An entry of its timers.
+pub(crate) type Entry<C> = timer::Entry<Action<C>>;
 
 /// A component's view of the runtime, valid during one call on its reactor thread.
 ///
@@ -286,7 +178,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::send`](crate::Bus::send); the message is handed back.
     pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.core.router.send(topic, self.stamp(msg))
+        self.core.bus.send(topic, self.stamp(msg))
     }
 
     /// Never blocks. Sends a copy of `msg` to every subscriber of `topic`; see
@@ -296,7 +188,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::publish`](crate::Bus::publish).
     pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
-        self.core.router.publish(topic, self.stamp(msg))
+        self.core.bus.publish(topic, self.stamp(msg))
     }
 
     /// Never blocks. Sends `msg` as a request to one subscriber of `topic`; `then` runs later
@@ -360,12 +252,8 @@ impl<'a, C: Component> Context<'a, C> {
         };
         let mut msg = self.stamp(msg);
         let request_id = msg.id;
-        msg.set_reply(ReplyHandle::new(
-            Box::new(permit),
-            request_id,
-            self.core.router.late(),
-        ));
-        match self.core.router.request(topic, msg) {
+        msg.set_reply(ReplyHandle::new(Box::new(permit), request_id));
+        match self.core.bus.send_request(topic, msg) {
             Ok(()) => {
                 let now = self.now();
                 self.local
@@ -533,12 +421,12 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// [`Error::InvalidTopic`] when the pattern is malformed.
     pub fn subscribe(&self, pattern: &str) -> Result<SubscriptionId, Error> {
-        self.core.router.subscribe(pattern, &self.core.reactor)
+        self.core.bus.subscribe_reactor(pattern, &self.core.reactor)
     }
 
     /// Removes a subscription; `false` if it did not exist.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.core.router.unsubscribe(id)
+        self.core.bus.unsubscribe(id)
     }
 
     /// Never blocks. Sends `msg` straight to the component named `name`, whatever it
@@ -548,10 +436,10 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// As [`Bus::send_to`](crate::Bus::send_to); the message is handed back.
     pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
-        self.core.router.send_to(name, self.stamp(msg))
+        self.core.bus.send_to(name, self.stamp(msg))
     }
 
-    /// Now, on the runtime's [`Clock`] (a manual clock in tests).
+    /// Now, on the runtime's [`Clock`](crate::Clock) (a manual clock in tests).
     ///
     /// On a manual clock, a timer, timeout or idle callback sees the instant the reactor
     /// found it due at, even if the test moved the clock on while the reactor ran it: the
@@ -679,8 +567,7 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     fn next_id(&mut self) -> u64 {
-        self.local.next_id += 1;
-        self.local.next_id
+        self.local.next_id()
     }
 
     fn stopping<T>(&self, rejected: T) -> Error<T> {

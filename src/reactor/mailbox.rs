@@ -1,20 +1,20 @@
-//! The bounded mailbox and its wake-up protocol. See `README.md` beside this file.
+//! The bounded mailbox: its state word, push and pop, overflow policies, the control queue,
+//! the stop request, and the sleep/wake handshake with pushers. The idle policy (how long to
+//! wait before sleeping) is in `idle.rs`, the reply places in `permit.rs`. See `README.md`
+//! beside this file.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use super::Router;
+use crate::bus::{Deliver, WeakBus};
 use crate::metrics::Histogram;
-use crate::types::{
-    intern, DeadLetterReason, Down, Error, Message, Name, NotDelivered, Overflow, ReplySink, Str,
-    Wake,
-};
+use crate::types::{intern, DeadLetterReason, Down, Error, Message, Name, Overflow, Str, Wake};
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
 // the reactor sleeps.
@@ -35,6 +35,20 @@ pub(crate) const DEAD: u64 = 1 << 61;
 const SLEEPING: u64 = 1 << 62;
 const SIGNAL: u64 = 1 << 63;
 const COUNTS: u64 = NORMAL_MASK | EXTRA_MASK;
+/// What keeps an idle reactor awake: an item admitted, a stop, a command.
+pub(crate) const BUSY: u64 = COUNTS | CLOSED | SIGNAL;
+
+/// Most messages taken from the queue per pass: bounds the time between timer checks and
+/// amortises the admission counter's RMW.
+pub(crate) const BATCH: usize = 64;
+
+/// The batch for a mailbox of `capacity`: messages in the reactor's hand have left the
+/// mailbox (their room is free again), so the batch is what a component may hold beyond its
+/// capacity. A quarter of the capacity keeps that small for small mailboxes (a mailbox of 4
+/// holds at most 4 + 1, as a channel whose consumer took one item out would).
+pub(crate) fn batch_size(capacity: usize) -> usize {
+    (capacity / 4).clamp(1, BATCH)
+}
 
 /// The largest capacity a mailbox or permit budget may have: keeps counts clear of the flags
 /// even with every thread of a machine transiently over-admitting by one.
@@ -115,8 +129,9 @@ pub(crate) struct Mailbox {
     pub(crate) capacity: usize,
     pub(crate) max_pending: usize,
     pub(crate) overflow: Overflow,
-    // Where dead letters go: the bus, weakly (the bus's table holds this mailbox).
-    router: Weak<dyn Router>,
+    // Where dead letters and late replies go: the bus, weakly (the bus's table holds this
+    // mailbox).
+    bus: WeakBus,
     state: CachePadded<AtomicU64>,
     queue: SegQueue<Task>,
     // Permits handed out and not yet returned (their item not yet popped).
@@ -146,6 +161,12 @@ struct StopRequest {
     drain_deadline: Mutex<Option<Instant>>,
 }
 
+impl Deliver for Mailbox {
+    fn deliver(&self, msg: Message) -> Result<(), Error<Message>> {
+        self.push(msg)
+    }
+}
+
 impl Wake for Mailbox {
     fn wake(&self) {
         self.command(Control::Tick);
@@ -153,14 +174,14 @@ impl Wake for Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new(name: Name, config: MailboxConfig, router: Weak<dyn Router>) -> Mailbox {
+    pub(crate) fn new(name: Name, config: MailboxConfig, bus: WeakBus) -> Mailbox {
         Mailbox {
             source: intern(&name),
             name,
             capacity: config.capacity,
             max_pending: config.max_pending,
             overflow: config.overflow,
-            router,
+            bus,
             state: CachePadded::new(AtomicU64::new(0)),
             queue: SegQueue::new(),
             pending: CachePadded::new(AtomicUsize::new(0)),
@@ -210,8 +231,8 @@ impl Mailbox {
     /// A reply that came for this component after it stopped waiting: the bus counts it and
     /// dead-letters it.
     pub(crate) fn late_reply(&self, reply: Message) {
-        if let Some(late) = self.router.upgrade().and_then(|r| r.late().upgrade()) {
-            late.late_reply(reply, Some(self.name.clone()));
+        if let Some(bus) = self.bus.upgrade() {
+            bus.late_reply_for(reply, self.name.clone());
         }
     }
 
@@ -224,8 +245,8 @@ impl Mailbox {
                 reason: format!("`{}`: {reason}", self.name),
             });
         }
-        if let Some(router) = self.router.upgrade() {
-            router.dead_letter(m, reason, Some(self.name.clone()));
+        if let Some(bus) = self.bus.upgrade() {
+            bus.dead_letter(m, reason, self.name.clone());
         }
     }
 
@@ -341,9 +362,24 @@ impl Mailbox {
         }
     }
 
+    /// Reserves a place for a reply or job result: `false` when `max_pending` are out.
+    pub(crate) fn reserve_place(&self) -> bool {
+        let prev = self.pending.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back a place whose outcome will never be popped.
+    pub(crate) fn release_place(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Queues a reply or job result on a permit: no capacity check (its room was reserved),
     /// refused only once the reactor thread is gone.
-    fn push_extra(&self, task: Task) -> Result<(), Task> {
+    pub(crate) fn push_extra(&self, task: Task) -> Result<(), Task> {
         let prev = self.state.fetch_add(EXTRA_ONE, Ordering::AcqRel);
         if prev & DEAD != 0 {
             self.state.fetch_sub(EXTRA_ONE, Ordering::AcqRel);
@@ -421,60 +457,25 @@ impl Mailbox {
         buf.len() - start
     }
 
-    /// Called by the reactor when it found nothing to do: spins, then yields the core, as long
-    /// as `policy` has learned is worth it, then parks until a push, a flag, or `timeout`
-    /// wakes it. Teaches `policy` how the wait ended.
-    pub(crate) fn idle(&self, policy: &mut IdlePolicy, timeout: Option<Duration>) {
-        let busy = COUNTS | CLOSED | SIGNAL;
-        if self.state.load(Ordering::Acquire) & busy == CLOSED {
-            // A stop request between its two stores (see `request_stop`): let the stopping
-            // thread finish rather than spin against it.
-            thread::yield_now();
-            return;
-        }
-        let (spins, yields) = if policy.fresh {
-            (0, 0)
-        } else {
-            (policy.spins, policy.yields)
-        };
-        for _ in 0..spins {
-            if self.state.load(Ordering::Acquire) & busy != 0 {
-                policy.spin_paid_off();
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        for _ in 0..yields {
-            if self.state.load(Ordering::Acquire) & busy != 0 {
-                policy.yield_paid_off();
-                return;
-            }
-            thread::yield_now();
-        }
-        if !policy.fresh {
-            policy.waited_in_vain();
-        }
-        let cur = self.state.load(Ordering::Acquire);
-        if cur & busy != 0 {
-            return;
-        }
-        // Announce the sleep only if nothing is admitted: any later push sees SLEEPING.
-        if self
-            .state
+    /// The reactor thread announces that it will park, if the state is still `cur` (a value it
+    /// has just read and found nothing in that should keep it awake). From a successful CAS
+    /// on, any push sees SLEEPING in the value its RMW returns and wakes the thread; a push
+    /// admitted before it changed the word and made the CAS fail. `false`: don't park.
+    pub(crate) fn announce_sleep(&self, cur: u64) -> bool {
+        self.state
             .compare_exchange(cur, cur | SLEEPING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
-        }
-        let parked = Instant::now();
+            .is_ok()
+    }
+
+    /// Parks the reactor thread after [`announce_sleep`](Mailbox::announce_sleep) succeeded,
+    /// until a push or a flag wakes it or `timeout` passes. `park` keeps a token, so a wake
+    /// between the announcement and the park makes it return at once.
+    pub(crate) fn park(&self, timeout: Option<Duration>) {
         match timeout {
             Some(d) => thread::park_timeout(d),
             None => thread::park(),
         }
         self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
-        if !policy.fresh {
-            policy.parked_for(parked.elapsed());
-        }
     }
 
     /// Parks a reactor that has no instance running until a command or a stop request comes
@@ -484,18 +485,9 @@ impl Mailbox {
         if cur & SIGNAL != 0 || self.stop.requested.load(Ordering::Acquire) {
             return;
         }
-        if self
-            .state
-            .compare_exchange(cur, cur | SLEEPING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return;
+        if self.announce_sleep(cur) {
+            self.park(timeout);
         }
-        match timeout {
-            Some(d) => thread::park_timeout(d),
-            None => thread::park(),
-        }
-        self.state.fetch_and(!SLEEPING, Ordering::AcqRel);
     }
 
     /// Pops every remaining item once the reactor is DEAD, waiting out pushes that were
@@ -505,7 +497,7 @@ impl Mailbox {
         let backoff = Backoff::new();
         let mut buf = Vec::new();
         loop {
-            if self.pop_batch(&mut buf, 64) > 0 {
+            if self.pop_batch(&mut buf, BATCH) > 0 {
                 buf.drain(..).for_each(&mut each);
                 backoff.reset();
             } else if Mailbox::has_items(self.state()) {
@@ -514,340 +506,5 @@ impl Mailbox {
                 return;
             }
         }
-    }
-}
-
-// The idle wait, tuned on this 2-core VM, where a pause is ~37 ns, an uncontended
-// `yield_now` ~0.8 µs, and a futex wake of a parked thread several µs (an IPI, which in a VM
-// is an exit). See README.md beside this file, "Idle: spin, yield, park".
-/// The most pauses an idle reactor spins (~4.7 µs).
-const MAX_SPINS: u32 = 128;
-/// The least spin worth having once spinning has paid off.
-const MIN_SPINS: u32 = 8;
-/// The most times an idle reactor yields the core before parking.
-const MAX_YIELDS: u32 = 16;
-/// A park shorter than this means the reactor should have waited longer before parking.
-const SHORT_PARK: Duration = Duration::from_micros(50);
-
-/// How an idle reactor waits before it parks: spin (cheap to end, but holds the core), then
-/// yield the core (lets other threads run, and still needs no futex wake to end), then park.
-/// Both budgets are learned per reactor from how its waits end:
-///
-/// - a message that comes while spinning doubles the spin (ping-pong, request/reply);
-/// - one that comes while yielding halves the spin and doubles the yields: the sender needed
-///   the core this reactor was spinning on (many reactors, few cores, as in a fan-out);
-/// - a wait that ends in a park halves the spin and takes one yield off (a ring, where the
-///   next message is many hops away): waiting was wasted;
-/// - a park cut short (under `SHORT_PARK`) doubles the yields: the futex wake cost the
-///   sender more than waiting a little longer would have.
-///
-/// Yields grow fast and shrink slowly, because a parked reactor costs every sender a wake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct IdlePolicy {
-    spins: u32,
-    yields: u32,
-    /// No message handled yet: park at once. Ten thousand freshly started reactors spinning
-    /// and yielding would starve the thread starting the next one (at 10,000 components the
-    /// start took seconds).
-    fresh: bool,
-}
-
-impl Default for IdlePolicy {
-    fn default() -> Self {
-        IdlePolicy {
-            spins: MAX_SPINS,
-            yields: MAX_YIELDS,
-            fresh: true,
-        }
-    }
-}
-
-impl IdlePolicy {
-    /// The reactor found work: from now on, waiting before parking may pay off.
-    pub(crate) fn busy(&mut self) {
-        self.fresh = false;
-    }
-
-    fn spin_paid_off(&mut self) {
-        self.spins = (self.spins * 2).clamp(MIN_SPINS, MAX_SPINS);
-    }
-
-    fn yield_paid_off(&mut self) {
-        self.spins /= 2;
-        self.yields = (self.yields * 2).clamp(1, MAX_YIELDS);
-    }
-
-    fn waited_in_vain(&mut self) {
-        self.spins /= 2;
-        self.yields = self.yields.saturating_sub(1);
-    }
-
-    fn parked_for(&mut self, d: Duration) {
-        if d < SHORT_PARK {
-            self.yields = (self.yields * 2).clamp(1, MAX_YIELDS);
-        }
-    }
-}
-
-// A permit's life, decided by one CAS so the deliverer and the reactor never both act:
-//   PENDING --deliverer takes it--> TAKEN      (the outcome goes into the mailbox; its place is
-//                                               returned when the reactor pops it)
-//   PENDING --reactor abandons it--> ABANDONED (timeout or stop: the place is returned at once;
-//                                               a later outcome is late and never enters the
-//                                               mailbox)
-const PENDING: u8 = 0;
-const TAKEN: u8 = 1;
-const ABANDONED: u8 = 2;
-
-/// What the deliverer's [`Permit`] and the reactor's [`Ticket`] share.
-struct PermitSlot {
-    mailbox: Arc<Mailbox>,
-    id: u64,
-    job: bool,
-    timeout: Option<Duration>,
-    state: AtomicU8,
-}
-
-impl PermitSlot {
-    fn release(&self) {
-        self.mailbox.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A reserved place for one reply or job result in a mailbox, held by whoever will deliver
-/// it. While it is held, the outcome it will carry is guaranteed room. Dropped unused, it
-/// delivers `Err(NoReply)` in its place so the waiting continuation is not stranded.
-pub(crate) struct Permit {
-    slot: Arc<PermitSlot>,
-    armed: bool,
-}
-
-/// The reactor's side of a [`Permit`]: lets it give the place back when it stops waiting.
-pub(crate) struct Ticket(Arc<PermitSlot>);
-
-/// Why an outcome did not reach its requester.
-pub(crate) enum Undelivered<T> {
-    /// The requester stopped waiting (timeout or stop) before the outcome came.
-    Late(T),
-    /// The requester's reactor is gone.
-    Gone(T),
-}
-
-impl Permit {
-    /// Reserves one place, or `None` when `max_pending` places are out already.
-    pub(crate) fn acquire(
-        mailbox: &Arc<Mailbox>,
-        id: u64,
-        job: bool,
-        timeout: Option<Duration>,
-    ) -> Option<(Permit, Ticket)> {
-        let prev = mailbox.pending.fetch_add(1, Ordering::AcqRel);
-        if prev >= mailbox.max_pending {
-            mailbox.pending.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let slot = Arc::new(PermitSlot {
-            mailbox: Arc::clone(mailbox),
-            id,
-            job,
-            timeout,
-            state: AtomicU8::new(PENDING),
-        });
-        Some((
-            Permit {
-                slot: Arc::clone(&slot),
-                armed: true,
-            },
-            Ticket(slot),
-        ))
-    }
-
-    /// The place goes back unused and nobody is told (the request never left).
-    pub(crate) fn cancel(mut self) {
-        self.armed = false;
-        let s = &self.slot;
-        if s.state
-            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            s.release();
-        }
-    }
-
-    /// `true` once the requester stopped waiting: a job need not run.
-    pub(crate) fn is_abandoned(&self) -> bool {
-        self.slot.state.load(Ordering::Acquire) == ABANDONED
-    }
-
-    /// Delivers a job's outcome.
-    pub(crate) fn deliver_job(
-        mut self,
-        outcome: JobOutcome,
-    ) -> Result<(), Undelivered<JobOutcome>> {
-        let id = self.slot.id;
-        self.push(Task::Job { id, outcome }, true)
-            .map_err(|u| match u {
-                Undelivered::Late(Task::Job { outcome, .. }) => Undelivered::Late(outcome),
-                Undelivered::Gone(Task::Job { outcome, .. }) => Undelivered::Gone(outcome),
-                _ => unreachable!("a job permit carries a job"),
-            })
-    }
-
-    /// A job not started by its deadline: its continuation gets `Timeout` unless the reactor
-    /// already stopped waiting. Nothing ran, so nothing is counted as late.
-    pub(crate) fn skip_job(mut self, after: Duration) {
-        let id = self.slot.id;
-        let _ = self.push(
-            Task::Job {
-                id,
-                outcome: Err(Error::Timeout { after }),
-            },
-            false,
-        );
-    }
-
-    /// `count_late`: whether an outcome nobody waits for any more counts as a late reply or
-    /// job result (a reply message or a job's result does; a notice that nothing will come,
-    /// or a skipped job, does not).
-    fn push(&mut self, task: Task, count_late: bool) -> Result<(), Undelivered<Task>> {
-        self.armed = false;
-        let s = &self.slot;
-        let count = || {
-            if count_late {
-                let c = if s.job {
-                    &s.mailbox.counters.late_jobs
-                } else {
-                    &s.mailbox.counters.late_replies
-                };
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-        };
-        if s.state
-            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            count();
-            return Err(Undelivered::Late(task));
-        }
-        s.mailbox.push_extra(task).map_err(|task| {
-            // The item will never be popped, so the place comes back here.
-            s.release();
-            count();
-            Undelivered::Gone(task)
-        })
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if self.armed {
-            let error = Error::NoReply {
-                reason: "the reply slot was dropped unused".into(),
-            };
-            let id = self.slot.id;
-            let task = if self.slot.job {
-                Task::Job {
-                    id,
-                    outcome: Err(error),
-                }
-            } else {
-                Task::Reply {
-                    id,
-                    outcome: Err(error),
-                }
-            };
-            let _ = self.push(task, false);
-        }
-    }
-}
-
-/// However the reactor lets go of a wait (a failure, a start that failed, a dropped
-/// continuation), the place goes back: abandoning twice is harmless.
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.abandon();
-    }
-}
-
-impl Ticket {
-    /// The requester stops waiting: `true` if the place was still pending and is now given
-    /// back; `false` if the outcome was already taken for delivery (it is in the mailbox, or
-    /// will be within a few instructions).
-    pub(crate) fn abandon(&self) -> bool {
-        let s = &self.0;
-        let won = s
-            .state
-            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if won {
-            s.release();
-        }
-        won
-    }
-}
-
-impl ReplySink for Permit {
-    fn deliver(
-        mut self: Box<Self>,
-        outcome: Result<Message, Error>,
-    ) -> Result<(), Box<NotDelivered>> {
-        let id = self.slot.id;
-        let is_reply = outcome.is_ok();
-        let (why, outcome) = match self.push(Task::Reply { id, outcome }, is_reply) {
-            Ok(()) => return Ok(()),
-            Err(Undelivered::Late(Task::Reply { outcome, .. })) => {
-                let after = self.slot.timeout.unwrap_or_default();
-                (Error::Timeout { after }, outcome)
-            }
-            Err(Undelivered::Gone(Task::Reply { outcome, .. })) => {
-                let target = self.slot.mailbox.name.clone();
-                (
-                    Error::Stopped {
-                        target,
-                        rejected: (),
-                    },
-                    outcome,
-                )
-            }
-            Err(_) => unreachable!("a reply permit carries a reply"),
-        };
-        Err(Box::new(NotDelivered {
-            why,
-            outcome,
-            requester: Some(self.slot.mailbox.name.clone()),
-        }))
-    }
-
-    fn cancel(self: Box<Self>) {
-        Permit::cancel(*self);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idle_policy_learns_from_how_waits_end() {
-        let mut p = IdlePolicy::default();
-        assert_eq!((p.spins, p.yields), (MAX_SPINS, MAX_YIELDS));
-        // A ring: every wait ends in a long park; the reactor learns to park at once.
-        for _ in 0..MAX_YIELDS {
-            p.waited_in_vain();
-            p.parked_for(Duration::from_millis(1));
-        }
-        assert_eq!((p.spins, p.yields), (0, 0));
-        // A fan-out: short parks, then messages during the yields.
-        p.parked_for(Duration::from_micros(5));
-        assert_eq!(p.yields, 1);
-        for _ in 0..8 {
-            p.yield_paid_off();
-        }
-        assert_eq!((p.spins, p.yields), (0, MAX_YIELDS));
-        // Ping-pong: messages during the spin grow it back, to the cap.
-        for _ in 0..8 {
-            p.spin_paid_off();
-        }
-        assert_eq!(p.spins, MAX_SPINS);
     }
 }

@@ -1,14 +1,24 @@
 //! The reactor: one thread per component, its bounded mailbox and run loop, its timers (user
 //! timers, idle timeout, the deadlines of requests and jobs), the life of the component
 //! instances it builds (start, restart in place, stop), and the [`Context`] a component sees.
-//! Depends on `worker` (to offload) and `types`.
+//! Depends on `bus` (a context sends through a [`Bus`]; a mailbox dead-letters through it),
+//! `worker` (to offload), `metrics` and `types`.
+//!
+//! The reactor sits above the bus: the bus knows a mailbox only through its one-method
+//! `Deliver` trait, implemented here, so the dependency runs one way.
 //!
 //! The wake-up protocol, the stop sequence and the restart protocol are described in
 //! `README.md` beside this file.
 
 mod context;
+mod dispatch;
+mod idle;
+mod instance;
 mod mailbox;
+mod permit;
 mod run;
+mod state;
+mod stop;
 mod timer;
 
 use std::sync::atomic::Ordering;
@@ -17,18 +27,17 @@ use std::sync::Arc;
 pub use context::{Component, Context};
 pub use timer::TimerId;
 
-pub(crate) use context::{Core, Settings};
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
-pub(crate) use run::{abandon_unstarted, on_reactor_thread, spawn, Exit, Factory};
+pub(crate) use run::{abandon_unstarted, spawn, Factory};
+pub(crate) use state::{Core, Exit, Settings};
+// Defined in `types` so the bus's blocking waits can ask it; the runtime asks here.
+pub(crate) use crate::types::on_reactor_thread;
 
 use mailbox::{Mailbox, CLOSED, DEAD};
 
+use crate::bus::{Bus, Deliver, SubscriptionId};
 use crate::metrics::HistogramSnapshot;
-
-use crate::types::{
-    DeadLetterReason, Down, DownReason, Error, LateReplies, Message, Name, PublishReport,
-    SubscriptionId,
-};
+use crate::types::{Down, DownReason, Error, Message, Name};
 
 /// What a component's handler returning `Err` means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -37,7 +46,8 @@ pub enum OnError {
     /// or not, by its restart mode). The default.
     #[default]
     Fail,
-    /// The message is dead-lettered with [`DeadLetterReason::Failed`], the error counted
+    /// The message is dead-lettered with
+    /// [`DeadLetterReason::Failed`](crate::DeadLetterReason::Failed), the error counted
     /// ([`ReactorStats::errors`]), and the instance keeps running. Panics still fail it.
     Continue,
 }
@@ -72,22 +82,6 @@ pub(crate) trait System: Send + Sync + 'static {
     fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error>;
     fn unwatch(&self, id: WatchId) -> bool;
     fn down(&self, down: InstanceDown);
-}
-
-/// What a reactor needs from the world outside it: the bus, seen through this trait so the
-/// reactor does not depend on the bus module.
-pub(crate) trait Router: Send + Sync + 'static {
-    fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>>;
-    /// As `send`, for a message carrying a reply handle: counted as a request, not a send.
-    fn request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>>;
-    /// A component's request timed out: its continuation got `Error::Timeout`.
-    fn request_timed_out(&self);
-    fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>>;
-    fn subscribe(&self, pattern: &str, reactor: &Reactor) -> Result<SubscriptionId, Error>;
-    fn unsubscribe(&self, id: SubscriptionId) -> bool;
-    fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>>;
-    fn dead_letter(&self, msg: Message, reason: DeadLetterReason, component: Option<Name>);
-    fn late(&self) -> std::sync::Weak<dyn LateReplies>;
 }
 
 /// A handle to a component's reactor: its bounded mailbox and the thread that drains it.
@@ -145,14 +139,17 @@ impl std::fmt::Debug for Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(
-        name: Name,
-        config: MailboxConfig,
-        router: std::sync::Weak<dyn Router>,
-    ) -> Reactor {
+    /// A reactor whose mailbox dead-letters on `bus` (held weakly: the bus's table holds the
+    /// mailbox once it subscribes).
+    pub(crate) fn new(name: Name, config: MailboxConfig, bus: &Bus) -> Reactor {
         Reactor {
-            mailbox: Arc::new(Mailbox::new(name, config, router)),
+            mailbox: Arc::new(Mailbox::new(name, config, bus.downgrade())),
         }
+    }
+
+    /// The mailbox as the bus sees it (the same `Arc`).
+    pub(crate) fn recipient(&self) -> Arc<dyn Deliver> {
+        Arc::clone(&self.mailbox) as Arc<dyn Deliver>
     }
 
     /// Never blocks. Queues `msg` for the component's `handle`.
@@ -245,5 +242,26 @@ impl Reactor {
     /// `true` when both handles are for the same reactor.
     pub fn same(&self, other: &Reactor) -> bool {
         Arc::ptr_eq(&self.mailbox, &other.mailbox)
+    }
+}
+
+// Defined here rather than in `bus`: the bus names no reactor type (it sits below this module).
+impl Bus {
+    /// Subscribes a reactor directly to `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a malformed pattern.
+    pub fn subscribe_reactor(
+        &self,
+        pattern: &str,
+        reactor: &Reactor,
+    ) -> Result<SubscriptionId, Error> {
+        self.subscribe_mailbox(pattern, reactor.recipient())
+    }
+
+    /// Removes every subscription of `reactor`; `false` if it had none.
+    pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {
+        self.unsubscribe_mailbox(&*reactor.mailbox)
     }
 }

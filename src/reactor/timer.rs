@@ -1,41 +1,31 @@
 //! The reactor's timers: one ordered map per reactor, read by its own thread alone. It holds
 //! the deadlines of requests and jobs and the component's own timers; the reactor parks until
 //! the first of them (no timer thread).
+//!
+//! Generic over what a component's timer does (`A`, defined beside `Context` as `Action`), so
+//! this file depends on nothing else in the reactor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::context::{Component, Context};
-use crate::types::Message;
-
-/// A timer set by [`Context::after`], [`Context::every`] or [`Context::send_after`]; give it to
-/// [`Context::cancel_timer`] to cancel it.
+/// A timer set by [`Context::after`](crate::Context::after),
+/// [`Context::every`](crate::Context::every) or [`Context::send_after`](crate::Context::send_after);
+/// give it to [`Context::cancel_timer`](crate::Context::cancel_timer) to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub(crate) u64);
 
-pub(crate) type TimerFn<C> = Box<dyn for<'a> FnMut(&mut C, &mut Context<'a, C>)>;
-
 /// What fires at a deadline.
-pub(crate) enum Entry<C: Component> {
+pub(crate) enum Entry<A> {
     /// The deadline of the pending request or job with this key's id.
     Deadline,
-    /// A component's timer.
-    User {
-        period: Option<Duration>,
-        action: Action<C>,
-    },
-}
-
-pub(crate) enum Action<C: Component> {
-    Call(TimerFn<C>),
-    /// A message for the component's own `handle` (one-shot timers only).
-    Deliver(Message),
+    /// A component's timer, doing `action`.
+    User { period: Option<Duration>, action: A },
 }
 
 /// Deadlines by (instant, id). Ids are unique per reactor (shared with requests and jobs),
 /// so two timers at the same instant keep the order they were set in.
-pub(crate) struct Timers<C: Component> {
-    map: BTreeMap<(Instant, u64), Entry<C>>,
+pub(crate) struct Timers<A> {
+    map: BTreeMap<(Instant, u64), Entry<A>>,
     user: HashMap<u64, Instant>,
     // The periodic timer whose callback runs now (out of the map), and whether that callback
     // cancelled it.
@@ -43,7 +33,7 @@ pub(crate) struct Timers<C: Component> {
     firing_cancelled: bool,
 }
 
-impl<C: Component> Timers<C> {
+impl<A> Timers<A> {
     pub(crate) fn new() -> Self {
         Timers {
             map: BTreeMap::new(),
@@ -65,7 +55,7 @@ impl<C: Component> Timers<C> {
         self.map.remove(&(at, id));
     }
 
-    pub(crate) fn user(&mut self, at: Instant, id: u64, period: Option<Duration>, a: Action<C>) {
+    pub(crate) fn user(&mut self, at: Instant, id: u64, period: Option<Duration>, a: A) {
         self.map.insert((at, id), Entry::User { period, action: a });
         self.user.insert(id, at);
     }
@@ -83,7 +73,7 @@ impl<C: Component> Timers<C> {
     }
 
     /// Takes the first entry due at `now`, if any.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64, Entry<C>)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64, Entry<A>)> {
         let (&(at, id), _) = self.map.first_key_value()?;
         if at > now {
             return None;

@@ -24,7 +24,7 @@ fn spawn_reactor(
 ) -> Result<ReactorThread, Error> {
     let core = Core {
         reactor: e.reactor.clone(),
-        router: rt.bus.router(),
+        bus: rt.bus.clone(),
         pool: rt.pool.clone(),
         system: Arc::clone(&rt.supervision) as Arc<dyn System>,
         settings: e.settings.clone(),
@@ -136,7 +136,7 @@ impl Runtime {
                 .handler_latency
                 .unwrap_or(self.config.handler_latency),
         };
-        let reactor = Reactor::new(name.clone(), config, Arc::downgrade(&self.bus.router()));
+        let reactor = Reactor::new(name.clone(), config, &self.bus);
         let factory: Factory<C> = Arc::new(factory);
         let spawner: Spawner = Box::new(move |core, builder, started, done| {
             reactor::spawn(core, Arc::clone(&factory), builder, started, done)

@@ -30,7 +30,7 @@ pub use registry::{ComponentInfo, ComponentState, Watch};
 pub use report::{ComponentReport, ShutdownReport};
 pub use stats::{ComponentStats, RuntimeStats};
 
-use crate::bus::{Bus, ReactorProvider};
+use crate::bus::Bus;
 use crate::reactor::{Reactor, WatchId, Watcher};
 use crate::types::{Error, Name};
 use crate::worker::WorkerPool;

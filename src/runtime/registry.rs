@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::policy::Restart;
-use crate::bus::ReactorProvider;
+use crate::bus::{Deliver, ReactorProvider};
 use crate::reactor::{on_reactor_thread, Control, Core, Exit, Reactor, Settings, WatchId, Watcher};
 use crate::types::{Down, DownReason, Error, Name};
 
@@ -228,16 +228,22 @@ struct Watches {
 }
 
 impl ReactorProvider for Registry {
-    // On every `Bus::send_to`: one read lock, one hash lookup, one `Reactor` clone.
-    fn reactor(&self, name: &str) -> Option<Reactor> {
+    // On every `Bus::send_to`: one read lock, one hash lookup, one `Arc` clone.
+    fn mailbox(&self, name: &str) -> Option<Arc<dyn Deliver>> {
         let t = self.table();
-        t.index.get(name).map(|&i| t.entries[i].reactor.clone())
+        t.index.get(name).map(|&i| t.entries[i].reactor.recipient())
     }
 }
 
 impl Registry {
     fn table(&self) -> RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reactor of the component named `name`.
+    pub(crate) fn reactor(&self, name: &str) -> Option<Reactor> {
+        let t = self.table();
+        t.index.get(name).map(|&i| t.entries[i].reactor.clone())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {

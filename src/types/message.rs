@@ -1,18 +1,22 @@
-//! The message envelope, its payload, and the reply handle a request carries.
+//! The message envelope: its id, topic, payload, source, and the rarely used extension
+//! (headers, timestamp, correlation, reply handle), with the reply handle a request carries
+//! and the sink it answers into. (They stay together: a message carries a reply handle and a
+//! reply handle delivers a message, so in two files they would import each other.)
 
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::error::{Error, Name};
+use super::error::Error;
 use super::intern::Str;
+use super::payload::{Payload, Typed};
 use super::topic::Topic;
 
 /// A process-unique message id.
@@ -51,116 +55,22 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// What a message carries.
-///
-/// JSON is for anything that crosses a boundary (HTTP, NATS, history); `Typed` carries any
-/// in-process value without serialization. All variants clone by reference count, so a
-/// [`publish`](crate::Bus::publish) to many subscribers never copies the payload.
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum Payload {
-    /// No payload.
-    #[default]
-    Empty,
-    /// A JSON document.
-    Json(Arc<Value>),
-    /// Raw bytes.
-    Bytes(Arc<[u8]>),
-    /// An in-process value of any `Send + Sync` type.
-    Typed(Typed),
-}
-
-/// An in-process value inside a [`Payload::Typed`], which knows the name of its type for
-/// diagnostics. One reference-counted pointer.
-#[derive(Clone)]
-pub struct Typed {
-    value: Arc<dyn AnyValue>,
-}
-
-/// `Any` plus the type's name; implemented for every `Send + Sync + 'static` type.
-///
-/// Note: `Arc<dyn AnyValue>` is itself such a type, so call these methods on `*arc`, never on
-/// the `Arc`, or method resolution picks the `Arc`'s own impl.
-trait AnyValue: Any + Send + Sync {
-    fn type_name(&self) -> &'static str;
-    fn as_any(&self) -> &(dyn Any + Send + Sync);
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
-
-impl<T: Any + Send + Sync> AnyValue for T {
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
-impl fmt::Debug for Typed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Typed({})", self.type_name())
-    }
-}
-
-impl Typed {
-    /// The name of the value's type, as `std::any::type_name` gives it.
-    pub fn type_name(&self) -> &'static str {
-        (*self.value).type_name()
-    }
-}
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Payload::Empty => f.write_str("Empty"),
-            Payload::Json(v) => write!(f, "Json({v})"),
-            Payload::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            Payload::Typed(t) => write!(f, "Typed({})", t.type_name()),
-        }
-    }
-}
-
-impl From<Value> for Payload {
-    fn from(v: Value) -> Self {
-        Payload::Json(Arc::new(v))
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(v: Vec<u8>) -> Self {
-        Payload::Bytes(v.into())
-    }
-}
-
 /// Where a reply to a request goes. Implemented by the reactor (a reserved mailbox slot) and
-/// by the bus (a one-shot slot a plain thread waits on).
+/// by the bus (a one-shot slot a plain thread waits on, or a callback).
 pub(crate) trait ReplySink: Send + Sync {
-    /// Delivers the outcome of the request; on failure it comes back (boxed: a rare path).
-    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Box<NotDelivered>>;
+    /// Delivers the outcome of the request. When the requester no longer waits, the sink
+    /// accounts for a reply itself (counted late and dead-lettered on the requester's bus,
+    /// so it is never lost silently) and says why: `Timeout` (it stopped waiting) or
+    /// `Stopped` (its component is gone).
+    ///
+    /// # Errors
+    ///
+    /// `Timeout` or `Stopped`, as above.
+    fn deliver(self: Box<Self>, outcome: Result<Message, Error>) -> Result<(), Error>;
 
     /// The request will never be answered through this sink (it is being cancelled before it
     /// was sent); releases what the sink reserved without notifying anyone.
     fn cancel(self: Box<Self>);
-}
-
-/// An outcome that did not reach its requester.
-pub(crate) struct NotDelivered {
-    /// Why: the requester stopped waiting (`Timeout`) or is gone (`Stopped`).
-    pub(crate) why: Error,
-    /// The outcome, handed back.
-    pub(crate) outcome: Result<Message, Error>,
-    /// The requesting component, when a component asked.
-    pub(crate) requester: Option<Name>,
-}
-
-/// Where late replies go: counted and dead-lettered. Implemented by the bus.
-pub(crate) trait LateReplies: Send + Sync {
-    /// Accounts for a reply nobody will read; `requester` is the component that asked, if a
-    /// component did.
-    fn late_reply(&self, reply: Message, requester: Option<Name>);
 }
 
 /// The right (and duty) to answer one request.
@@ -171,19 +81,13 @@ pub(crate) trait LateReplies: Send + Sync {
 pub struct ReplyHandle {
     sink: Option<Box<dyn ReplySink>>,
     correlation: MessageId,
-    late: Weak<dyn LateReplies>,
 }
 
 impl ReplyHandle {
-    pub(crate) fn new(
-        sink: Box<dyn ReplySink>,
-        correlation: MessageId,
-        late: Weak<dyn LateReplies>,
-    ) -> ReplyHandle {
+    pub(crate) fn new(sink: Box<dyn ReplySink>, correlation: MessageId) -> ReplyHandle {
         ReplyHandle {
             sink: Some(sink),
             correlation,
-            late,
         }
     }
 
@@ -228,20 +132,7 @@ impl ReplyHandle {
         let Some(sink) = self.sink.take() else {
             return Ok(());
         };
-        match sink.deliver(outcome) {
-            Ok(()) => Ok(()),
-            Err(nd) => {
-                let NotDelivered {
-                    why,
-                    outcome,
-                    requester,
-                } = *nd;
-                if let (Ok(reply), Some(late)) = (outcome, self.late.upgrade()) {
-                    late.late_reply(reply, requester);
-                }
-                Err(why)
-            }
-        }
+        sink.deliver(outcome)
     }
 }
 
@@ -586,103 +477,6 @@ impl fmt::Debug for Message {
         d.finish()
     }
 }
-
-/// Why a message went to the dead-letter topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DeadLetterReason {
-    /// The component's handler panicked (with this message, or with this message queued).
-    Panicked(String),
-    /// The component's handler returned an error.
-    Failed(String),
-    /// The component stopped before handling it (left after the drain deadline, or queued when
-    /// it failed to start).
-    Stopped,
-    /// A reply that arrived after its request timed out, or after its requester stopped.
-    LateReply,
-    /// Dropped by the component's mailbox overflow policy ([`Overflow::DropOldest`] drops the
-    /// oldest queued message to make room, [`Overflow::DropNewest`] the one arriving).
-    Overflow(Overflow),
-}
-
-/// What a component's mailbox does with a message that arrives when it is full.
-///
-/// Whatever the policy, a message is never lost silently: refused ones come back to the sender
-/// inside [`Error::Backpressure`](crate::Error::Backpressure), dropped ones are counted
-/// ([`ReactorStats::dropped`](crate::ReactorStats::dropped)) and published on the dead-letter
-/// topic with [`DeadLetterReason::Overflow`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub enum Overflow {
-    /// Refuse the new message: the sender gets it back in `Error::Backpressure`. The default.
-    #[default]
-    Reject,
-    /// Accept the new message and drop the oldest one queued (freshest data wins: telemetry,
-    /// prices). The sender gets `Ok`.
-    DropOldest,
-    /// Accept and drop the new message: the sender gets `Ok`, the message is dead-lettered.
-    DropNewest,
-}
-
-impl fmt::Display for Overflow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Overflow::Reject => "reject",
-            Overflow::DropOldest => "drop-oldest",
-            Overflow::DropNewest => "drop-newest",
-        })
-    }
-}
-
-impl fmt::Display for DeadLetterReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeadLetterReason::Panicked(m) => write!(f, "handler panicked: {m}"),
-            DeadLetterReason::Failed(m) => write!(f, "handler failed: {m}"),
-            DeadLetterReason::Stopped => f.write_str("component stopped"),
-            DeadLetterReason::LateReply => f.write_str("late reply"),
-            DeadLetterReason::Overflow(p) => write!(f, "mailbox full, dropped by policy {p}"),
-        }
-    }
-}
-
-/// A message that could not be handled, as published on the dead-letter topic
-/// ([`DEAD_LETTER_TOPIC`](crate::DEAD_LETTER_TOPIC)) in a [`Payload::Typed`].
-#[derive(Debug)]
-pub struct DeadLetter {
-    /// The message. For the one message a handler failed on ([`DeadLetterReason::Panicked`]
-    /// or [`DeadLetterReason::Failed`] with the same id as the first letter of that failure),
-    /// this is its envelope (id, topic, source, headers, correlation) with
-    /// [`Payload::Empty`]: the handler owned the payload, so that it can
-    /// [`take`](Message::take) it, and it went down with the handler. Every other dead letter
-    /// carries the whole message.
-    pub message: Message,
-    /// Why it was not handled.
-    pub reason: DeadLetterReason,
-    /// The component it was for, when there was one.
-    pub component: Option<Name>,
-}
-
-/// What a [`publish`](crate::Bus::publish) did: how many subscribers took the message, and
-/// each refusal with its copy of the message handed back. A partial fan-out is visible here,
-/// never hidden.
-#[derive(Debug, Default)]
-pub struct PublishReport {
-    /// Subscribers that accepted a copy.
-    pub delivered: usize,
-    /// Subscribers that refused (full or stopped), with the refused copy inside each error.
-    pub refused: Vec<Error<Message>>,
-}
-
-impl PublishReport {
-    /// `true` when every matching subscriber accepted.
-    pub fn is_complete(&self) -> bool {
-        self.refused.is_empty()
-    }
-}
-
-/// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct SubscriptionId(pub(crate) u64);
 
 #[cfg(test)]
 mod size_tests {

@@ -1,33 +1,36 @@
 //! The vocabulary every other module shares: messages and payloads, topics and patterns, the
-//! error type, ids. Depends on nothing else in the crate.
+//! error type, ids, the clock, and which threads may block. Depends on nothing else in the
+//! crate: the bottom of the module order (`types` → `metrics` → `worker` → `bus` → `reactor`
+//! → `runtime` → `ingress`).
 
 mod clock;
+mod dead_letter;
 mod down;
 mod error;
 mod intern;
 mod message;
+mod overflow;
+mod payload;
+mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
+pub use dead_letter::{DeadLetter, DeadLetterReason, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};
 pub use error::{Error, Name};
-pub use message::{
-    DeadLetter, DeadLetterReason, Message, MessageId, Overflow, Payload, PublishReport,
-    ReplyHandle, SubscriptionId, Typed,
-};
+pub use message::{Message, MessageId, ReplyHandle};
+pub use overflow::Overflow;
+pub use payload::{Payload, Typed};
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;
 pub(crate) use intern::{intern, Str};
-pub(crate) use message::{LateReplies, NotDelivered, ReplySink};
+pub(crate) use message::ReplySink;
+pub(crate) use thread::{mark_reactor_thread, on_reactor_thread};
 
 /// The error a component's handler may return: any error type, boxed. `anyhow::Error`
 /// converts into it with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The topic on which the bus publishes a [`DeadLetter`] for every accepted message that could
-/// not be handled.
-pub const DEAD_LETTER_TOPIC: &str = "$sys.dead_letters";
 
 /// The text of a caught panic's payload.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,4 +1,5 @@
 //! The fixed-size worker pool: N named threads, a bounded job queue, panic-safe workers.
+//! Depends on `types` only; the reactor above offloads to it (`Context::spawn_blocking`).
 //!
 //! The bound lives here, not in the channel: one atomic word holds the number of queued jobs
 //! and a closed flag, so [`WorkerPool::try_execute`] decides "full", "closed" or "accepted"
