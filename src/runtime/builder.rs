@@ -48,6 +48,26 @@ impl Default for RuntimeBuilder {
 
 impl RuntimeBuilder {
     /// Worker pool threads. Default: the machine's available parallelism.
+    ///
+    /// `0` gives a runtime without a worker pool thread, for components that never offload:
+    /// every [`Context::spawn_blocking`](crate::Context::spawn_blocking) and
+    /// [`WorkerPool::try_execute`](crate::WorkerPool::try_execute) then answers
+    /// [`Error::Stopped`] naming the pool (`{prefix}worker`), with the job handed back, and
+    /// [`WorkerPoolStats::threads`](crate::WorkerPoolStats::threads) is 0.
+    ///
+    /// ```
+    /// use reactorium::{Error, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(0).build()?;
+    /// match rt.pool().try_execute(|| ()) {
+    ///     Err(Error::Stopped { target, rejected }) => {
+    ///         assert_eq!(&*target, "worker");
+    ///         rejected(); // the job, handed back
+    ///     }
+    ///     other => panic!("expected Stopped, got {other:?}"),
+    /// }
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
