@@ -19,7 +19,7 @@ pub use timer::TimerId;
 
 pub(crate) use context::{Core, Settings};
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
-pub(crate) use run::{abandon_unstarted, on_reactor_thread, spawn, Exit, Factory};
+pub(crate) use run::{abandon_queued, abandon_unstarted, on_reactor_thread, spawn, Exit, Factory};
 
 use mailbox::{Mailbox, CLOSED, DEAD};
 

@@ -261,7 +261,8 @@ impl Runtime {
         Ok(self.stop_locked(&life))
     }
 
-    /// The stop itself, under the lifecycle lock the caller holds.
+    /// The stop itself, under the lifecycle lock the caller holds. See "Shutdown" in
+    /// `README.md` beside this file.
     fn stop_locked(&self, _life: &MutexGuard<'_, ()>) -> ShutdownReport {
         let started = Instant::now();
         // Front-ends first: no new requests, and those in flight are answered while every
@@ -273,35 +274,9 @@ impl Runtime {
         // The components stay listed while they stop (`list`, `stats` see them go down);
         // each one's thread is taken out of its entry, to be joined without a lock.
         let entries = self.registry.entries();
-        let me = thread::current().id();
         let mut components = Vec::with_capacity(entries.len());
-        for d in entries.iter().rev() {
-            let drain_timeout = d.settings.drain_timeout;
-            let mut report = ComponentReport::new(d.name.clone());
-            match d.take_thread() {
-                Some((handle, done)) => {
-                    d.reactor.close(Instant::now() + drain_timeout);
-                    if handle.thread().id() == me {
-                        // Our own reactor: it stops once this handler returns.
-                        report.joined = false;
-                    } else {
-                        match done.recv_timeout(drain_timeout + JOIN_GRACE) {
-                            Ok(exit) => {
-                                let _ = handle.join();
-                                report.record(&exit);
-                            }
-                            Err(_) => report.joined = false,
-                        }
-                    }
-                }
-                None => {
-                    report.abandoned = reactor::abandon_unstarted(&d.reactor);
-                    self.registry.never_ran(d, DownReason::Shutdown);
-                }
-            }
-            report.restarts = d.reactor.stats().restarts;
-            report.dropped = d.reactor.stats().dropped;
-            components.push(report);
+        for e in entries.iter().rev() {
+            components.push(self.stop_component(e, Instant::now() + e.settings.drain_timeout));
         }
         // Every reactor has sent its last `Down`: the watchers get them, then the thread ends.
         self.supervision.finish();
@@ -314,6 +289,65 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
+
+    /// Asks one component to stop, its drain ending at `deadline`, and waits for its thread
+    /// until the grace after that deadline (or after now, if the deadline has passed: a
+    /// component asked late still gets the grace to run its `stop`). Reports what the thread
+    /// did, or, for a thread left running, what was known when the wait ended.
+    fn stop_component(&self, e: &Entry, deadline: Instant) -> ComponentReport {
+        let mut report = ComponentReport::new(e.name.clone());
+        match e.take_thread() {
+            Some((handle, done)) => {
+                let handled_before = e.reactor.stats().handled;
+                e.reactor.close(deadline);
+                if handle.thread().id() == thread::current().id() {
+                    // Our own reactor: it drains and stops once this handler returns.
+                    report.left_running(&e.reactor.stats(), handled_before, 0);
+                } else {
+                    match done.recv_deadline(grace_after(deadline)) {
+                        Ok(exit) => {
+                            let _ = handle.join();
+                            report.record(&exit);
+                        }
+                        Err(_) => {
+                            // A handler (or continuation, or `stop`) that does not return.
+                            // Past its deadline the thread would abandon its queue anyway
+                            // when it does: dead-letter it now, while the dead-letter
+                            // subscribers still run.
+                            let abandoned = reactor::abandon_queued(&e.reactor);
+                            match done.try_recv() {
+                                // It returned meanwhile: its own count lacks those taken.
+                                Ok(exit) => {
+                                    let _ = handle.join();
+                                    report.record(&exit);
+                                    report.abandoned += abandoned;
+                                }
+                                Err(_) => report.left_running(
+                                    &e.reactor.stats(),
+                                    handled_before,
+                                    abandoned,
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                report.abandoned = reactor::abandon_unstarted(&e.reactor);
+                self.registry.never_ran(e, DownReason::Shutdown);
+            }
+        }
+        let stats = e.reactor.stats();
+        report.restarts = stats.restarts;
+        report.dropped = stats.dropped;
+        report
+    }
+}
+
+/// When `stop` stops waiting for a thread whose drain ends at `deadline`: the grace after it,
+/// or after now if it has passed.
+fn grace_after(deadline: Instant) -> Instant {
+    deadline.max(Instant::now()) + JOIN_GRACE
 }
 
 impl Drop for Runtime {

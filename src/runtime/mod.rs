@@ -95,7 +95,8 @@ struct State {
 /// component's `stop`, and exits; messages left are dead-lettered and counted as abandoned.
 /// `stop` waits for each thread up to its drain deadline plus one second: a handler that never
 /// returns cannot be interrupted, so such a thread is left running and reported with
-/// `joined: false`. The worker pool goes last: queued jobs finish, then its threads are joined
+/// `joined: false`, with the count of messages it had handled, and what was still queued for
+/// it is dead-lettered before `stop` goes on. The worker pool goes last: queued jobs finish, then its threads are joined
 /// within the default drain deadline. `stop` returns a [`ShutdownReport`].
 ///
 /// Dropping a runtime that is running stops it the same way (and discards the report), so a
