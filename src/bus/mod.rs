@@ -410,6 +410,21 @@ impl Bus {
         LateReplies::late_reply(&*self.inner, reply, None);
     }
 
+    /// The reactors with a subscription that matches `topic`, each once, in subscription
+    /// order. Not for the message path: `stop` asks it once.
+    pub(crate) fn reactors_subscribed(&self, topic: &str) -> Vec<Reactor> {
+        let table = self.inner.table.load();
+        let mut out: Vec<Reactor> = Vec::new();
+        for sub in table.matching(topic) {
+            if let Target::Reactor(r) = &sub.target {
+                if !out.iter().any(|o| o.same(r)) {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn unsubscribe_reactor(&self, reactor: &Reactor) -> bool {
         self.inner.update(|t| t.without_reactor(reactor))
     }

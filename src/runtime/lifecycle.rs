@@ -12,7 +12,7 @@ use super::registry::{Entry, ReactorThread, Spawner};
 use super::report::{ComponentReport, ShutdownReport};
 use super::{ComponentOptions, ComponentState, Phase, Restart, Runtime, JOIN_GRACE};
 use crate::reactor::{self, Component, Core, Factory, MailboxConfig, Reactor, Settings, System};
-use crate::types::{DownReason, Error, Name, Pattern};
+use crate::types::{DownReason, Error, Name, Pattern, DEAD_LETTER_TOPIC};
 use crate::worker::PoolShutdown;
 
 /// Spawns `e`'s reactor thread; its component is built and started there, and says how that
@@ -273,14 +273,27 @@ impl Runtime {
         self.lock().phase = Phase::Stopped;
         // The components stay listed while they stop (`list`, `stats` see them go down);
         // each one's thread is taken out of its entry, to be joined without a lock.
-        let entries = self.registry.entries();
-        let mut components = Vec::with_capacity(entries.len());
-        for e in entries.iter().rev() {
-            components.push(self.stop_component(e, Instant::now() + e.settings.drain_timeout));
+        let (others, listeners) = self.stop_order();
+        let mut components = Vec::with_capacity(others.len() + listeners.len());
+        // One drain deadline for the whole stop: each component's drain timeout, counted from
+        // here. A component not yet asked keeps running, so its queue drains meanwhile.
+        let begun = Instant::now();
+        for e in &others {
+            components.push(self.stop_component(e, begun + e.settings.drain_timeout));
+        }
+        // Then the dead-letter subscribers, with a drain of their own for the letters the
+        // others' stop produced (their abandoned messages).
+        let letters_begun = Instant::now();
+        for e in &listeners {
+            components.push(self.stop_component(e, letters_begun + e.settings.drain_timeout));
         }
         // Every reactor has sent its last `Down`: the watchers get them, then the thread ends.
         self.supervision.finish();
-        let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
+        // Queued jobs have until the stop's drain deadline, threads the grace after it.
+        let pool_until = grace_after(begun + self.config.drain_timeout);
+        let pool: PoolShutdown = self
+            .pool
+            .shutdown(pool_until.saturating_duration_since(Instant::now()));
         ShutdownReport {
             components,
             pool,
@@ -288,6 +301,20 @@ impl Runtime {
             front_ends,
             elapsed: started.elapsed(),
         }
+    }
+
+    /// The order `stop` asks components in, as two runs: every other component, then the
+    /// dead-letter subscribers (components subscribed to a pattern that matches
+    /// [`DEAD_LETTER_TOPIC`]), each run in reverse deploy order. A dead-letter subscriber that
+    /// never started cannot handle a letter, so it keeps its place among the others.
+    fn stop_order(&self) -> (Vec<Arc<Entry>>, Vec<Arc<Entry>>) {
+        let subscribed = self.bus.reactors_subscribed(DEAD_LETTER_TOPIC);
+        let mut entries = self.registry.entries();
+        entries.reverse();
+        let (listeners, others) = entries
+            .into_iter()
+            .partition(|e| e.has_thread() && subscribed.iter().any(|r| r.same(&e.reactor)));
+        (others, listeners)
     }
 
     /// Asks one component to stop, its drain ending at `deadline`, and waits for its thread
