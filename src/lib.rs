@@ -138,8 +138,9 @@
 //!
 //! ## Shutdown
 //!
-//! [`Runtime::stop`] stops components in reverse deploy order; each drains its mailbox within
-//! its deadline, then runs [`Component::stop`]. The report accounts for every message.
+//! [`Runtime::stop`] stops components in reverse deploy order (dead-letter subscribers last);
+//! each drains its mailbox until the stop's one drain deadline, then runs [`Component::stop`].
+//! The report accounts for every message.
 //!
 //! ```
 //! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};

@@ -931,3 +931,107 @@ fn dead_letter_for_overflow_names_component_and_policy() -> Result<()> {
     }
     Ok(())
 }
+
+// ---- dead letters at shutdown --------------------------------------------------------------------
+
+/// Reports the sequence number of the message inside every dead letter it handles.
+struct LetterRecorder {
+    tx: Sender<u64>,
+}
+
+impl Component for LetterRecorder {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let seq = seq_of(&letter(&msg).message).ok_or("no sequence number")?;
+        let _ = self.tx.send(seq);
+        Ok(())
+    }
+}
+
+/// A component deployed to collect dead letters, deployed after the components it hears
+/// about, still gets their shutdown dead letters: components subscribed to the dead-letter
+/// topic stop after every other component. (In plain reverse deploy order it stopped first,
+/// and every shutdown letter was only counted in `dead_letters_dropped`.)
+#[test]
+fn shutdown_dead_letters_reach_a_dead_letter_subscriber_deployed_last() -> Result<()> {
+    const QUEUED: u64 = 20;
+    let counter = DropCounter::default();
+    let (open, gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = runtime()?;
+    let seen = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 64)?;
+    // No drain time: whatever it has queued when the stop begins is abandoned.
+    let source = rt.deploy_with(
+        "source",
+        on("work").drain_timeout(Duration::ZERO),
+        move || support::Gated {
+            gate: gate.clone(),
+            handled: handled_tx.clone(),
+        },
+    )?;
+    // Two dead-letter subscribers deployed after it: on the exact topic and on a wildcard.
+    let (dlq_tx, dlq) = channel::unbounded();
+    let (audit_tx, audit) = channel::unbounded();
+    rt.deploy_with("dlq", on(DEAD_LETTER_TOPIC), move || LetterRecorder {
+        tx: dlq_tx.clone(),
+    })?;
+    rt.deploy_with("audit", on("$sys.>"), move || LetterRecorder {
+        tx: audit_tx.clone(),
+    })?;
+    rt.start()?;
+    send(&rt, "work", counter.message(0))?;
+    wait_until("the source takes message 0", || source.is_empty());
+    for seq in 1..=QUEUED {
+        send(&rt, "work", counter.message(seq))?;
+    }
+
+    let report = std::thread::scope(|s| {
+        let stopping = s.spawn(|| rt.stop());
+        wait_until("the stop asks the source", || source.is_stopped());
+        drop(open);
+        stopping.join().expect("stop panicked")
+    })?;
+
+    let s = report.component("source").expect("reported");
+    assert_eq!((s.handled, s.abandoned), (1, QUEUED), "{s:?}");
+    assert!(handled.try_recv().is_ok());
+    let want: Vec<u64> = (1..=QUEUED).collect();
+    assert_eq!(
+        dlq.try_iter().collect::<Vec<_>>(),
+        want,
+        "the dlq got every letter"
+    );
+    assert_eq!(
+        audit.try_iter().collect::<Vec<_>>(),
+        want,
+        "so did the wildcard"
+    );
+    assert_eq!(
+        (report.bus.dead_letters, report.bus.dead_letters_dropped),
+        (QUEUED, 0)
+    );
+    let order: Vec<&str> = report.components.iter().map(|c| &*c.name).collect();
+    assert_eq!(
+        order,
+        ["source", "audit", "dlq"],
+        "dead-letter subscribers last"
+    );
+    for name in ["dlq", "audit"] {
+        let c = report.component(name).expect("reported");
+        assert_eq!((c.handled, c.abandoned), (QUEUED, 0), "{c:?}");
+    }
+    // A plain thread's inbox, which no stop closes, got them too.
+    let letters = drain_letters(&seen);
+    assert_eq!(
+        summary(&letters),
+        (1..=QUEUED)
+            .map(|s| (
+                Some(s),
+                DeadLetterReason::Stopped,
+                Some("source".to_owned())
+            ))
+            .collect::<Vec<_>>()
+    );
+    drop(letters);
+    assert_eq!(counter.dropped() as u64, QUEUED + 1);
+    Ok(())
+}

@@ -932,6 +932,68 @@ fn stop_from_a_component_does_not_wait_for_itself() -> Result<()> {
     Ok(())
 }
 
+/// Calls `f` again while it answers `WouldDeadlock` (another lifecycle call is under way),
+/// for at most `SOON`.
+fn retry_while_would_deadlock<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        match f() {
+            Err(Error::WouldDeadlock) if std::time::Instant::now() < deadline => {
+                thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `stop` called from a component reports what it knew of that component, whose thread it
+/// cannot wait for: the messages it had handled, and those left in its mailbox, which the
+/// thread handles after `stop` returned.
+#[test]
+fn stop_from_a_component_reports_what_it_left_queued() -> Result<()> {
+    let rt = Arc::new(
+        Runtime::builder()
+            .workers(1)
+            .drain_timeout(Duration::from_secs(60))
+            .build()?,
+    );
+    let cell = Arc::new(std::sync::OnceLock::new());
+    let _ = cell.set(Arc::downgrade(&rt));
+    let (said_tx, said) = channel::unbounded();
+    // A mailbox of 4 is taken one message at a time, so three stay queued behind the first.
+    let caller = rt.deploy_with(
+        "caller",
+        ComponentOptions::new().subscribe("call").mailbox(4),
+        move || Caller {
+            rt: Arc::clone(&cell),
+            on_start: |_| String::new(),
+            // The first message may come while `start` still holds the lifecycle.
+            on_message: |rt| match retry_while_would_deadlock(|| rt.stop()) {
+                Ok(report) => {
+                    let c = report.component("caller").expect("reported");
+                    format!("joined {} queued {}", c.joined, c.queued)
+                }
+                Err(e) => format!("error: {e}"),
+            },
+            said: said_tx.clone(),
+        },
+    )?;
+    for _ in 0..4 {
+        send(&rt, "call", Message::empty())?;
+    }
+    rt.start()?;
+    assert_eq!(said.recv_timeout(SOON)?, String::new()); // from `start`
+    assert_eq!(said.recv_timeout(SOON)?, "joined false queued 3");
+    // After `stop` returned, the thread handles the three (whose own `stop` calls fail).
+    for _ in 0..3 {
+        let what = said.recv_timeout(SOON)?;
+        assert!(what.starts_with("error: "), "{what}");
+    }
+    wait_until("the caller's thread ends", || caller.is_finished());
+    assert_eq!(caller.stats().handled, 4);
+    Ok(())
+}
+
 #[test]
 fn dropping_the_last_runtime_handle_in_a_component_leaves_no_thread() -> Result<()> {
     const PREFIX: &str = "Rself-";
@@ -970,5 +1032,237 @@ fn dropping_the_last_runtime_handle_in_a_component_leaves_no_thread() -> Result<
     wait_until("every runtime thread ends", || {
         threads_named(PREFIX).is_empty()
     });
+    Ok(())
+}
+
+// ---- one drain deadline for the whole stop -----------------------------------------------------
+
+/// The stop has one drain deadline, counted from its start, shared by every component: a
+/// component asked to stop after another used up the time handles nothing more. It used to
+/// get a fresh `drain_timeout` of its own, so a stop took up to components × drain_timeout.
+#[test]
+fn stop_gives_every_component_one_drain_deadline() -> Result<()> {
+    const DRAIN: Duration = Duration::from_millis(200);
+    let counter = DropCounter::default();
+    let (open_down, down_gate) = channel::unbounded::<()>();
+    let (open_up, up_gate) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder().drain_timeout(DRAIN).build()?;
+    let gated = |gate: Receiver<()>| {
+        let handled = handled_tx.clone();
+        move || Gated {
+            gate: gate.clone(),
+            handled: handled.clone(),
+        }
+    };
+    // Deployed first, so stopped last.
+    let down = rt.deploy_with(
+        "down",
+        ComponentOptions::new().subscribe("down"),
+        gated(down_gate),
+    )?;
+    let up = rt.deploy_with(
+        "up",
+        ComponentOptions::new().subscribe("up"),
+        gated(up_gate),
+    )?;
+    rt.start()?;
+    occupy(&rt, &up, "up", counter.message(0))?;
+    occupy(&rt, &down, "down", counter.message(100))?;
+    for seq in 1..=3 {
+        send(&rt, "up", counter.message(seq))?;
+    }
+    for seq in 101..=105 {
+        send(&rt, "down", counter.message(seq))?;
+    }
+
+    let report = thread::scope(|s| {
+        let stopping = s.spawn(|| rt.stop());
+        wait_until("stop asks `up` first", || up.is_stopped());
+        let asked = std::time::Instant::now();
+        assert!(!down.is_stopped(), "`down` is asked once `up` has stopped");
+        // `up` holds its handler past the stop's drain deadline (which began before `asked`).
+        wait_until("the stop's drain deadline has passed", || {
+            asked.elapsed() >= DRAIN
+        });
+        drop(open_up);
+        wait_until("`down` is asked next", || down.is_stopped());
+        drop(open_down);
+        stopping.join().expect("stop panicked")
+    })?;
+
+    let order: Vec<&str> = report.components.iter().map(|c| &*c.name).collect();
+    assert_eq!(order, ["up", "down"]);
+    let up_report = report.component("up").expect("reported");
+    assert_eq!(
+        (up_report.drained, up_report.abandoned),
+        (0, 3),
+        "{up_report:?}"
+    );
+    // `down` was asked after the deadline: what it held is abandoned, not drained.
+    let down_report = report.component("down").expect("reported");
+    assert_eq!(
+        (down_report.drained, down_report.abandoned),
+        (0, 5),
+        "a component asked after the stop's deadline gets no drain of its own: {down_report:?}"
+    );
+    let mut seqs: Vec<u64> = handled
+        .try_iter()
+        .map(|m| m.get::<Tracked>().expect("tracked").seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [0, 100], "only the two handlers that were running");
+    assert_eq!(report.bus.dead_letters, 8);
+    Ok(())
+}
+
+/// Forwards every message to `to` once its gate opens, and sends `to` one last message,
+/// `LAST`, from its `stop`.
+struct Relay {
+    gate: Receiver<()>,
+    to: &'static str,
+}
+
+const LAST: u64 = 999;
+
+impl Component for Relay {
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = self.gate.recv();
+        ctx.send(self.to, msg).map_err(Error::without_payload)?;
+        Ok(())
+    }
+
+    fn stop(&mut self, ctx: &mut Context<'_, Self>) {
+        ctx.send(self.to, Message::typed(LAST))
+            .expect("the component downstream still takes messages");
+    }
+}
+
+/// Components stop one after the other in reverse deploy order, each once the one deployed
+/// after it has stopped: what a later component sends an earlier one while it drains, and
+/// from its `stop`, still lands there and is handled.
+#[test]
+fn what_a_draining_component_sends_an_earlier_one_is_handled() -> Result<()> {
+    const QUEUED: u64 = 20;
+    let (open, gate) = channel::unbounded::<()>();
+    let (probe_tx, probed) = channel::unbounded();
+    let rt = rt_builder().drain_timeout(Duration::from_secs(5)).build()?;
+    let sink = rt.deploy_with(
+        "sink",
+        ComponentOptions::new().subscribe("sink"),
+        move || Probe {
+            tx: probe_tx.clone(),
+        },
+    )?;
+    let relay = rt.deploy_with(
+        "relay",
+        ComponentOptions::new().subscribe("relay"),
+        move || Relay {
+            gate: gate.clone(),
+            to: "sink",
+        },
+    )?;
+    rt.start()?;
+    occupy(&rt, &relay, "relay", Message::typed(0u64))?;
+    for seq in 1..=QUEUED {
+        send(&rt, "relay", Message::typed(seq))?;
+    }
+
+    // The relay drains only once the stop has begun.
+    let report = stop_while(&rt, &relay, || {
+        assert!(!sink.is_stopped(), "the sink is asked after the relay");
+        drop(open);
+    })?;
+
+    let seqs: Vec<u64> = probed
+        .try_iter()
+        .map(|(m, _)| *m.get::<u64>().expect("a u64"))
+        .collect();
+    let want: Vec<u64> = (0..=QUEUED).chain([LAST]).collect();
+    assert_eq!(seqs, want, "the relay's drained output and its last word");
+    let r = report.component("relay").expect("reported");
+    assert_eq!((r.handled, r.drained, r.abandoned), (QUEUED + 1, QUEUED, 0));
+    let s = report.component("sink").expect("reported");
+    assert_eq!((s.handled, s.abandoned), (QUEUED + 2, 0), "{s:?}");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.bus.dead_letters, 0);
+    Ok(())
+}
+
+// ---- a thread stop gave up on --------------------------------------------------------------------
+
+/// When `stop` gives up on a thread whose handler does not return, it reports what it knew
+/// then (the messages handled so far), dead-letters what was still queued before it returns,
+/// and says the thread was left running. It used to report zeros, and the queued messages
+/// were dead-lettered by the thread whenever its handler returned, after `stop` had.
+#[test]
+fn stop_reports_what_it_knew_of_a_thread_it_gave_up_on() -> Result<()> {
+    const PREFIX: &str = "Rg1-";
+    const BEFORE: u64 = 100;
+    const QUEUED: u64 = 50;
+    let counter = DropCounter::default();
+    let (open, hold) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder()
+        .thread_name_prefix(PREFIX)
+        .drain_timeout(Duration::from_millis(200))
+        .build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 1024)?;
+    let stuck = rt.deploy_with(
+        "stuck",
+        ComponentOptions::new().mailbox(1024).subscribe("work"),
+        move || Slow {
+            hold: hold.clone(),
+            first_work: Duration::ZERO,
+            work: Duration::ZERO,
+            handled: handled_tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    for seq in 1..=BEFORE {
+        send(&rt, "work", counter.message(seq))?;
+    }
+    wait_until("the first messages are handled", || {
+        stuck.stats().handled == BEFORE
+    });
+    assert_eq!(
+        handled.try_iter().collect::<Vec<_>>(),
+        (1..=BEFORE).collect::<Vec<_>>()
+    );
+    // Message 0 holds its handler until `open` is dropped, long after the stop gave up.
+    occupy(&rt, &stuck, "work", counter.message(0))?;
+    for seq in BEFORE + 1..=BEFORE + QUEUED {
+        send(&rt, "work", counter.message(seq))?;
+    }
+
+    let report = rt.stop()?;
+    let c = report.component("stuck").expect("reported").clone();
+    assert!(!c.joined, "{c:?}");
+    assert_eq!(c.handled, BEFORE, "handled so far: {c:?}");
+    assert_eq!(c.drained, 0, "{c:?}");
+    assert_eq!(c.abandoned, QUEUED, "queued when stop gave up: {c:?}");
+    assert_eq!(c.queued, 0, "nothing is left queued: {c:?}");
+    // The dead letters came before `stop` returned.
+    let (letters, keep) = dead_letters(&dead);
+    let want: Vec<_> = (BEFORE + 1..=BEFORE + QUEUED)
+        .map(|seq| (seq, DeadLetterReason::Stopped, Some("stuck".to_owned())))
+        .collect();
+    assert_eq!(letters, want);
+    assert_eq!(report.bus.dead_letters, QUEUED);
+
+    // Released, the handler returns; the thread ends and has nothing more to dead-letter.
+    drop(open);
+    assert_eq!(handled.recv_timeout(SOON)?, 0);
+    wait_until("the stuck thread ends once released", || {
+        threads_named(PREFIX).is_empty()
+    });
+    assert!(
+        dead.try_recv().is_none(),
+        "no dead letter after stop returned"
+    );
+    // Every message dropped exactly once.
+    assert_eq!(handled.try_iter().count(), 0);
+    drop(keep);
+    assert_eq!(counter.dropped() as u64, 1 + BEFORE + QUEUED);
     Ok(())
 }

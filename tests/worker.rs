@@ -563,3 +563,99 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
     }
     Ok(())
 }
+
+// ---- no worker thread ------------------------------------------------------------------------
+
+/// `workers(0)`: a runtime for components that never offload holds no idle pool thread.
+/// Offloading is refused at once with `Stopped` naming the pool, the job handed back (it used
+/// to be refused at build time, so every runtime held a pool thread).
+#[test]
+fn runtime_without_workers_holds_no_pool_thread_and_refuses_offloads() -> Result<()> {
+    const PREFIX: &str = "Wz0-";
+    let rt = Runtime::builder()
+        .workers(0)
+        .thread_name_prefix(PREFIX)
+        .build()?;
+    rt.deploy_with("offloader", on("offload"), || Remote)?;
+    rt.start()?;
+    wait_until("the reactor and the supervisor run", || {
+        let mut names = threads_named(PREFIX);
+        names.sort();
+        names == ["Wz0-offloader", "Wz0-supervisor"]
+    });
+    assert_eq!(rt.pool().stats().threads, 0);
+
+    // From a component: refused at once, the job handed back, the continuation never called.
+    let (tx, rx) = channel::bounded(1);
+    let (called_tx, called) = channel::unbounded::<()>();
+    run_on(&rt, "offload", move |ctx| {
+        let answer = match ctx.spawn_blocking(
+            || 6 * 7u32,
+            move |_, _, _| {
+                let _ = called_tx.send(());
+            },
+        ) {
+            Err(Error::Stopped { target, rejected }) => format!("stopped {target} {}", rejected()),
+            other => format!("unexpected {other:?}"),
+        };
+        let _ = tx.send(answer);
+    })?;
+    assert_eq!(rx.recv_timeout(SOON)?, "stopped Wz0-worker 42");
+    assert_eq!(
+        rt.reactor("offloader").expect("deployed").stats().pending,
+        0,
+        "the refused job holds no place for a result"
+    );
+
+    // From a plain thread.
+    let (ran_tx, ran) = channel::unbounded();
+    match rt.pool().try_execute(move || {
+        let _ = ran_tx.send(7);
+    }) {
+        Err(Error::Stopped { target, rejected }) => {
+            assert_eq!(&*target, "Wz0-worker");
+            rejected();
+        }
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    assert_eq!(ran.try_recv()?, 7, "the job came back whole");
+
+    let report = rt.stop()?;
+    assert_eq!(
+        report.pool,
+        PoolShutdown {
+            joined: 0,
+            unjoined: 0
+        }
+    );
+    assert!(report.is_clean(), "{report:?}");
+    assert!(matches!(called.try_recv(), Err(TryRecvError::Disconnected)));
+    wait_until("every thread has ended", || {
+        threads_named(PREFIX).is_empty()
+    });
+    Ok(())
+}
+
+/// The pool on its own follows the same rule: zero threads build, and refuse every job.
+#[test]
+fn pool_without_threads_refuses_every_job_and_has_nothing_to_join() -> Result<()> {
+    let pool = WorkerPool::builder()
+        .num_threads(0)
+        .thread_name("wnone")
+        .build()?;
+    assert_eq!(pool.stats().threads, 0);
+    assert!(threads_named("wnone").is_empty());
+    match pool.try_execute(|| ()) {
+        Err(Error::Stopped { target, .. }) => assert_eq!(&*target, "wnone"),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    assert_eq!(pool.stats().rejected, 0, "refused as gone, not as full");
+    assert_eq!(
+        pool.shutdown(SOON),
+        PoolShutdown {
+            joined: 0,
+            unjoined: 0
+        }
+    );
+    Ok(())
+}

@@ -463,6 +463,24 @@ impl Bus {
         self.inner.dead_letter(msg, reason, Some(component));
     }
 
+    /// The mailboxes with a subscription that matches `topic`, each once, in subscription
+    /// order. Not for the message path: `stop` asks it once.
+    pub(crate) fn mailboxes_subscribed(&self, topic: &str) -> Vec<Arc<dyn Deliver>> {
+        let table = self.inner.table.load();
+        let mut out: Vec<Arc<dyn Deliver>> = Vec::new();
+        for sub in table.matching(topic) {
+            if let Target::Reactor(m) = &sub.target {
+                if !out
+                    .iter()
+                    .any(|o| std::ptr::addr_eq(Arc::as_ptr(o), Arc::as_ptr(m)))
+                {
+                    out.push(Arc::clone(m));
+                }
+            }
+        }
+        out
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> BusStats {
         let s = &self.inner.stats;

@@ -301,9 +301,10 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// [`Error::Backpressure`] when the pool's queue is full (naming the pool) or when this
     /// component has `max_pending` requests and jobs outstanding (naming the component);
-    /// [`Error::Stopped`] when the pool has shut down, or naming this component once it is
-    /// stopping (from the end of its drain, through `Component::stop`). The job is handed back
-    /// and `then` is dropped uncalled.
+    /// [`Error::Stopped`] when the pool has shut down or has no threads
+    /// ([`RuntimeBuilder::workers(0)`](crate::RuntimeBuilder::workers)), or naming this
+    /// component once it is stopping (from the end of its drain, through `Component::stop`).
+    /// The job is handed back and `then` is dropped uncalled.
     ///
     /// # Examples
     ///

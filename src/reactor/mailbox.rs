@@ -490,6 +490,28 @@ impl Mailbox {
         }
     }
 
+    /// Takes the bus messages still queued, from a thread other than the reactor's (which
+    /// `stop` gave up waiting for: its handler has not returned). Replies and job results met
+    /// on the way go back in: they are for the reactor's continuations. Popping beside the
+    /// reactor is safe as it is for `DropOldest`: each item is popped once, and whoever pops a
+    /// message undoes its admission. Called once CLOSED is set, so nothing new is admitted; a
+    /// message admitted just before and still landing is left to the reactor.
+    pub(crate) fn take_messages(&self, mut each: impl FnMut(Message)) {
+        let mut keep = Vec::new();
+        while let Some(t) = self.queue.pop() {
+            match t {
+                Task::Message(m) => {
+                    self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
+                    each(m);
+                }
+                t => keep.push(t),
+            }
+        }
+        for t in keep {
+            self.queue.push(t);
+        }
+    }
+
     /// Pops every remaining item once the reactor is DEAD, waiting out pushes that were
     /// admitted but have not landed. Nothing can be admitted any more, so this ends.
     pub(crate) fn drain_dead(&self, mut each: impl FnMut(Task)) {

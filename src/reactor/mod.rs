@@ -28,7 +28,7 @@ pub use context::{Component, Context};
 pub use timer::TimerId;
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
-pub(crate) use run::{abandon_unstarted, spawn, Factory};
+pub(crate) use run::{abandon_queued, abandon_unstarted, spawn, Factory};
 pub(crate) use state::{Core, Exit, Settings};
 // Defined in `types` so the bus's blocking waits can ask it; the runtime asks here.
 pub(crate) use crate::types::on_reactor_thread;
@@ -150,6 +150,12 @@ impl Reactor {
     /// The mailbox as the bus sees it (the same `Arc`).
     pub(crate) fn recipient(&self) -> Arc<dyn Deliver> {
         Arc::clone(&self.mailbox) as Arc<dyn Deliver>
+    }
+
+    /// `true` when `m` is this reactor's mailbox (the data pointers compared: vtable
+    /// pointers of one type may differ between codegen units).
+    pub(crate) fn is_recipient(&self, m: &Arc<dyn Deliver>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(m), Arc::as_ptr(&self.mailbox))
     }
 
     /// Never blocks. Queues `msg` for the component's `handle`.

@@ -47,6 +47,21 @@ pub(crate) fn abandon_unstarted(reactor: &super::Reactor) -> u64 {
     close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped)
 }
 
+/// Dead-letters the messages queued for a reactor whose thread `stop` gave up on (a handler,
+/// continuation or `stop` that has not returned by its drain deadline plus the grace): past
+/// that deadline the thread would abandon them anyway once it returns, and this way they are
+/// accounted for, and reach the dead-letter subscribers, before `stop` returns. Returns how
+/// many. The thread itself still owns what it had taken out of the mailbox.
+pub(crate) fn abandon_queued(reactor: &super::Reactor) -> u64 {
+    let mb = &*reactor.mailbox;
+    let mut abandoned = 0;
+    mb.take_messages(|m| {
+        abandoned += 1;
+        mb.dead_letter(m, DeadLetterReason::Stopped);
+    });
+    abandoned
+}
+
 /// What an instance that went down waits for.
 enum Next {
     Restart(Sender<Result<(), String>>),

@@ -48,6 +48,26 @@ impl Default for RuntimeBuilder {
 
 impl RuntimeBuilder {
     /// Worker pool threads. Default: the machine's available parallelism.
+    ///
+    /// `0` gives a runtime without a worker pool thread, for components that never offload:
+    /// every [`Context::spawn_blocking`](crate::Context::spawn_blocking) and
+    /// [`WorkerPool::try_execute`](crate::WorkerPool::try_execute) then answers
+    /// [`Error::Stopped`] naming the pool (`{prefix}worker`), with the job handed back, and
+    /// [`WorkerPoolStats::threads`](crate::WorkerPoolStats::threads) is 0.
+    ///
+    /// ```
+    /// use reactorium::{Error, Runtime};
+    ///
+    /// let rt = Runtime::builder().workers(0).build()?;
+    /// match rt.pool().try_execute(|| ()) {
+    ///     Err(Error::Stopped { target, rejected }) => {
+    ///         assert_eq!(&*target, "worker");
+    ///         rejected(); // the job, handed back
+    ///     }
+    ///     other => panic!("expected Stopped, got {other:?}"),
+    /// }
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -73,9 +93,15 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How long each component may take, once asked to stop, to drain its mailbox. Messages
-    /// left after it are dead-lettered. Default: 5 s. Overridden by
-    /// [`ComponentOptions::drain_timeout`].
+    /// The stop's drain deadline: once [`Runtime::stop`] begins to stop the components, each
+    /// has until this long after that instant (not after its own turn comes) to drain its
+    /// mailbox; messages left then are dead-lettered. One deadline for the whole stop, so
+    /// `stop` takes about this long plus a grace second however many components there are
+    /// (components subscribed to the dead-letter topic get a drain of their own after the
+    /// others; see `# Shutdown` on [`Runtime`]). The worker pool's queued jobs have until the
+    /// same deadline. Also bounds, plus a second, how long a supervisor waits for a sibling
+    /// to suspend, and a component's drain after [`Context::stop`](crate::Context::stop).
+    /// Default: 5 s. Overridden per component by [`ComponentOptions::drain_timeout`].
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = d;
         self
@@ -206,7 +232,11 @@ impl ComponentOptions {
         self
     }
 
-    /// Drain deadline at stop. Default: the runtime's ([`RuntimeBuilder::drain_timeout`]).
+    /// This component's drain deadline at stop, counted from when the stop begins to stop
+    /// the components, as the runtime's ([`RuntimeBuilder::drain_timeout`]), which is the
+    /// default. A longer one lets a component deployed early (so stopped late) handle what
+    /// the others send it while they drain; a shorter one (even zero) abandons its queue
+    /// sooner.
     pub fn drain_timeout(mut self, d: Duration) -> Self {
         self.drain_timeout = Some(d);
         self

@@ -12,7 +12,7 @@ use super::registry::{Entry, ReactorThread, Spawner};
 use super::report::{ComponentReport, ShutdownReport};
 use super::{ComponentOptions, ComponentState, Phase, Restart, Runtime, JOIN_GRACE};
 use crate::reactor::{self, Component, Core, Factory, MailboxConfig, Reactor, Settings, System};
-use crate::types::{DownReason, Error, Name, Pattern};
+use crate::types::{DownReason, Error, Name, Pattern, DEAD_LETTER_TOPIC};
 use crate::worker::PoolShutdown;
 
 /// Spawns `e`'s reactor thread; its component is built and started there, and says how that
@@ -261,7 +261,8 @@ impl Runtime {
         Ok(self.stop_locked(&life))
     }
 
-    /// The stop itself, under the lifecycle lock the caller holds.
+    /// The stop itself, under the lifecycle lock the caller holds. See "Shutdown" in
+    /// `README.md` beside this file.
     fn stop_locked(&self, _life: &MutexGuard<'_, ()>) -> ShutdownReport {
         let started = Instant::now();
         // Front-ends first: no new requests, and those in flight are answered while every
@@ -272,40 +273,27 @@ impl Runtime {
         self.lock().phase = Phase::Stopped;
         // The components stay listed while they stop (`list`, `stats` see them go down);
         // each one's thread is taken out of its entry, to be joined without a lock.
-        let entries = self.registry.entries();
-        let me = thread::current().id();
-        let mut components = Vec::with_capacity(entries.len());
-        for d in entries.iter().rev() {
-            let drain_timeout = d.settings.drain_timeout;
-            let mut report = ComponentReport::new(d.name.clone());
-            match d.take_thread() {
-                Some((handle, done)) => {
-                    d.reactor.close(Instant::now() + drain_timeout);
-                    if handle.thread().id() == me {
-                        // Our own reactor: it stops once this handler returns.
-                        report.joined = false;
-                    } else {
-                        match done.recv_timeout(drain_timeout + JOIN_GRACE) {
-                            Ok(exit) => {
-                                let _ = handle.join();
-                                report.record(&exit);
-                            }
-                            Err(_) => report.joined = false,
-                        }
-                    }
-                }
-                None => {
-                    report.abandoned = reactor::abandon_unstarted(&d.reactor);
-                    self.registry.never_ran(d, DownReason::Shutdown);
-                }
-            }
-            report.restarts = d.reactor.stats().restarts;
-            report.dropped = d.reactor.stats().dropped;
-            components.push(report);
+        let (others, listeners) = self.stop_order();
+        let mut components = Vec::with_capacity(others.len() + listeners.len());
+        // One drain deadline for the whole stop: each component's drain timeout, counted from
+        // here. A component not yet asked keeps running, so its queue drains meanwhile.
+        let begun = Instant::now();
+        for e in &others {
+            components.push(self.stop_component(e, begun + e.settings.drain_timeout));
+        }
+        // Then the dead-letter subscribers, with a drain of their own for the letters the
+        // others' stop produced (their abandoned messages).
+        let letters_begun = Instant::now();
+        for e in &listeners {
+            components.push(self.stop_component(e, letters_begun + e.settings.drain_timeout));
         }
         // Every reactor has sent its last `Down`: the watchers get them, then the thread ends.
         self.supervision.finish();
-        let pool: PoolShutdown = self.pool.shutdown(self.config.drain_timeout);
+        // Queued jobs have until the stop's drain deadline, threads the grace after it.
+        let pool_until = grace_after(begun + self.config.drain_timeout);
+        let pool: PoolShutdown = self
+            .pool
+            .shutdown(pool_until.saturating_duration_since(Instant::now()));
         ShutdownReport {
             components,
             pool,
@@ -314,6 +302,79 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
+
+    /// The order `stop` asks components in, as two runs: every other component, then the
+    /// dead-letter subscribers (components subscribed to a pattern that matches
+    /// [`DEAD_LETTER_TOPIC`]), each run in reverse deploy order. A dead-letter subscriber that
+    /// never started cannot handle a letter, so it keeps its place among the others.
+    fn stop_order(&self) -> (Vec<Arc<Entry>>, Vec<Arc<Entry>>) {
+        let subscribed = self.bus.mailboxes_subscribed(DEAD_LETTER_TOPIC);
+        let mut entries = self.registry.entries();
+        entries.reverse();
+        let (listeners, others) = entries
+            .into_iter()
+            .partition(|e| e.has_thread() && subscribed.iter().any(|m| e.reactor.is_recipient(m)));
+        (others, listeners)
+    }
+
+    /// Asks one component to stop, its drain ending at `deadline`, and waits for its thread
+    /// until the grace after that deadline (or after now, if the deadline has passed: a
+    /// component asked late still gets the grace to run its `stop`). Reports what the thread
+    /// did, or, for a thread left running, what was known when the wait ended.
+    fn stop_component(&self, e: &Entry, deadline: Instant) -> ComponentReport {
+        let mut report = ComponentReport::new(e.name.clone());
+        match e.take_thread() {
+            Some((handle, done)) => {
+                let handled_before = e.reactor.stats().handled;
+                e.reactor.close(deadline);
+                if handle.thread().id() == thread::current().id() {
+                    // Our own reactor: it drains and stops once this handler returns.
+                    report.left_running(&e.reactor.stats(), handled_before, 0);
+                } else {
+                    match done.recv_deadline(grace_after(deadline)) {
+                        Ok(exit) => {
+                            let _ = handle.join();
+                            report.record(&exit);
+                        }
+                        Err(_) => {
+                            // A handler (or continuation, or `stop`) that does not return.
+                            // Past its deadline the thread would abandon its queue anyway
+                            // when it does: dead-letter it now, while the dead-letter
+                            // subscribers still run.
+                            let abandoned = reactor::abandon_queued(&e.reactor);
+                            match done.try_recv() {
+                                // It returned meanwhile: its own count lacks those taken.
+                                Ok(exit) => {
+                                    let _ = handle.join();
+                                    report.record(&exit);
+                                    report.abandoned += abandoned;
+                                }
+                                Err(_) => report.left_running(
+                                    &e.reactor.stats(),
+                                    handled_before,
+                                    abandoned,
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                report.abandoned = reactor::abandon_unstarted(&e.reactor);
+                self.registry.never_ran(e, DownReason::Shutdown);
+            }
+        }
+        let stats = e.reactor.stats();
+        report.restarts = stats.restarts;
+        report.dropped = stats.dropped;
+        report
+    }
+}
+
+/// When `stop` stops waiting for a thread whose drain ends at `deadline`: the grace after it,
+/// or after now if it has passed.
+fn grace_after(deadline: Instant) -> Instant {
+    deadline.max(Instant::now()) + JOIN_GRACE
 }
 
 impl Drop for Runtime {

@@ -37,8 +37,10 @@ use crate::worker::WorkerPool;
 use registry::Registry;
 use supervisor::Supervision;
 
-/// How long `stop` waits for a reactor thread beyond its drain deadline before it gives up on
-/// joining it (a handler that never returns cannot be interrupted).
+/// How long `stop` waits for a reactor thread beyond its drain deadline (or beyond the moment
+/// it asked it to stop, when that deadline had passed already) before it gives up on joining
+/// it (a handler that never returns cannot be interrupted). Also the worker pool's, beyond the
+/// stop's drain deadline.
 const JOIN_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
@@ -89,14 +91,33 @@ struct State {
 ///
 /// # Shutdown
 ///
-/// [`stop`](Runtime::stop) stops components in reverse deploy order. Each reactor first
-/// refuses new messages ([`Error::Stopped`]), then drains its mailbox until it is empty or its
-/// drain deadline passes, gives pending continuations [`Error::Stopped`], calls the
-/// component's `stop`, and exits; messages left are dead-lettered and counted as abandoned.
-/// `stop` waits for each thread up to its drain deadline plus one second: a handler that never
-/// returns cannot be interrupted, so such a thread is left running and reported with
-/// `joined: false`. The worker pool goes last: queued jobs finish, then its threads are joined
-/// within the default drain deadline. `stop` returns a [`ShutdownReport`].
+/// [`stop`](Runtime::stop) stops the front-ends first (those [`attach`](Runtime::attach)ed,
+/// each until its graceful drain is done), then the components, one after the other in reverse deploy order: each is asked once the
+/// one deployed after it has stopped, so each component's `stop` runs after those of the
+/// components deployed after it, and what a stopping component sends one deployed before it
+/// still lands there. Asked, a reactor refuses new messages ([`Error::Stopped`]), drains its
+/// mailbox until it is empty or its drain deadline passes, gives pending continuations
+/// [`Error::Stopped`], calls the component's `stop`, and exits; messages left are
+/// dead-lettered and counted as abandoned.
+///
+/// The drain deadline is one for the whole stop: `drain_timeout`
+/// ([`RuntimeBuilder::drain_timeout`], or the component's own) after the components begin to
+/// stop, however many there are. A component not yet asked keeps running meanwhile, so its
+/// queue drains too; one asked after the deadline (those after it used the time) handles
+/// nothing more. Components subscribed to the dead-letter topic
+/// ([`DEAD_LETTER_TOPIC`](crate::DEAD_LETTER_TOPIC), also through `$sys.>` or `>`) are
+/// stopped after every other, with a drain deadline of their own counted from then, so they
+/// receive and handle the dead letters of the others' stop.
+///
+/// `stop` waits for each thread up to one second after its drain deadline (or after it was
+/// asked, if the deadline had passed). A handler that never returns cannot be interrupted:
+/// such a thread is left running and reported with `joined: false`, with the count of messages
+/// it had handled, and what was still queued for it is dead-lettered before `stop` goes on.
+/// So `stop` returns within the front-ends' shutdown, `drain_timeout` and a second (twice
+/// `drain_timeout` and two seconds with dead-letter subscribers), plus a second for each
+/// thread left running. The worker pool goes last: queued jobs may run until the drain
+/// deadline, and its threads are joined within a second after it (or after the components
+/// have stopped). `stop` returns a [`ShutdownReport`].
 ///
 /// Dropping a runtime that is running stops it the same way (and discards the report), so a
 /// dropped runtime leaves no thread behind unless a handler or job never returns. Dropping one

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::FrontEndReport;
 use crate::bus::BusStats;
-use crate::reactor::Exit;
+use crate::reactor::{Exit, ReactorStats};
 use crate::types::Name;
 use crate::worker::PoolShutdown;
 
@@ -27,11 +27,24 @@ pub struct ComponentReport {
     /// How many times its supervisor built a fresh instance.
     pub restarts: u64,
     /// Messages its overflow policy dropped (each dead-lettered). Messages accepted =
-    /// `handled` + `abandoned` + `dropped`.
+    /// `handled` + `abandoned` + `dropped` for a thread `stop` joined (see `joined` for one
+    /// it did not).
     pub dropped: u64,
-    /// `false` when its thread did not finish within the drain deadline plus a grace second
-    /// (a handler that never returns) and was left running.
+    /// `false` when `stop` left its thread running: its handler (or a continuation, or its
+    /// `stop`) had not returned a grace second after its drain deadline, or `stop` was called
+    /// from this component itself and cannot wait for it. The counts are then what was known
+    /// when `stop` went on: `handled` and `drained` as the reactor had counted them (it counts
+    /// after each batch of up to 64 messages, so messages handled earlier in the batch it is
+    /// in are not in them), and the messages still queued in its mailbox were dead-lettered
+    /// by `stop` and counted in `abandoned` (for a thread that cannot return in time), or
+    /// counted in `queued` (for the caller's own, which will handle them). The message whose
+    /// handler is running, and others the reactor had taken out of its mailbox with it, are
+    /// in no count: the thread handles or dead-letters them if that handler returns.
     pub joined: bool,
+    /// Messages still in its mailbox when `stop` returned without joining its thread, because
+    /// it was called from this component: it handles them (or dead-letters them past its drain
+    /// deadline) after `stop` returned. 0 for a joined thread.
+    pub queued: u64,
 }
 
 impl ComponentReport {
@@ -45,7 +58,24 @@ impl ComponentReport {
             restarts: 0,
             dropped: 0,
             joined: true,
+            queued: 0,
         }
+    }
+
+    /// What is known of a thread `stop` did not join: the reactor's counts now, against
+    /// `handled_before` (counted when the stop was asked), and the messages `stop` itself
+    /// dead-letters.
+    pub(super) fn left_running(
+        &mut self,
+        stats: &ReactorStats,
+        handled_before: u64,
+        abandoned: u64,
+    ) {
+        self.joined = false;
+        self.handled = stats.handled;
+        self.drained = stats.handled.saturating_sub(handled_before);
+        self.abandoned = abandoned;
+        self.queued = stats.queued as u64;
     }
 
     pub(super) fn record(&mut self, exit: &Exit) {

@@ -51,6 +51,10 @@ impl Default for WorkerPoolBuilder {
 
 impl WorkerPoolBuilder {
     /// Number of worker threads. Default: the machine's available parallelism (2 if unknown).
+    ///
+    /// `0` builds a pool without threads, for a program that never offloads: it holds no
+    /// thread, and refuses every job with [`Error::Stopped`] naming the pool (the job handed
+    /// back), as a pool that has shut down does, since no job will ever run on it.
     pub fn num_threads(mut self, n: usize) -> Self {
         self.num_threads = n;
         self
@@ -78,15 +82,10 @@ impl WorkerPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when `num_threads` or `queue_capacity` is 0 or the capacity is
-    /// absurdly large; [`Error::Spawn`] (with the OS error as `source()`) when a thread cannot
-    /// be created, after the threads already created have been stopped and joined.
+    /// [`Error::InvalidConfig`] when `queue_capacity` is 0 or absurdly large;
+    /// [`Error::Spawn`] (with the OS error as `source()`) when a thread cannot be created,
+    /// after the threads already created have been stopped and joined.
     pub fn build(self) -> Result<WorkerPool, Error> {
-        if self.num_threads == 0 {
-            return Err(Error::InvalidConfig {
-                reason: "a worker pool needs at least one thread".into(),
-            });
-        }
         if self.queue_capacity == 0 || self.queue_capacity >= CLOSED / 2 {
             return Err(Error::InvalidConfig {
                 reason: format!(
@@ -96,9 +95,12 @@ impl WorkerPoolBuilder {
             });
         }
         let (tx, rx) = channel::unbounded();
+        // A pool without threads is closed from the start: a job admitted to it would never
+        // run.
+        let closed = if self.num_threads == 0 { CLOSED } else { 0 };
         let shared = Arc::new(Shared {
             name: Name::from(self.thread_name.as_str()),
-            state: AtomicUsize::new(0),
+            state: AtomicUsize::new(closed),
             capacity: self.queue_capacity,
             tx,
             busy: AtomicUsize::new(0),
@@ -309,7 +311,8 @@ impl WorkerPool {
     /// # Errors
     ///
     /// - [`Error::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
-    /// - [`Error::Stopped`] after [`shutdown`](WorkerPool::shutdown); `job` is handed back.
+    /// - [`Error::Stopped`] after [`shutdown`](WorkerPool::shutdown), and always from a pool
+    ///   built with no threads; `job` is handed back.
     pub fn try_execute<F>(&self, job: F) -> Result<(), Error<F>>
     where
         F: FnOnce() + Send + 'static,
