@@ -6,6 +6,7 @@
 //!   the idle timeout;
 //! - `connections`: the connection cap, slowloris heads, fairness across 1,000 keep-alive
 //!   connections;
+//! - `hostile`: peers that abuse the connection (half-close then reset);
 //! - `shutdown`: a graceful stop with requests in flight;
 //! - `admin`: health, readiness and metrics endpoints;
 //! - `config`: settings refused at `HttpServer::start`;
@@ -24,6 +25,8 @@ mod admin;
 mod config;
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/hostile.rs"]
+mod hostile;
 #[path = "http/keepalive.rs"]
 mod keepalive;
 #[path = "http/shutdown.rs"]
