@@ -77,6 +77,7 @@ pub struct HttpConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain_grace: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) forward_headers: Vec<String>,
 }
@@ -96,6 +97,7 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            drain_grace: Duration::from_millis(100),
             retry_after: Duration::from_secs(1),
             forward_headers: Vec::new(),
         }
@@ -195,6 +197,17 @@ impl HttpConfig {
         self
     }
 
+    /// At a graceful stop, how long a connection with no request in flight (an idle
+    /// keep-alive connection, or a new one that has sent nothing yet) stays open before it
+    /// is closed: a request that arrives within it was on its way as the stop began, and is
+    /// answered (with `Connection: close`) instead of being met with a reset. Idle
+    /// connections make a stop take at least this long (never past `shutdown_timeout`);
+    /// zero closes them at once. Default 100 ms.
+    pub fn drain_grace(mut self, d: Duration) -> Self {
+        self.drain_grace = d;
+        self
+    }
+
     /// The `Retry-After` of a `503` (backpressure, stopped component, too many connections),
     /// in whole seconds, at least 1. Default 1 s.
     pub fn retry_after(mut self, d: Duration) -> Self {
@@ -283,11 +296,14 @@ pub struct HttpStats {
 ///
 /// # Shutdown
 ///
-/// [`stop`](HttpServer::stop) stops accepting at once, closes idle keep-alive connections,
-/// lets the requests in flight finish (each answered with `Connection: close`) until the
-/// shutdown deadline ([`HttpConfig::shutdown_timeout`]), then closes what is left and joins
-/// the I/O threads. A reply that comes after its connection closed is counted as a late reply
-/// on the bus and dead-lettered.
+/// [`stop`](HttpServer::stop) stops accepting at once (connections the kernel already
+/// accepted are served like the others), reads the requests that have arrived, lets every
+/// request in flight finish (answered with `Connection: close`) until the shutdown deadline
+/// ([`HttpConfig::shutdown_timeout`]), closes connections with no request after
+/// [`HttpConfig::drain_grace`] (a request that arrives within it is answered too), then
+/// closes what is left and joins the I/O threads. A client that sent a request is answered
+/// or, past the deadline, counted abandoned; it is not met with a reset. A reply that comes
+/// after its connection closed is counted as a late reply on the bus and dead-lettered.
 #[derive(Clone)]
 pub struct HttpServer {
     inner: Arc<ServerInner>,
@@ -386,7 +402,8 @@ impl HttpServer {
             .max_connections(config.max_connections)
             .backlog(config.backlog)
             .write_timeout(config.write_timeout)
-            .shutdown_timeout(config.shutdown_timeout);
+            .shutdown_timeout(config.shutdown_timeout)
+            .drain_grace(config.drain_grace);
         let protocol = Http {
             stats: stats::Counters::new(routes.len()),
             bus: admin.bus().clone(),
@@ -427,8 +444,12 @@ impl HttpServer {
     /// threads have finished (at most the shutdown timeout and one second more). Calling it
     /// again returns the first call's report.
     ///
-    /// The report's `closed` counts idle keep-alive connections and half-sent heads; its
-    /// `detail` has `requests`, the responses written over the server's life.
+    /// Each connection open at the stop is in one of the report's counts: `completed`, a
+    /// request was in flight (partly or wholly received, or being answered) or arrived
+    /// within the drain grace, and was answered; `closed`, no byte of a request arrived
+    /// (idle keep-alive or new connections); `abandoned`, a request not answered (the
+    /// deadline passed, or the client went first). Its `detail` has `requests`, the
+    /// responses written over the server's life.
     pub fn stop(&self) -> FrontEndReport {
         let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = &*report {

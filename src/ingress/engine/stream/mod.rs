@@ -28,10 +28,14 @@ use crate::types::Error;
 /// out; [`on_close`](StreamProtocol::on_close) last, whatever the reason. What a callback
 /// queues is written when it returns; what it asks (close, a deadline) is done then.
 ///
-/// At a graceful stop the engine asks [`in_flight`](StreamProtocol::in_flight) of each
-/// connection: those with nothing in flight are closed at once; the others go on until they
-/// have nothing in flight and their output is written (then they are closed and counted
-/// completed) or the stop's deadline passes (closed, counted abandoned).
+/// At a graceful stop the engine first reads what has arrived on each connection and hands
+/// it to the protocol, then judges: a connection is *busy* while it has work
+/// [`in_flight`](StreamProtocol::in_flight), input not consumed yet (a unit partly received,
+/// or sent ahead) or output not written yet. Busy ones go on until they are not (then they
+/// are closed and counted completed) or the stop's deadline passes (closed, counted
+/// abandoned). The others are idle: kept open for the engine's
+/// [`drain_grace`](EngineConfig::drain_grace), in case the peer's next unit is on its way
+/// (one that comes is served, and counted completed), then closed and counted closed idle.
 /// [`Io::draining`] tells a protocol the stop has begun (HTTP then answers with
 /// `Connection: close`).
 ///
@@ -98,8 +102,10 @@ pub trait StreamProtocol: Send + Sync + Sized + 'static {
     );
 
     /// Whether the connection has work in flight: a request read (or partly read, if the
-    /// protocol wants it finished) and not yet answered, or an answer not yet written out.
-    /// Asked when a graceful stop begins, and after each callback during it.
+    /// protocol wants it finished) and not yet answered. Asked when a graceful stop begins,
+    /// after each callback during it, and at the peer's end of stream. Output not yet
+    /// written and input not yet consumed keep a connection in a graceful stop whatever
+    /// this answers (see [`StreamEngine`]'s `# Shutdown`).
     fn in_flight(&self, conn: &Self::Conn) -> bool;
 
     /// The deadline set with [`Io::set_deadline`] has passed (it is cleared first). Default:
@@ -282,10 +288,15 @@ pub(crate) enum Closing {
 ///
 /// # Shutdown
 ///
-/// [`stop`](StreamEngine::stop) stops accepting at once (the listener closes), closes every
-/// connection with nothing in flight ([`StreamProtocol::in_flight`]), lets the others finish
-/// up to [`EngineConfig::shutdown_timeout`], then closes what is left (counted abandoned)
-/// and joins the threads. Dropping the handles does not stop it.
+/// [`stop`](StreamEngine::stop) stops accepting at once: connections the kernel already
+/// holds are taken, then the listener stops listening (new connections are refused). Each
+/// connection's arrived bytes are read and handed to the protocol; busy connections (work
+/// [`in_flight`](StreamProtocol::in_flight), input not consumed, output not written) finish
+/// up to [`EngineConfig::shutdown_timeout`]; idle ones are closed after
+/// [`EngineConfig::drain_grace`] unless a unit arrives within it (then they are served).
+/// What is left at the deadline is closed (counted abandoned), and the threads are joined.
+/// Every connection open during the stop lands in one of the [`EngineReport`]'s three
+/// counts. Dropping the handles does not stop it.
 pub struct StreamEngine<P: StreamProtocol> {
     inner: Arc<Inner<P>>,
 }
