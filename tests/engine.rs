@@ -22,7 +22,8 @@ use support::{wait_until, SOON};
 /// `w`: start work (its completer goes to the test, which answers with a string); `b`:
 /// queue 8 MiB; `c`: answer `bye` and close lingering; `e`: answer `e` at once; `g`: hold
 /// the I/O thread until the test opens the gate (so bytes the test sends meanwhile wait
-/// unread in the kernel). Over the cap: `full`, then closed at the first input.
+/// unread in the kernel); `p`: begin a unit that needs more input (`q` ends it, answered
+/// `q`). Over the cap: `full`, then closed at the first input.
 struct Held {
     work: Sender<Completer<String>>,
     gate: Receiver<()>,
@@ -35,6 +36,7 @@ struct Held {
 struct Conn {
     waiting: Option<u64>,
     reject: bool,
+    partial: bool,
 }
 
 impl StreamProtocol for Held {
@@ -45,8 +47,8 @@ impl StreamProtocol for Held {
         if admission == Admission::OverCap {
             io.write(b"full\n"); // and closed at its first input
             return Conn {
-                waiting: None,
                 reject: true,
+                ..Conn::default()
             };
         }
         Conn::default()
@@ -71,6 +73,11 @@ impl StreamProtocol for Held {
                     return;
                 }
                 b'e' => io.write(b"e\n"),
+                b'p' => conn.partial = true,
+                b'q' => {
+                    conn.partial = false;
+                    io.write(b"q\n");
+                }
                 b'g' => {
                     let _ = self.held.send(());
                     let _ = self.gate.recv_timeout(SOON);
@@ -88,7 +95,11 @@ impl StreamProtocol for Held {
     }
 
     fn in_flight(&self, conn: &Conn) -> bool {
-        conn.waiting.is_some()
+        conn.waiting.is_some() || conn.partial
+    }
+
+    fn wants_input(&self, conn: &Conn) -> bool {
+        conn.partial
     }
 
     fn on_close(&self, _conn: Conn, reason: CloseReason) {
@@ -237,6 +248,29 @@ fn a_peer_that_resets_with_work_in_flight_is_closed_at_once() -> Result<()> {
     );
     done.complete("late\n".into());
     assert_eq!(h.unclaimed.recv_timeout(SOON)?, "late\n");
+    Ok(())
+}
+
+#[test]
+fn a_half_close_ends_a_unit_that_wants_input_at_once_and_lets_work_in_flight_answer() -> Result<()>
+{
+    // Issue 12, item 5: a unit that needs more input can never be whole after the peer's
+    // end of stream; it was held until a deadline (HTTP: the 30 s body timeout).
+    let h = start(EngineConfig::new("t"))?;
+    let partial = connect(h.engine.local_addr())?;
+    (&partial).write_all(b"p")?;
+    partial.shutdown(std::net::Shutdown::Write)?;
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::PeerClosed);
+    assert!(read_all(&partial)?.is_empty());
+
+    // Work that needs nothing more from the peer goes on: its answer is written.
+    let waiting = connect(h.engine.local_addr())?;
+    (&waiting).write_all(b"w")?;
+    let done = h.work.recv_timeout(SOON)?;
+    waiting.shutdown(std::net::Shutdown::Write)?;
+    done.complete("answered\n".into());
+    assert_eq!(read_all(&waiting)?, b"answered\n");
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::PeerClosed);
     Ok(())
 }
 

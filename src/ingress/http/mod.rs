@@ -162,7 +162,8 @@ impl HttpConfig {
     }
 
     /// Time from the end of the head to the end of the body. Past it: `408` and the
-    /// connection closes. Default 30 s.
+    /// connection closes. A client that ends its stream (half-closes) before its body is
+    /// whole is closed then, without an answer: no more of the body can come. Default 30 s.
     pub fn body_timeout(mut self, d: Duration) -> Self {
         self.body_timeout = d;
         self

@@ -206,6 +206,12 @@ impl StreamProtocol for Http {
         !matches!(c.phase, Phase::Head { .. })
     }
 
+    /// A body not all here: at the client's end of stream it never will be, and the
+    /// connection closes then rather than at the body timeout.
+    fn wants_input(&self, c: &Conn) -> bool {
+        matches!(c.phase, Phase::Body { .. })
+    }
+
     fn on_deadline(&self, c: &mut Conn, io: &mut Io<'_, Self>) {
         match &c.phase {
             Phase::Head { since: None } => {

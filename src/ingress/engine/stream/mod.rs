@@ -26,7 +26,10 @@ use crate::types::Error;
 /// through a [`Completer`]; [`on_deadline`](StreamProtocol::on_deadline) when the deadline
 /// it set passes; [`on_written`](StreamProtocol::on_written) when every byte it queued is
 /// out; [`on_close`](StreamProtocol::on_close) last, whatever the reason. What a callback
-/// queues is written when it returns; what it asks (close, a deadline) is done then.
+/// queues is written when it returns; what it asks (close, a deadline) is done then. When
+/// the peer ends its stream, a connection with nothing in flight, or whose work
+/// [`wants_input`](StreamProtocol::wants_input), is closed; other work goes on and its
+/// answer is written.
 ///
 /// At a graceful stop the engine first reads what has arrived on each connection and hands
 /// it to the protocol, then judges: a connection is *busy* while it has work
@@ -108,6 +111,17 @@ pub trait StreamProtocol: Send + Sync + Sized + 'static {
     /// this answers (see [`StreamEngine`]'s `# Shutdown`).
     fn in_flight(&self, conn: &Self::Conn) -> bool;
 
+    /// Whether the work in flight cannot go on without more input from the peer: a unit
+    /// begun and not yet whole (a request whose body has not all come). When the peer ends
+    /// its stream, no more will come, so the engine closes such a connection at once
+    /// ([`CloseReason::PeerClosed`]) instead of holding it until a deadline; work in flight
+    /// that needs nothing more (a request whose answer is awaited) goes on, and its answer
+    /// is written (a half-close is not a hang-up). Default: `false`.
+    fn wants_input(&self, conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
+
     /// The deadline set with [`Io::set_deadline`] has passed (it is cleared first). Default:
     /// close the connection at once.
     fn on_deadline(&self, conn: &mut Self::Conn, io: &mut Io<'_, Self>) {
@@ -155,7 +169,8 @@ pub enum Admission {
 pub enum CloseReason {
     /// The protocol asked ([`Io::close`], [`Io::close_now`]), or its lingering ended.
     Done,
-    /// The peer closed its side with nothing in flight, or reset the connection.
+    /// The peer closed its side with nothing in flight (or with work that
+    /// [`wants_input`](StreamProtocol::wants_input)), or reset the connection.
     PeerClosed,
     /// A read or write failed.
     Error,

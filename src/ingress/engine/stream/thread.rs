@@ -529,7 +529,12 @@ impl<P: StreamProtocol> IoThread<P> {
                 self.close(key, CloseReason::Drained);
                 return;
             }
-            if s.io.peer_eof && !self.protocol.in_flight(&s.conn) {
+            // After the peer's end of stream, work that needs nothing more from it goes on
+            // (its answer can still be read: a half-close is not a hang-up); a unit still
+            // waiting for input never will be whole.
+            if s.io.peer_eof
+                && (!self.protocol.in_flight(&s.conn) || self.protocol.wants_input(&s.conn))
+            {
                 self.close(key, CloseReason::PeerClosed);
                 return;
             }
