@@ -7,6 +7,7 @@
 //! - `connections`: the connection cap, slowloris heads, fairness across 1,000 keep-alive
 //!   connections;
 //! - `hostile`: peers that abuse the connection (half-close then reset);
+//! - `rfc`: what RFC 9110 / 9112 ask (HEAD, framing, Host, control bytes, HTTP/1.0);
 //! - `shutdown`: a graceful stop with requests in flight;
 //! - `admin`: health, readiness and metrics endpoints;
 //! - `config`: settings refused at `HttpServer::start`;
@@ -29,6 +30,8 @@ mod connections;
 mod hostile;
 #[path = "http/keepalive.rs"]
 mod keepalive;
+#[path = "http/rfc.rs"]
+mod rfc;
 #[path = "http/shutdown.rs"]
 mod shutdown;
 #[path = "http/statuses.rs"]

@@ -345,13 +345,28 @@ impl HttpServer {
     /// | the component dropped the request (failed) | `502` |
     /// | no reply within the timeout | `504` |
     /// | no route for the path / wrong method | `404` / `405` with `Allow` |
+    /// | `HEAD` with no route of its own | its path's `GET` route, answered without the body |
+    /// | a malformed head (see below) | `400`, and the connection closes |
     /// | body not valid JSON (JSON or no content type) | `400` |
+    /// | a chunked or other transfer coding | `501` |
+    /// | a reply whose `http.status` or a header is invalid (a control byte in a value) | `500` |
     /// | body over the limit / head over the limit | `413` / `431` |
     /// | head or body too slow | `408` |
     /// | past the connection cap | `503` with `Retry-After` |
     ///
     /// Every error body has one shape:
     /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`.
+    ///
+    /// A head is malformed (`400`) when it is not HTTP/1.x, its target is not an absolute
+    /// path or has a fragment (`#`), a header is not UTF-8, `Content-Length` is not digits
+    /// alone (`+3`, `3, 3` and `0x3` are refused) or is given twice with different values,
+    /// both `Content-Length` and `Transfer-Encoding` are given, or an HTTP/1.1 request has
+    /// no `Host` or more than one (RFC 9112 §3.2, §6). Framing two parsers could read
+    /// differently is how requests are smuggled past a proxy, so none of it is guessed.
+    /// A response to `HEAD` carries the `Content-Length` its `GET` would have and no body
+    /// (RFC 9110 §9.3.2); the component sees a `GET`. A response to an HTTP/1.0 request
+    /// that asked for keep-alive says `Connection: keep-alive`. A literal segment of a route
+    /// matches its path segment once that is percent-decoded (`/he%6Clo` is `/hello`).
     ///
     /// # Errors
     ///
