@@ -6,6 +6,7 @@
 //!   the idle timeout;
 //! - `connections`: the connection cap, slowloris heads, fairness across 1,000 keep-alive
 //!   connections;
+//! - `fuzz`: a bounded, seeded fuzz run of the parser and of connection scripts;
 //! - `hostile`: peers that abuse the connection (half-close then reset);
 //! - `rfc`: what RFC 9110 / 9112 ask (HEAD, framing, Host, control bytes, HTTP/1.0);
 //! - `shutdown`: a graceful stop with requests in flight;
@@ -26,6 +27,8 @@ mod admin;
 mod config;
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/fuzz.rs"]
+mod fuzz;
 #[path = "http/hostile.rs"]
 mod hostile;
 #[path = "http/keepalive.rs"]

@@ -9,6 +9,7 @@
 //! means (components do) or the runtime's metrics and readiness it serves (read through an
 //! `AdminHandle`). Design notes: `README.md` beside this file, on top of `../README.md`.
 
+pub mod fuzzing;
 mod protocol;
 mod route;
 mod stats;
