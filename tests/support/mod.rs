@@ -75,6 +75,22 @@ pub fn threads_named(prefix: &str) -> Vec<String> {
     out
 }
 
+/// Waits until every thread the calling thread spawned has named itself. A new thread starts
+/// with its parent's name (Linux `comm`) and takes its own once it runs, so a count of
+/// threads by name taken before that misses it; until then it shows under the caller's.
+pub fn wait_for_spawned_threads_to_name_themselves() {
+    let own = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let mine = own("/proc/thread-self/comm".into());
+    wait_until("the threads spawned here name themselves", || {
+        std::fs::read_dir("/proc/self/task").map_or(true, |d| {
+            d.flatten()
+                .filter(|e| own(e.path().join("comm")) == mine)
+                .count()
+                <= 1
+        })
+    });
+}
+
 /// CPU time (user and system) used so far by this process's threads whose name starts with
 /// `prefix`, from `/proc/self/task/*/schedstat` (nanoseconds), or `stat` (clock ticks, taken
 /// as 100 a second) where the kernel has no schedstat. A resource bound for tests ("an idle
