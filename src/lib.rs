@@ -387,6 +387,9 @@ pub struct ReadmeDoctests;
 
 pub use bus::{Bus, BusStats, Inbox, PendingReply, PublishReport, ReplyTicket, SubscriptionId};
 pub use ingress::engine;
+/// Fuzzing entry points (`fuzz/`, `tests/http/fuzz.rs`): not part of the API.
+#[doc(hidden)]
+pub use ingress::http::fuzzing as __fuzzing;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};

@@ -20,10 +20,14 @@ use reactorium::engine::{
 use support::{wait_until, SOON};
 
 /// `w`: start work (its completer goes to the test, which answers with a string); `b`:
-/// queue 8 MiB; `c`: answer `bye` and close lingering. Over the cap: `full`, then closed at
-/// the first input.
+/// queue 8 MiB; `c`: answer `bye` and close lingering; `e`: answer `e` at once; `g`: hold
+/// the I/O thread until the test opens the gate (so bytes the test sends meanwhile wait
+/// unread in the kernel); `p`: begin a unit that needs more input (`q` ends it, answered
+/// `q`). Over the cap: `full`, then closed at the first input.
 struct Held {
     work: Sender<Completer<String>>,
+    gate: Receiver<()>,
+    held: Sender<()>,
     closed: Sender<CloseReason>,
     unclaimed: Sender<String>,
 }
@@ -32,6 +36,7 @@ struct Held {
 struct Conn {
     waiting: Option<u64>,
     reject: bool,
+    partial: bool,
 }
 
 impl StreamProtocol for Held {
@@ -42,8 +47,8 @@ impl StreamProtocol for Held {
         if admission == Admission::OverCap {
             io.write(b"full\n"); // and closed at its first input
             return Conn {
-                waiting: None,
                 reject: true,
+                ..Conn::default()
             };
         }
         Conn::default()
@@ -67,6 +72,16 @@ impl StreamProtocol for Held {
                     io.close_linger();
                     return;
                 }
+                b'e' => io.write(b"e\n"),
+                b'p' => conn.partial = true,
+                b'q' => {
+                    conn.partial = false;
+                    io.write(b"q\n");
+                }
+                b'g' => {
+                    let _ = self.held.send(());
+                    let _ = self.gate.recv_timeout(SOON);
+                }
                 _ => {}
             }
         }
@@ -80,7 +95,11 @@ impl StreamProtocol for Held {
     }
 
     fn in_flight(&self, conn: &Conn) -> bool {
-        conn.waiting.is_some()
+        conn.waiting.is_some() || conn.partial
+    }
+
+    fn wants_input(&self, conn: &Conn) -> bool {
+        conn.partial
     }
 
     fn on_close(&self, _conn: Conn, reason: CloseReason) {
@@ -94,6 +113,10 @@ impl StreamProtocol for Held {
 
 struct Harness {
     engine: StreamEngine<Held>,
+    /// Opens the gate of a `g`.
+    gate: Sender<()>,
+    /// A `g` holds the I/O thread.
+    held: Receiver<()>,
     work: Receiver<Completer<String>>,
     closed: Receiver<CloseReason>,
     unclaimed: Receiver<String>,
@@ -103,16 +126,22 @@ fn start(config: EngineConfig) -> Result<Harness> {
     let (work_tx, work) = channel::unbounded();
     let (closed_tx, closed) = channel::unbounded();
     let (unclaimed_tx, unclaimed) = channel::unbounded();
+    let (gate, gate_rx) = channel::unbounded();
+    let (held_tx, held) = channel::unbounded();
     let engine = StreamEngine::start(
         config.io_threads(1),
         Arc::new(Held {
             work: work_tx,
+            gate: gate_rx,
+            held: held_tx,
             closed: closed_tx,
             unclaimed: unclaimed_tx,
         }),
     )?;
     Ok(Harness {
         engine,
+        gate,
+        held,
         work,
         closed,
         unclaimed,
@@ -223,6 +252,29 @@ fn a_peer_that_resets_with_work_in_flight_is_closed_at_once() -> Result<()> {
 }
 
 #[test]
+fn a_half_close_ends_a_unit_that_wants_input_at_once_and_lets_work_in_flight_answer() -> Result<()>
+{
+    // Issue 12, item 5: a unit that needs more input can never be whole after the peer's
+    // end of stream; it was held until a deadline (HTTP: the 30 s body timeout).
+    let h = start(EngineConfig::new("t"))?;
+    let partial = connect(h.engine.local_addr())?;
+    (&partial).write_all(b"p")?;
+    partial.shutdown(std::net::Shutdown::Write)?;
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::PeerClosed);
+    assert!(read_all(&partial)?.is_empty());
+
+    // Work that needs nothing more from the peer goes on: its answer is written.
+    let waiting = connect(h.engine.local_addr())?;
+    (&waiting).write_all(b"w")?;
+    let done = h.work.recv_timeout(SOON)?;
+    waiting.shutdown(std::net::Shutdown::Write)?;
+    done.complete("answered\n".into());
+    assert_eq!(read_all(&waiting)?, b"answered\n");
+    assert_eq!(h.closed.recv_timeout(SOON)?, CloseReason::PeerClosed);
+    Ok(())
+}
+
+#[test]
 fn a_stop_closes_idle_completes_in_flight_and_abandons_the_late() -> Result<()> {
     let h = start(EngineConfig::new("t").shutdown_timeout(Duration::from_millis(500)))?;
     let addr = h.engine.local_addr();
@@ -261,6 +313,128 @@ fn a_stop_closes_idle_completes_in_flight_and_abandons_the_late() -> Result<()> 
         h.engine.stop(),
         report,
         "a second stop returns the first report"
+    );
+    Ok(())
+}
+
+/// Holds the I/O thread (a `g` on a connection of its own), runs `meanwhile` (its bytes wait
+/// unread in the kernel), starts a stop, and opens the gate once the stop has been asked:
+/// the thread's drain then begins with those bytes not read yet. Returns the stop's report.
+fn stop_while_held(
+    h: &Harness,
+    meanwhile: impl FnOnce() -> Result<()>,
+    then: impl FnOnce() -> Result<()>,
+) -> Result<reactorium::engine::EngineReport> {
+    let holder = connect(h.engine.local_addr())?;
+    (&holder).write_all(b"g")?;
+    h.held.recv_timeout(SOON)?;
+    meanwhile()?;
+    std::thread::scope(|s| -> Result<_> {
+        let stopping = s.spawn(|| h.engine.stop());
+        wait_until("the stop is asked", || h.engine.is_stopped());
+        h.gate.send(())?;
+        drop(holder); // idle: closed within the grace, counted closed idle
+        then()?;
+        Ok(stopping.join().expect("stop"))
+    })
+}
+
+#[test]
+fn a_stop_serves_what_arrived_before_it_and_counts_it_completed() -> Result<()> {
+    // Issue 12, item 2: a request in the socket's buffer when the stop began was closed as
+    // idle, and its sender saw a reset.
+    let h = start(EngineConfig::new("t").drain_grace(Duration::ZERO))?;
+    let waiting = connect(h.engine.local_addr())?;
+    let report = stop_while_held(
+        &h,
+        || Ok((&waiting).write_all(b"e")?),
+        || {
+            assert_eq!(read_all(&waiting)?, b"e\n", "answered, then closed");
+            Ok(())
+        },
+    )?;
+    assert_eq!(
+        (report.completed, report.closed_idle, report.abandoned),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stop_serves_connections_the_kernel_held_in_the_backlog() -> Result<()> {
+    // Accepted by the kernel while the I/O thread was busy, its unit sent: the drain takes
+    // it before it stops listening (closing a listener resets what its backlog holds).
+    let h = start(EngineConfig::new("t").drain_grace(Duration::ZERO))?;
+    let mut late = None;
+    let report = stop_while_held(
+        &h,
+        || {
+            let s = connect(h.engine.local_addr())?;
+            (&s).write_all(b"e")?;
+            late = Some(s);
+            Ok(())
+        },
+        || Ok(()),
+    )?;
+    let late = late.expect("connected");
+    assert_eq!(read_all(&late)?, b"e\n", "answered, then closed");
+    assert_eq!(
+        (report.completed, report.closed_idle, report.abandoned),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_unit_sent_on_an_idle_connection_within_the_drain_grace_is_served() -> Result<()> {
+    // Closing an idle connection at once races with a unit on its way: within the grace it
+    // is served, and counted completed; an idle connection that sends nothing is closed
+    // idle when the peer goes or the grace ends.
+    let h = start(
+        EngineConfig::new("t")
+            .drain_grace(SOON)
+            .shutdown_timeout(SOON * 2),
+    )?;
+    let addr = h.engine.local_addr();
+    let idle = connect(addr)?;
+    let quiet = connect(addr)?;
+    wait_until("two open", || h.engine.stats().open == 2);
+    let report = std::thread::scope(|s| -> Result<_> {
+        let stopping = s.spawn(|| h.engine.stop());
+        // The drain has begun once the listener refuses. (A probe taken before that is
+        // dropped at once: closed by its peer, or closed idle if the drain took it.)
+        wait_until("the listener stops", || TcpStream::connect(addr).is_err());
+        (&idle).write_all(b"e")?;
+        assert_eq!(read_all(&idle)?, b"e\n", "answered, then closed");
+        drop(quiet);
+        Ok(stopping.join().expect("stop"))
+    })?;
+    assert_eq!((report.completed, report.abandoned), (1, 0), "{report:?}");
+    assert!(report.closed_idle >= 1, "{report:?}");
+    Ok(())
+}
+
+#[test]
+fn work_in_flight_whose_peer_resets_during_a_stop_is_counted_abandoned() -> Result<()> {
+    // Each connection open at the stop lands in one count; one whose work did not finish
+    // because its peer went is not completed.
+    let h = start(EngineConfig::new("t"))?;
+    let s = connect(h.engine.local_addr())?;
+    (&s).write_all(b"w")?;
+    let _done = h.work.recv_timeout(SOON)?; // never answered
+    let report = std::thread::scope(|sc| -> Result<_> {
+        let stopping = sc.spawn(|| h.engine.stop());
+        wait_until("the stop is asked", || h.engine.is_stopped());
+        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
+        drop(s);
+        Ok(stopping.join().expect("stop"))
+    })?;
+    assert_eq!(
+        (report.completed, report.closed_idle, report.abandoned),
+        (0, 0, 1),
+        "{report:?}"
     );
     Ok(())
 }

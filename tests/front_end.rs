@@ -1,7 +1,8 @@
 //! Front-ends as plug-ins: a `FrontEnd` attached to a runtime is stopped first (while every
 //! component still runs), its report is listed in the shutdown report, its metric families
 //! join the runtime's (two of one kind share each family), an attach after the stop is
-//! refused, and the admin handle does not keep the runtime alive.
+//! refused, the admin handle does not keep the runtime alive, and a front-end that abandoned
+//! work or left a thread running makes the stop unclean.
 
 mod support;
 
@@ -151,6 +152,42 @@ fn the_admin_handle_does_not_keep_the_runtime_alive() -> Result<()> {
     let r = admin.readiness();
     assert!(!r.ready);
     assert_eq!(r.detail["runtime"], "gone");
+    Ok(())
+}
+
+/// A front-end whose stop reports what it was given.
+struct Reporting(FrontEndReport);
+
+impl FrontEnd for Reporting {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn kind(&self) -> &'static str {
+        self.0.kind
+    }
+
+    fn stop(&self) -> FrontEndReport {
+        self.0.clone()
+    }
+}
+
+#[test]
+fn a_front_end_that_abandoned_work_or_left_a_thread_makes_the_stop_unclean() -> Result<()> {
+    let clean = FrontEndReport::new("clean", "test");
+    let mut abandoned = FrontEndReport::new("abandoned", "test");
+    abandoned.completed = 3;
+    abandoned.abandoned = 1;
+    let mut unjoined = FrontEndReport::new("unjoined", "test");
+    unjoined.joined = false;
+    for (report, is_clean) in [(clean, true), (abandoned, false), (unjoined, false)] {
+        let rt = runtime()?;
+        rt.start()?;
+        rt.attach(Arc::new(Reporting(report.clone())))?;
+        let shutdown = rt.stop()?;
+        assert_eq!(shutdown.front_ends, vec![report.clone()]);
+        assert_eq!(shutdown.is_clean(), is_clean, "{report:?}");
+    }
     Ok(())
 }
 

@@ -6,6 +6,9 @@
 //!   the idle timeout;
 //! - `connections`: the connection cap, slowloris heads, fairness across 1,000 keep-alive
 //!   connections;
+//! - `fuzz`: a bounded, seeded fuzz run of the parser and of connection scripts;
+//! - `hostile`: peers that abuse the connection (half-close then reset);
+//! - `rfc`: what RFC 9110 / 9112 ask (HEAD, framing, Host, control bytes, HTTP/1.0);
 //! - `shutdown`: a graceful stop with requests in flight;
 //! - `admin`: health, readiness and metrics endpoints;
 //! - `config`: settings refused at `HttpServer::start`;
@@ -24,8 +27,14 @@ mod admin;
 mod config;
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/fuzz.rs"]
+mod fuzz;
+#[path = "http/hostile.rs"]
+mod hostile;
 #[path = "http/keepalive.rs"]
 mod keepalive;
+#[path = "http/rfc.rs"]
+mod rfc;
 #[path = "http/shutdown.rs"]
 mod shutdown;
 #[path = "http/statuses.rs"]

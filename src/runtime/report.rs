@@ -109,12 +109,16 @@ impl ShutdownReport {
         self.components.iter().find(|c| &*c.name == name)
     }
 
-    /// `true` when nothing was abandoned, nothing failed, and every thread was joined.
+    /// `true` when nothing was abandoned, nothing failed, and every thread was joined: no
+    /// component abandoned a message, failed or was left running, no worker was left
+    /// running, and every front-end is [clean](FrontEndReport::is_clean) (it abandoned no
+    /// work in flight and joined its threads).
     pub fn is_clean(&self) -> bool {
         self.pool.unjoined == 0
             && self
                 .components
                 .iter()
                 .all(|c| c.joined && c.abandoned == 0 && c.failure.is_none())
+            && self.front_ends.iter().all(FrontEndReport::is_clean)
     }
 }

@@ -165,6 +165,23 @@ fn a_request_then_a_half_close_is_still_answered() -> Result<()> {
 }
 
 #[test]
+fn a_half_close_with_the_body_incomplete_closes_the_connection_at_once() -> Result<()> {
+    // Issue 12, item 5: no more of the body can come after the client's end of stream; the
+    // connection was held until the body timeout (30 s by default).
+    let (_rt, server) = server(config().body_timeout(SOON * 3))?;
+    let mut c = Client::connect(server.local_addr())?;
+    c.send(b"POST /items HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{\"a\"")?;
+    c.stream().shutdown(Shutdown::Write)?;
+    match c.wait_closed(SOON) {
+        Ok(bytes) => assert!(bytes.is_empty(), "{:?}", String::from_utf8_lossy(&bytes)),
+        Err(_) => panic!("held after the client's end of stream, its body incomplete"),
+    }
+    crate::support::wait_until("counted closed", || server.stats().open_connections == 0);
+    assert_eq!(server.stats().body_timeouts, 0);
+    Ok(())
+}
+
+#[test]
 fn pipelined_requests_then_a_half_close_are_all_answered() -> Result<()> {
     // `printf 'GET /a ...GET /b ...' | nc -N host port`: every request arrived before the
     // end of the stream.

@@ -3,6 +3,7 @@
 //! a reply slower than the shutdown timeout is abandoned.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -91,6 +92,64 @@ fn stop_answers_requests_in_flight_with_connection_close() -> Result<()> {
     );
     assert_eq!(report.component("slow").map(|c| c.handled), Some(3));
     assert_not_served(addr);
+    Ok(())
+}
+
+#[test]
+fn a_stop_under_load_answers_every_request_that_was_sent() -> Result<()> {
+    // Issue 12, item 2: `wrk -c200` and a stop got 200 read errors: requests in the socket
+    // buffers were closed as idle, and so were keep-alive connections whose next request
+    // was on its way. Every request sent must be answered; the stop's answers close.
+    const CLIENTS: usize = 32;
+    let (rt, server) = serve(
+        config().drain_grace(SOON).shutdown_timeout(SOON * 2),
+        routes()?,
+        |_| Ok(()),
+    )?;
+    let addr = server.local_addr();
+    let answered = AtomicU64::new(0);
+    let report = std::thread::scope(|s| -> Result<_> {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let answered = &answered;
+                s.spawn(move || -> Result<()> {
+                    let mut c = Client::connect(addr)?;
+                    for n in 0..1_000_000 {
+                        let r = c.get("/hello").map_err(|e| {
+                            anyhow::anyhow!("client {i}, request {n}: sent, not answered: {e}")
+                        })?;
+                        assert_eq!(r.status, 200, "{r:?}");
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        if r.closes() {
+                            // The stop's answer: nothing more comes on this connection.
+                            c.assert_closed_silently();
+                            return Ok(());
+                        }
+                    }
+                    anyhow::bail!("client {i}: no stop came")
+                })
+            })
+            .collect();
+        wait_until("every client is under way", || {
+            answered.load(Ordering::Relaxed) >= 10 * CLIENTS as u64
+        });
+        let report = rt.stop()?;
+        for c in clients {
+            c.join().expect("client thread")?;
+        }
+        Ok(report)
+    })?;
+    let http = &report.front_ends[0];
+    assert_eq!(
+        (http.completed, http.closed, http.abandoned, http.joined),
+        (CLIENTS as u64, 0, 0, true),
+        "every connection had a request sent or on its way: {http:?}"
+    );
+    assert_eq!(
+        http.detail("requests"),
+        Some(answered.load(Ordering::Relaxed))
+    );
+    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 

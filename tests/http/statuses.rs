@@ -186,7 +186,7 @@ fn wrong_method_is_405_with_allow() -> Result<()> {
         b"PUT /items/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
     )?;
     assert_error(&r, 405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE"));
     Ok(())
 }
 

@@ -75,6 +75,76 @@ pub fn threads_named(prefix: &str) -> Vec<String> {
     out
 }
 
+/// Waits until every thread the calling thread spawned has named itself. A new thread starts
+/// with its parent's name (Linux `comm`) and takes its own once it runs, so a count of
+/// threads by name taken before that misses it; until then it shows under the caller's.
+pub fn wait_for_spawned_threads_to_name_themselves() {
+    let own = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let mine = own("/proc/thread-self/comm".into());
+    wait_until("the threads spawned here name themselves", || {
+        std::fs::read_dir("/proc/self/task").map_or(true, |d| {
+            d.flatten()
+                .filter(|e| own(e.path().join("comm")) == mine)
+                .count()
+                <= 1
+        })
+    });
+}
+
+/// CPU time (user and system) used so far by this process's threads whose name starts with
+/// `prefix`, from `/proc/self/task/*/schedstat` (nanoseconds), or `stat` (clock ticks, taken
+/// as 100 a second) where the kernel has no schedstat. A resource bound for tests ("an idle
+/// I/O thread uses no CPU"), not a speed measure.
+pub fn thread_cpu(prefix: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for e in dir.flatten() {
+        let named = std::fs::read_to_string(e.path().join("comm"))
+            .is_ok_and(|n| n.trim_end().starts_with(prefix));
+        if !named {
+            continue;
+        }
+        if let Some(ns) = std::fs::read_to_string(e.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            total += Duration::from_nanos(ns);
+        } else if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
+            // After the `(comm)` field: state is field 3; utime and stime are 14 and 15.
+            let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            total += Duration::from_millis(10 * f.iter().sum::<u64>());
+        }
+    }
+    total
+}
+
+/// Watches the CPU time of the threads named `prefix*` for `window` and fails as soon as it
+/// passes `bound` (naming both): threads that should be idle must stay idle. Returns the CPU
+/// time used in the window.
+pub fn assert_threads_stay_idle(prefix: &str, window: Duration, bound: Duration) -> Duration {
+    let start = thread_cpu(prefix);
+    let end = Instant::now() + window;
+    loop {
+        let used = thread_cpu(prefix).saturating_sub(start);
+        assert!(
+            used <= bound,
+            "threads {prefix}* used {used:?} of CPU within {window:?} (bound {bound:?})"
+        );
+        if Instant::now() >= end {
+            return used;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A component that forwards every message it handles to a crossbeam channel, so a test can
 /// wait on what it handled (and on which thread).
 pub struct Probe {

@@ -311,9 +311,7 @@ impl<P: DatagramProtocol> DatagramThread<P> {
         let mut events = Events::new();
         loop {
             self.now = Instant::now();
-            if self.draining.is_none() && self.control.stopping.load(Ordering::Acquire) {
-                self.begin_drain();
-            }
+            self.drain_if_stopping();
             if let Some(deadline) = self.draining {
                 if self.x.live == 0 && self.out.queue.is_empty() {
                     break;
@@ -334,6 +332,10 @@ impl<P: DatagramProtocol> DatagramThread<P> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.now = Instant::now();
+            // A stop asked while the thread waited (it wakes the poller): the drain begins
+            // before anything else is handled, so an outcome that comes with the wake-up is
+            // counted as the drain's.
+            self.drain_if_stopping();
             for ev in events.iter() {
                 if ev.writable {
                     self.out.flush(&self.counters);
@@ -343,6 +345,7 @@ impl<P: DatagramProtocol> DatagramThread<P> {
                 }
             }
             self.fire_timers();
+            self.drain_if_stopping();
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
             }
@@ -426,6 +429,12 @@ impl<P: DatagramProtocol> DatagramThread<P> {
             self.out.writing = write;
             let read = self.draining.is_none();
             let _ = self.out.socket.modify(Event::new(SOCKET, read, write));
+        }
+    }
+
+    fn drain_if_stopping(&mut self) {
+        if self.draining.is_none() && self.control.stopping.load(Ordering::Acquire) {
+            self.begin_drain();
         }
     }
 

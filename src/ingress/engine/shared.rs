@@ -41,6 +41,7 @@ pub struct EngineConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) linger: Duration,
+    pub(crate) drain_grace: Duration,
     pub(crate) nodelay: bool,
     pub(crate) send_queue: usize,
 }
@@ -59,6 +60,7 @@ impl EngineConfig {
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(2),
+            drain_grace: Duration::from_millis(100),
             nodelay: true,
             send_queue: 1024,
         }
@@ -117,6 +119,19 @@ impl EngineConfig {
     /// keeps reading and discarding what the peer still sends. Default 2 s.
     pub fn linger(mut self, d: Duration) -> Self {
         self.linger = d;
+        self
+    }
+
+    /// At a graceful stop, how long a connection with nothing in flight and nothing
+    /// received is kept open before it is closed as idle, in case the peer sent something
+    /// as the stop began (a keep-alive client's next request, a new connection's first):
+    /// what arrives within it is served (the protocol sees [`Io::draining`](super::Io::draining))
+    /// and counted completed. Closing an idle connection at once races with such a unit on
+    /// its way, and its sender sees the connection reset. A stop with idle connections
+    /// takes at least this long (never past `shutdown_timeout`); zero closes them at once.
+    /// Default 100 ms.
+    pub fn drain_grace(mut self, d: Duration) -> Self {
+        self.drain_grace = d;
         self
     }
 
@@ -225,12 +240,15 @@ impl EngineStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct EngineReport {
-    /// Connections (exchanges) in flight at the stop whose work finished before the
-    /// deadline.
+    /// Connections (exchanges) busy at the stop, or sent a unit within the drain grace,
+    /// whose work finished before the deadline.
     pub completed: u64,
-    /// Connections with nothing in flight at the stop, closed at once.
+    /// Connections with nothing in flight and nothing of the peer's received (what had
+    /// arrived is read first), closed when the drain grace ended, or earlier if the peer
+    /// closed first.
     pub closed_idle: u64,
-    /// Connections (exchanges) still in flight at the deadline, cut off.
+    /// Connections (exchanges) whose work did not finish: still in flight at the deadline,
+    /// or whose peer went or whose write failed before it was answered.
     pub abandoned: u64,
     /// Every I/O thread was joined.
     pub joined: bool,

@@ -9,6 +9,7 @@
 //! means (components do) or the runtime's metrics and readiness it serves (read through an
 //! `AdminHandle`). Design notes: `README.md` beside this file, on top of `../README.md`.
 
+pub mod fuzzing;
 mod protocol;
 mod route;
 mod stats;
@@ -77,6 +78,7 @@ pub struct HttpConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain_grace: Duration,
     pub(crate) retry_after: Duration,
     pub(crate) forward_headers: Vec<String>,
 }
@@ -96,6 +98,7 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
+            drain_grace: Duration::from_millis(100),
             retry_after: Duration::from_secs(1),
             forward_headers: Vec::new(),
         }
@@ -160,7 +163,8 @@ impl HttpConfig {
     }
 
     /// Time from the end of the head to the end of the body. Past it: `408` and the
-    /// connection closes. Default 30 s.
+    /// connection closes. A client that ends its stream (half-closes) before its body is
+    /// whole is closed then, without an answer: no more of the body can come. Default 30 s.
     pub fn body_timeout(mut self, d: Duration) -> Self {
         self.body_timeout = d;
         self
@@ -192,6 +196,17 @@ impl HttpConfig {
     /// connections. Default 5 s.
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+
+    /// At a graceful stop, how long a connection with no request in flight (an idle
+    /// keep-alive connection, or a new one that has sent nothing yet) stays open before it
+    /// is closed: a request that arrives within it was on its way as the stop began, and is
+    /// answered (with `Connection: close`) instead of being met with a reset. Idle
+    /// connections make a stop take at least this long (never past `shutdown_timeout`);
+    /// zero closes them at once. Default 100 ms.
+    pub fn drain_grace(mut self, d: Duration) -> Self {
+        self.drain_grace = d;
         self
     }
 
@@ -283,11 +298,14 @@ pub struct HttpStats {
 ///
 /// # Shutdown
 ///
-/// [`stop`](HttpServer::stop) stops accepting at once, closes idle keep-alive connections,
-/// lets the requests in flight finish (each answered with `Connection: close`) until the
-/// shutdown deadline ([`HttpConfig::shutdown_timeout`]), then closes what is left and joins
-/// the I/O threads. A reply that comes after its connection closed is counted as a late reply
-/// on the bus and dead-lettered.
+/// [`stop`](HttpServer::stop) stops accepting at once (connections the kernel already
+/// accepted are served like the others), reads the requests that have arrived, lets every
+/// request in flight finish (answered with `Connection: close`) until the shutdown deadline
+/// ([`HttpConfig::shutdown_timeout`]), closes connections with no request after
+/// [`HttpConfig::drain_grace`] (a request that arrives within it is answered too), then
+/// closes what is left and joins the I/O threads. A client that sent a request is answered
+/// or, past the deadline, counted abandoned; it is not met with a reset. A reply that comes
+/// after its connection closed is counted as a late reply on the bus and dead-lettered.
 #[derive(Clone)]
 pub struct HttpServer {
     inner: Arc<ServerInner>,
@@ -328,13 +346,28 @@ impl HttpServer {
     /// | the component dropped the request (failed) | `502` |
     /// | no reply within the timeout | `504` |
     /// | no route for the path / wrong method | `404` / `405` with `Allow` |
+    /// | `HEAD` with no route of its own | its path's `GET` route, answered without the body |
+    /// | a malformed head (see below) | `400`, and the connection closes |
     /// | body not valid JSON (JSON or no content type) | `400` |
+    /// | a chunked or other transfer coding | `501` |
+    /// | a reply whose `http.status` or a header is invalid (a control byte in a value) | `500` |
     /// | body over the limit / head over the limit | `413` / `431` |
     /// | head or body too slow | `408` |
     /// | past the connection cap | `503` with `Retry-After` |
     ///
     /// Every error body has one shape:
     /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`.
+    ///
+    /// A head is malformed (`400`) when it is not HTTP/1.x, its target is not an absolute
+    /// path or has a fragment (`#`), a header is not UTF-8, `Content-Length` is not digits
+    /// alone (`+3`, `3, 3` and `0x3` are refused) or is given twice with different values,
+    /// both `Content-Length` and `Transfer-Encoding` are given, or an HTTP/1.1 request has
+    /// no `Host` or more than one (RFC 9112 §3.2, §6). Framing two parsers could read
+    /// differently is how requests are smuggled past a proxy, so none of it is guessed.
+    /// A response to `HEAD` carries the `Content-Length` its `GET` would have and no body
+    /// (RFC 9110 §9.3.2); the component sees a `GET`. A response to an HTTP/1.0 request
+    /// that asked for keep-alive says `Connection: keep-alive`. A literal segment of a route
+    /// matches its path segment once that is percent-decoded (`/he%6Clo` is `/hello`).
     ///
     /// # Errors
     ///
@@ -386,7 +419,8 @@ impl HttpServer {
             .max_connections(config.max_connections)
             .backlog(config.backlog)
             .write_timeout(config.write_timeout)
-            .shutdown_timeout(config.shutdown_timeout);
+            .shutdown_timeout(config.shutdown_timeout)
+            .drain_grace(config.drain_grace);
         let protocol = Http {
             stats: stats::Counters::new(routes.len()),
             bus: admin.bus().clone(),
@@ -427,8 +461,12 @@ impl HttpServer {
     /// threads have finished (at most the shutdown timeout and one second more). Calling it
     /// again returns the first call's report.
     ///
-    /// The report's `closed` counts idle keep-alive connections and half-sent heads; its
-    /// `detail` has `requests`, the responses written over the server's life.
+    /// Each connection open at the stop is in one of the report's counts: `completed`, a
+    /// request was in flight (partly or wholly received, or being answered) or arrived
+    /// within the drain grace, and was answered; `closed`, no byte of a request arrived
+    /// (idle keep-alive or new connections); `abandoned`, a request not answered (the
+    /// deadline passed, or the client went first). Its `detail` has `requests`, the
+    /// responses written over the server's life.
     pub fn stop(&self) -> FrontEndReport {
         let mut report = self.inner.report.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = &*report {

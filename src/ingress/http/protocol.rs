@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::route::{Admin, Matched, Routes, Target};
 use super::stats::{Counters, TimeoutKind};
-use super::wire::{self, Head, Response};
+use super::wire::{self, Frame, Head, Response};
 use super::{http_names, HttpConfig};
 use crate::bus::{Bus, ReplyTicket};
 use crate::ingress::engine::{Admission, CloseReason, Io, StreamProtocol};
@@ -56,6 +56,10 @@ pub(crate) struct Conn {
     reject: bool,
     /// The client asked to close after this request (`Connection: close`, HTTP/1.0).
     close_after: bool,
+    /// The request being answered is HTTP/1.0 (its keep-alive is said in the response).
+    http10: bool,
+    /// The request being answered is a HEAD: its response has no body.
+    head_only: bool,
 }
 
 impl StreamProtocol for Http {
@@ -74,6 +78,8 @@ impl StreamProtocol for Http {
             phase: Phase::Head { since: None },
             reject,
             close_after: false,
+            http10: false,
+            head_only: false,
         }
     }
 
@@ -206,6 +212,12 @@ impl StreamProtocol for Http {
         !matches!(c.phase, Phase::Head { .. })
     }
 
+    /// A body not all here: at the client's end of stream it never will be, and the
+    /// connection closes then rather than at the body timeout.
+    fn wants_input(&self, c: &Conn) -> bool {
+        matches!(c.phase, Phase::Body { .. })
+    }
+
     fn on_deadline(&self, c: &mut Conn, io: &mut Io<'_, Self>) {
         match &c.phase {
             Phase::Head { since: None } => {
@@ -236,6 +248,8 @@ impl StreamProtocol for Http {
     fn on_written(&self, c: &mut Conn, io: &mut Io<'_, Self>) {
         if matches!(c.phase, Phase::Writing) {
             c.phase = Phase::Head { since: None };
+            c.http10 = false;
+            c.head_only = false;
             io.set_deadline(Some(io.now() + self.config.idle_timeout));
         }
     }
@@ -286,7 +300,12 @@ impl Http {
         let last = io.peer_closed() && io.input().is_empty();
         c.close_after |= close || io.draining() || last || c.reject;
         c.phase = Phase::Writing;
-        r.write_to(io.output(), c.close_after);
+        let frame = Frame {
+            close: c.close_after,
+            keep_alive: c.http10,
+            head: c.head_only,
+        };
+        r.write_to(io.output(), frame);
         io.set_deadline(None);
         if c.close_after {
             if close && !io.peer_closed() {
@@ -298,9 +317,11 @@ impl Http {
     }
 
     /// A head is in: find its route and decide what comes next.
-    fn route(&self, c: &mut Conn, io: &mut Io<'_, Self>, head: Head, since: Instant) {
+    fn route(&self, c: &mut Conn, io: &mut Io<'_, Self>, mut head: Head, since: Instant) {
         let config = &self.config;
         c.close_after |= !head.keep_alive;
+        c.http10 = head.http10;
+        c.head_only = head.method == "HEAD";
         let has_body = head.content_length > 0;
         if c.reject {
             let r = Response::error(
@@ -329,6 +350,10 @@ impl Http {
         }
         match self.routes.find(&head.method, &head.path) {
             Matched::Route { index, params } => {
+                if c.head_only {
+                    // Taken by its GET route (or one of its own): what the component sees.
+                    head.method = self.routes.routes[index].method.clone();
+                }
                 if head.expect_continue && io.input().len() < head.content_length {
                     // The client waits for this before it sends the body.
                     io.write(b"HTTP/1.1 100 Continue\r\n\r\n");

@@ -52,9 +52,13 @@ pub(crate) struct Route {
 ///
 /// A pattern is an absolute path whose segments are literals or `{name}` parameters that
 /// match one whole segment: `/orders/{id}` matches `/orders/42` with `id = "42"` (percent-
-/// decoded). Routes are tried in the order added; the first whose pattern and method match
-/// wins. A path that matches some pattern but none with its method gets `405 Method Not
-/// Allowed` with an `Allow` header; a path no pattern matches gets `404`.
+/// decoded). A literal matches its segment once that is percent-decoded too (`/he%6Clo`
+/// matches `/hello`; a `%2F` stays inside its segment). Routes are tried in the order
+/// added; the first whose pattern and method match wins. A `HEAD` request with no route of
+/// its own is answered by its path's `GET` route, without the body: the component sees a
+/// `GET`. A path that matches some pattern but none with its method gets `405 Method Not
+/// Allowed` with an `Allow` header (which lists `HEAD` beside `GET`); a path no pattern
+/// matches gets `404`.
 ///
 /// # Examples
 ///
@@ -181,7 +185,7 @@ impl Routes {
     /// # Errors
     ///
     /// As [`route`](Routes::route) for the method and pattern; [`Error::InvalidConfig`] for a
-    /// status outside 200..=599 or a content type with a line break.
+    /// status outside 200..=599 or a content type with a control byte (a line break, a NUL).
     pub fn fixed(
         self,
         method: &str,
@@ -190,7 +194,7 @@ impl Routes {
         content_type: &str,
         body: impl Into<Vec<u8>>,
     ) -> Result<Routes, Error> {
-        if !(200..=599).contains(&status) || content_type.contains(['\r', '\n']) {
+        if !(200..=599).contains(&status) || !super::wire::is_field_value(content_type) {
             return Err(Error::InvalidConfig {
                 reason: format!(
                     "fixed route {method} {path}: status must be in 200..=599 and the content \
@@ -276,8 +280,20 @@ impl Routes {
         Ok(self)
     }
 
-    /// Finds the route for `method` and `path` (the path without its query).
+    /// Finds the route for `method` and `path` (the path without its query). A `HEAD` with
+    /// no route of its own takes the `GET` route of its path (the caller writes no body).
     pub(crate) fn find(&self, method: &str, path: &str) -> Matched {
+        let exact = self.find_with(method, path);
+        if method != "HEAD" || matches!(exact, Matched::Route { .. } | Matched::BadPath) {
+            return exact;
+        }
+        match self.find_with("GET", path) {
+            found @ (Matched::Route { .. } | Matched::BadPath) => found,
+            _ => exact,
+        }
+    }
+
+    fn find_with(&self, method: &str, path: &str) -> Matched {
         let Some(rest) = path.strip_prefix('/') else {
             return Matched::NotFound;
         };
@@ -295,7 +311,7 @@ impl Routes {
                 continue;
             }
             let fits = r.segments.iter().zip(parts()).all(|(s, p)| match s {
-                Segment::Literal(l) => l == p,
+                Segment::Literal(l) => literal_matches(l, p),
                 Segment::Param(_) => !p.is_empty(),
             });
             if !fits {
@@ -321,6 +337,12 @@ impl Routes {
         if allowed.is_empty() {
             Matched::NotFound
         } else {
+            // GET routes answer HEAD too.
+            if let Some(i) = allowed.iter().position(|m| m == "GET") {
+                if !allowed.iter().any(|m| m == "HEAD") {
+                    allowed.insert(i + 1, "HEAD".to_owned());
+                }
+            }
             Matched::WrongMethod(allowed)
         }
     }
@@ -329,6 +351,38 @@ impl Routes {
 /// A `tchar` of RFC 9110 (the bytes of a method or a header name).
 pub(crate) fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether the path segment `raw` is the literal `literal` once its `%XX` escapes are
+/// decoded (`/he%6Clo` is `/hello`, as RFC 3986 §6.2.2.2 makes them equivalent). A segment
+/// is decoded on its own, after the path is split at its `/`s, so `%2F` never splits one.
+/// No allocation.
+fn literal_matches(literal: &str, raw: &str) -> bool {
+    if !raw.contains('%') {
+        return literal == raw;
+    }
+    let (l, b) = (literal.as_bytes(), raw.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while j < b.len() {
+        let byte = if b[j] == b'%' {
+            let hex = |k: usize| b.get(k).and_then(|&c| (c as char).to_digit(16));
+            match (hex(j + 1), hex(j + 2)) {
+                (Some(hi), Some(lo)) => {
+                    j += 3;
+                    (hi * 16 + lo) as u8
+                }
+                _ => return false,
+            }
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        if l.get(i) != Some(&byte) {
+            return false;
+        }
+        i += 1;
+    }
+    i == l.len()
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
@@ -386,7 +440,7 @@ mod tests {
     #[test]
     fn wrong_method_lists_the_allowed_ones() {
         match table().find("PUT", "/orders/1") {
-            Matched::WrongMethod(m) => assert_eq!(m, vec!["GET", "DELETE"]),
+            Matched::WrongMethod(m) => assert_eq!(m, vec!["GET", "HEAD", "DELETE"]),
             other => panic!("{other:?}"),
         }
     }
@@ -406,6 +460,49 @@ mod tests {
         assert!(matches!(
             table().find("GET", "/orders/%ff"),
             Matched::BadPath
+        ));
+    }
+
+    #[test]
+    fn literal_segments_match_once_decoded() {
+        let t = Routes::new()
+            .route("GET", "/hello/{name}", "a")
+            .unwrap()
+            .route("GET", "/a b", "b")
+            .err();
+        assert!(t.is_some(), "a space in a literal is refused");
+        let t = Routes::new().route("GET", "/hello/{name}", "a").unwrap();
+        assert!(matches!(t.find("GET", "/he%6Clo/x"), Matched::Route { .. }));
+        assert!(matches!(t.find("GET", "/he%6clo/x"), Matched::Route { .. }));
+        assert!(matches!(t.find("GET", "/hel%6/x"), Matched::NotFound));
+        assert!(matches!(t.find("GET", "/hell%6F%2Fx/y"), Matched::NotFound));
+        assert!(literal_matches("hello", "hello"));
+        assert!(!literal_matches("hello", "hell"));
+        assert!(!literal_matches("hell", "hell%6F"));
+    }
+
+    #[test]
+    fn head_takes_the_get_route_unless_it_has_its_own() {
+        let t = table();
+        assert!(matches!(
+            t.find("HEAD", "/orders/1"),
+            Matched::Route { index: 0, .. }
+        ));
+        match t.find("POST", "/orders/1") {
+            Matched::WrongMethod(m) => assert_eq!(m, vec!["GET", "HEAD", "DELETE"]),
+            other => panic!("{other:?}"),
+        }
+        let own = table()
+            .route("HEAD", "/orders/{id}", "orders.head")
+            .unwrap();
+        assert!(matches!(
+            own.find("HEAD", "/orders/1"),
+            Matched::Route { index: 3, .. }
+        ));
+        let only_delete = Routes::new().route("DELETE", "/x", "x").unwrap();
+        assert!(matches!(
+            only_delete.find("HEAD", "/x"),
+            Matched::WrongMethod(_)
         ));
     }
 

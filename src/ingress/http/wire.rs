@@ -20,6 +20,8 @@ pub(crate) struct Head {
     pub(crate) query: String,
     /// The connection stays open after the response.
     pub(crate) keep_alive: bool,
+    /// HTTP/1.0: keep-alive only when asked, and then said in the response.
+    pub(crate) http10: bool,
     pub(crate) content_length: usize,
     pub(crate) expect_continue: bool,
     /// The media type names JSON (or no body type was given).
@@ -67,6 +69,12 @@ pub(crate) fn parse_head(
             "the request target must be an absolute path",
         ));
     }
+    if target.contains('#') {
+        // RFC 9112 §3.2: origin-form is a path and a query; a fragment is never sent.
+        return Err(HeadError::Malformed(
+            "the request target must not have a fragment ('#')",
+        ));
+    }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (target.to_owned(), String::new()),
@@ -80,16 +88,23 @@ pub(crate) fn parse_head(
     let mut content_length: Option<usize> = None;
     let mut expect_continue = false;
     let mut json_body = true;
+    let mut hosts = 0;
+    let mut transfer_encoding = false;
     let mut forwarded = Vec::new();
     for h in req.headers.iter() {
         let name = h.name;
         let value = std::str::from_utf8(h.value)
             .map_err(|_| HeadError::Malformed("a header is not UTF-8"))?;
         if name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value
-                .trim()
+            // RFC 9110 §8.6: digits only (`+3`, `-0`, `3, 3` and spaces inside are refused:
+            // two parsers that read them differently frame the body differently).
+            let digits = value.trim_matches([' ', '\t']);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::Malformed("Content-Length is not a number"));
+            }
+            let n: usize = digits
                 .parse()
-                .map_err(|_| HeadError::Malformed("Content-Length is not a number"))?;
+                .map_err(|_| HeadError::Malformed("Content-Length is too large"))?;
             if content_length.is_some_and(|m| m != n) {
                 return Err(HeadError::Malformed("Content-Length is given twice"));
             }
@@ -98,6 +113,9 @@ pub(crate) fn parse_head(
             if !value.trim().eq_ignore_ascii_case("identity") {
                 return Err(HeadError::UnsupportedTransferEncoding);
             }
+            transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -117,12 +135,32 @@ pub(crate) fn parse_head(
             forwarded.push((name.to_ascii_lowercase(), value.to_owned()));
         }
     }
+    // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
+    if http11 && hosts != 1 {
+        return Err(HeadError::Malformed(if hosts == 0 {
+            "an HTTP/1.1 request must have a Host header"
+        } else {
+            "the Host header is given more than once"
+        }));
+    }
+    if hosts > 1 {
+        return Err(HeadError::Malformed(
+            "the Host header is given more than once",
+        ));
+    }
+    // RFC 9112 §6.1: both framings at once is how requests are smuggled.
+    if transfer_encoding && content_length.is_some() {
+        return Err(HeadError::Malformed(
+            "Content-Length and Transfer-Encoding are both given",
+        ));
+    }
     Ok(Some((
         Head {
             method,
             path,
             query,
             keep_alive,
+            http10: !http11,
             content_length: content_length.unwrap_or(0),
             expect_continue: expect_continue && http11,
             json_body,
@@ -164,8 +202,8 @@ impl Response {
         self
     }
 
-    /// Appends the response to `out`; `close` adds `Connection: close`.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>, close: bool) {
+    /// Appends the response to `out`, framed as `frame` says.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>, frame: Frame) {
         let _ = write!(
             out,
             "HTTP/1.1 {} {}\r\nServer: reactorium\r\n",
@@ -183,14 +221,36 @@ impl Response {
         for (n, v) in &self.headers {
             let _ = write!(out, "{n}: {v}\r\n");
         }
-        if close {
+        if frame.close {
             out.extend_from_slice(b"Connection: close\r\n");
+        } else if frame.keep_alive {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if !bodyless {
+        // RFC 9110 §9.3.2: a response to HEAD has the headers a GET would have (its
+        // Content-Length included) and never a body.
+        if !bodyless && !frame.head {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// How a response is framed on its connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// The connection ends after it: `Connection: close`.
+    pub(crate) close: bool,
+    /// It stays open for an HTTP/1.0 client that asked: `Connection: keep-alive` (HTTP/1.0
+    /// closes unless told otherwise).
+    pub(crate) keep_alive: bool,
+    /// The answer to a HEAD request: no body.
+    pub(crate) head: bool,
+}
+
+/// A field value as RFC 9110 §5.5 allows: no control bytes but horizontal tab (CR, LF, NUL
+/// and the rest would end or corrupt the header).
+pub(crate) fn is_field_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// The response for an unusable head.
@@ -259,7 +319,7 @@ pub(crate) fn from_reply(reply: &Message) -> Response {
             }
         } else if let Some(name) = n.strip_prefix(http_names::HEADER_PREFIX) {
             let valid_name = !name.is_empty() && name.bytes().all(is_token);
-            if !valid_name || v.contains(['\r', '\n']) {
+            if !valid_name || !is_field_value(v) {
                 return Response::error(
                     500,
                     "bad_reply",
@@ -369,9 +429,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.keep_alive);
-        let (h, _) = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &[])
-            .unwrap()
-            .unwrap();
+        let (h, _) = parse_head(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            &[],
+        )
+        .unwrap()
+        .unwrap();
         assert!(!h.keep_alive);
     }
 
@@ -383,14 +446,13 @@ mod tests {
             e(b"GET http://x/ HTTP/1.1\r\n\r\n"),
             HeadError::Malformed(_)
         ));
-        assert!(matches!(
-            e(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-            HeadError::Malformed(_)
-        ));
-        assert!(matches!(
-            e(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            HeadError::Malformed(_)
-        ));
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        ] {
+            assert!(matches!(e(raw), HeadError::Malformed(_)), "{raw:?}");
+        }
         assert_eq!(
             e(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HeadError::UnsupportedTransferEncoding
@@ -401,6 +463,73 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(e(&many), HeadError::TooManyHeaders);
+    }
+
+    /// Issue 12, item 4: what two parsers could frame differently is refused.
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let e = |raw: &[u8]| parse_head(raw, &[]).map(|h| h.map(|(h, _)| h.content_length));
+        for (raw, why) in [
+            (&b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n"[..], "a sign"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -0\r\n\r\n", "a sign"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", "a list"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x3\r\n\r\n", "hex"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 3\r\n\r\n", "a space"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", "empty"),
+            (b"GET / HTTP/1.1\r\n\r\n", "no Host"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "two Hosts"),
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", "two Hosts, 1.0"),
+            (b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", "a fragment"),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: identity\r\n\r\n",
+                "both framings",
+            ),
+        ] {
+            assert!(
+                matches!(e(raw), Err(HeadError::Malformed(_))),
+                "{why}: {:?}",
+                e(raw)
+            );
+        }
+        // What stays accepted: digits with surrounding spaces, a repeated equal value, no
+        // Host in HTTP/1.0.
+        assert_eq!(
+            e(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  3 \r\nContent-Length: 3\r\n\r\n"),
+            Ok(Some(3))
+        );
+        assert_eq!(e(b"GET / HTTP/1.0\r\n\r\n"), Ok(Some(0)));
+    }
+
+    #[test]
+    fn field_values_refuse_control_bytes() {
+        assert!(is_field_value("text/plain; charset=utf-8\tx é"));
+        for bad in ["a\rb", "a\nb", "a\0b", "a\x01b", "a\x7fb"] {
+            assert!(!is_field_value(bad), "{bad:?}");
+            let r = from_reply(&Message::empty().with_header("http.header.X", bad));
+            assert_eq!(r.status, 500, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn head_responses_keep_the_length_and_drop_the_body() {
+        let mut out = Vec::new();
+        let head = Frame {
+            head: true,
+            ..Frame::default()
+        };
+        Response::new(200, "text/plain", "hello").write_to(&mut out, head);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Content-Length: 5\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "no body: {text:?}");
+        let mut out = Vec::new();
+        let kept = Frame {
+            keep_alive: true,
+            ..Frame::default()
+        };
+        Response::new(200, "text/plain", "hi").write_to(&mut out, kept);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Connection: keep-alive\r\n"));
     }
 
     #[test]
@@ -431,7 +560,11 @@ mod tests {
     #[test]
     fn responses_serialize_with_length_and_close() {
         let mut out = Vec::new();
-        Response::error(404, "not_found", "no route").write_to(&mut out, true);
+        let close = Frame {
+            close: true,
+            ..Frame::default()
+        };
+        Response::error(404, "not_found", "no route").write_to(&mut out, close);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.contains("Connection: close\r\n"));

@@ -26,12 +26,19 @@ use crate::types::Error;
 /// through a [`Completer`]; [`on_deadline`](StreamProtocol::on_deadline) when the deadline
 /// it set passes; [`on_written`](StreamProtocol::on_written) when every byte it queued is
 /// out; [`on_close`](StreamProtocol::on_close) last, whatever the reason. What a callback
-/// queues is written when it returns; what it asks (close, a deadline) is done then.
+/// queues is written when it returns; what it asks (close, a deadline) is done then. When
+/// the peer ends its stream, a connection with nothing in flight, or whose work
+/// [`wants_input`](StreamProtocol::wants_input), is closed; other work goes on and its
+/// answer is written.
 ///
-/// At a graceful stop the engine asks [`in_flight`](StreamProtocol::in_flight) of each
-/// connection: those with nothing in flight are closed at once; the others go on until they
-/// have nothing in flight and their output is written (then they are closed and counted
-/// completed) or the stop's deadline passes (closed, counted abandoned).
+/// At a graceful stop the engine first reads what has arrived on each connection and hands
+/// it to the protocol, then judges: a connection is *busy* while it has work
+/// [`in_flight`](StreamProtocol::in_flight), input not consumed yet (a unit partly received,
+/// or sent ahead) or output not written yet. Busy ones go on until they are not (then they
+/// are closed and counted completed) or the stop's deadline passes (closed, counted
+/// abandoned). The others are idle: kept open for the engine's
+/// [`drain_grace`](EngineConfig::drain_grace), in case the peer's next unit is on its way
+/// (one that comes is served, and counted completed), then closed and counted closed idle.
 /// [`Io::draining`] tells a protocol the stop has begun (HTTP then answers with
 /// `Connection: close`).
 ///
@@ -98,9 +105,22 @@ pub trait StreamProtocol: Send + Sync + Sized + 'static {
     );
 
     /// Whether the connection has work in flight: a request read (or partly read, if the
-    /// protocol wants it finished) and not yet answered, or an answer not yet written out.
-    /// Asked when a graceful stop begins, and after each callback during it.
+    /// protocol wants it finished) and not yet answered. Asked when a graceful stop begins,
+    /// after each callback during it, and at the peer's end of stream. Output not yet
+    /// written and input not yet consumed keep a connection in a graceful stop whatever
+    /// this answers (see [`StreamEngine`]'s `# Shutdown`).
     fn in_flight(&self, conn: &Self::Conn) -> bool;
+
+    /// Whether the work in flight cannot go on without more input from the peer: a unit
+    /// begun and not yet whole (a request whose body has not all come). When the peer ends
+    /// its stream, no more will come, so the engine closes such a connection at once
+    /// ([`CloseReason::PeerClosed`]) instead of holding it until a deadline; work in flight
+    /// that needs nothing more (a request whose answer is awaited) goes on, and its answer
+    /// is written (a half-close is not a hang-up). Default: `false`.
+    fn wants_input(&self, conn: &Self::Conn) -> bool {
+        let _ = conn;
+        false
+    }
 
     /// The deadline set with [`Io::set_deadline`] has passed (it is cleared first). Default:
     /// close the connection at once.
@@ -149,7 +169,8 @@ pub enum Admission {
 pub enum CloseReason {
     /// The protocol asked ([`Io::close`], [`Io::close_now`]), or its lingering ended.
     Done,
-    /// The peer closed its side with nothing in flight, or reset the connection.
+    /// The peer closed its side with nothing in flight (or with work that
+    /// [`wants_input`](StreamProtocol::wants_input)), or reset the connection.
     PeerClosed,
     /// A read or write failed.
     Error,
@@ -282,10 +303,15 @@ pub(crate) enum Closing {
 ///
 /// # Shutdown
 ///
-/// [`stop`](StreamEngine::stop) stops accepting at once (the listener closes), closes every
-/// connection with nothing in flight ([`StreamProtocol::in_flight`]), lets the others finish
-/// up to [`EngineConfig::shutdown_timeout`], then closes what is left (counted abandoned)
-/// and joins the threads. Dropping the handles does not stop it.
+/// [`stop`](StreamEngine::stop) stops accepting at once: connections the kernel already
+/// holds are taken, then the listener stops listening (new connections are refused). Each
+/// connection's arrived bytes are read and handed to the protocol; busy connections (work
+/// [`in_flight`](StreamProtocol::in_flight), input not consumed, output not written) finish
+/// up to [`EngineConfig::shutdown_timeout`]; idle ones are closed after
+/// [`EngineConfig::drain_grace`] unless a unit arrives within it (then they are served).
+/// What is left at the deadline is closed (counted abandoned), and the threads are joined.
+/// Every connection open during the stop lands in one of the [`EngineReport`]'s three
+/// counts. Dropping the handles does not stop it.
 pub struct StreamEngine<P: StreamProtocol> {
     inner: Arc<Inner<P>>,
 }

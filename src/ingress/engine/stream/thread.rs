@@ -39,8 +39,8 @@ pub(crate) struct ConnIo {
     pub(crate) peer_eof: bool,
     /// Output written, write side shut, reading and discarding until the peer closes.
     lingering: bool,
-    /// In flight when the drain began: counted completed when it ends well.
-    owed: bool,
+    /// Its part in a graceful stop, and how it will be counted.
+    drain: Drain,
     /// The protocol's deadline.
     pub(crate) deadline: Option<Instant>,
     /// The engine's own: the write timeout while output waits, or the end of lingering.
@@ -152,9 +152,7 @@ impl<P: StreamProtocol> IoThread<P> {
         loop {
             let now = Instant::now();
             self.cx.now = now;
-            if !self.cx.draining && self.control.stopping.load(Ordering::Acquire) {
-                self.begin_drain(now);
-            }
+            self.drain_if_stopping();
             if let Some(deadline) = self.drain_deadline {
                 if self.open() == 0 {
                     break;
@@ -189,6 +187,10 @@ impl<P: StreamProtocol> IoThread<P> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.cx.now = Instant::now();
+            // A stop asked while the thread waited (it wakes the poller): the drain begins
+            // before anything else is handled, so what comes with the wake-up is judged
+            // and counted by it.
+            self.drain_if_stopping();
             for ev in events.iter() {
                 if ev.key == LISTENER {
                     self.accept();
@@ -197,6 +199,7 @@ impl<P: StreamProtocol> IoThread<P> {
                 }
             }
             self.fire_timers(self.cx.now);
+            self.drain_if_stopping();
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
             }
@@ -234,6 +237,11 @@ impl<P: StreamProtocol> IoThread<P> {
     // ---- accepting -------------------------------------------------------------------
 
     fn accept(&mut self) {
+        if self.control.stopping.load(Ordering::Acquire) {
+            // The thread begins its drain at the top of its loop: it takes what is pending
+            // then (the first thread to begin stops the listener for all).
+            return;
+        }
         let Some(listener) = &self.listener else {
             return;
         };
@@ -262,6 +270,22 @@ impl<P: StreamProtocol> IoThread<P> {
                     }
                     // A connection that died in the backlog (ECONNABORTED and the like).
                 }
+            }
+        }
+    }
+
+    /// At the drain's start: takes every connection the kernel holds, whatever the
+    /// balance between threads.
+    fn accept_pending(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let listener = Arc::clone(listener.source());
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock, or another thread stopped the listener
             }
         }
     }
@@ -313,7 +337,7 @@ impl<P: StreamProtocol> IoThread<P> {
             close: None,
             peer_eof: false,
             lingering: false,
-            owed: false,
+            drain: Drain::No,
             deadline: None,
             engine_deadline: None,
             armed: None,
@@ -370,12 +394,27 @@ impl<P: StreamProtocol> IoThread<P> {
             self.close(key, CloseReason::PeerClosed);
             return;
         }
+        match self.read_some(key) {
+            Got::Bytes => self.settle(key, true),
+            Got::End => self.settle(key, false),
+            Got::Nothing => {}
+            Got::Full => self.update(key),
+            Got::Failed => self.close(key, CloseReason::Error),
+        }
+    }
+
+    /// One read of what has arrived, kept in the connection's input (up to the protocol's
+    /// `read_limit`); the end of stream is noted in `peer_eof`.
+    fn read_some(&mut self, key: usize) -> Got {
+        let Some(s) = self.slots.get_mut(key).and_then(Option::as_mut) else {
+            return Got::Nothing;
+        };
+        let c = &mut s.io;
         let limit = self.protocol.read_limit(&s.conn);
         let have = c.rbuf.len();
         if have >= limit {
             // Nothing more may be buffered until what is there is used.
-            self.update(key);
-            return;
+            return Got::Full;
         }
         // Read into the thread's scratch buffer and keep only what came: an idle or
         // half-sent connection holds a few hundred bytes, not a whole read chunk.
@@ -383,19 +422,30 @@ impl<P: StreamProtocol> IoThread<P> {
         match c.io.source().read(&mut self.scratch[..want]) {
             Ok(0) => {
                 c.peer_eof = true;
-                self.settle(key, false);
+                Got::End
             }
             Ok(n) => {
                 c.rbuf.extend_from_slice(&self.scratch[..n]);
-                self.settle(key, true);
+                Got::Bytes
             }
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => self.close(key, CloseReason::Error),
+                ) =>
+            {
+                Got::Nothing
+            }
+            Err(_) => Got::Failed,
         }
+    }
+
+    /// The connection holds something of the peer's to finish: output not written yet,
+    /// input not consumed yet (a unit partly received, or sent ahead), or work the protocol
+    /// says is in flight. A graceful stop waits for a busy connection and closes the others.
+    fn busy(protocol: &P, s: &Slot<P::Conn>) -> bool {
+        !s.io.lingering
+            && (s.io.output_pending() || !s.io.rbuf.is_empty() || protocol.in_flight(&s.conn))
     }
 
     /// After an event or a callback: writes what is queued, carries out a close that was
@@ -409,6 +459,12 @@ impl<P: StreamProtocol> IoThread<P> {
             let Some(s) = self.slots.get_mut(key).and_then(Option::as_mut) else {
                 return;
             };
+            if s.io.drain == Drain::Grace && Self::busy(&self.protocol, s) {
+                // Idle when the drain began, and the peer sent something within the grace:
+                // served like work in flight.
+                s.io.drain = Drain::Owed;
+                s.io.engine_deadline = None;
+            }
             let c = &mut s.io;
             if c.lingering {
                 self.update(key);
@@ -468,12 +524,17 @@ impl<P: StreamProtocol> IoThread<P> {
                 call!(self, key, |conn, io| self.protocol.on_input(conn, io));
                 continue;
             }
-            let in_flight = self.protocol.in_flight(&s.conn);
-            if draining && !in_flight {
+            // (An idle connection in its grace stays open until the grace ends.)
+            if draining && s.io.drain != Drain::Grace && !Self::busy(&self.protocol, s) {
                 self.close(key, CloseReason::Drained);
                 return;
             }
-            if c.peer_eof && !in_flight {
+            // After the peer's end of stream, work that needs nothing more from it goes on
+            // (its answer can still be read: a half-close is not a hang-up); a unit still
+            // waiting for input never will be whole.
+            if s.io.peer_eof
+                && (!self.protocol.in_flight(&s.conn) || self.protocol.wants_input(&s.conn))
+            {
                 self.close(key, CloseReason::PeerClosed);
                 return;
             }
@@ -530,8 +591,9 @@ impl<P: StreamProtocol> IoThread<P> {
         c.rbuf = Vec::new();
         c.deadline = None;
         c.engine_deadline = Some(now + linger);
-        if std::mem::take(&mut c.owed) {
+        if c.drain == Drain::Owed {
             // Answered during a drain: that was its work in flight.
+            c.drain = Drain::Counted;
             bump(&self.control.counters.drain_completed);
         }
         self.update(key);
@@ -577,6 +639,8 @@ impl<P: StreamProtocol> IoThread<P> {
             if c.engine_deadline.is_some_and(|d| d <= now) {
                 let reason = if c.lingering {
                     CloseReason::Done
+                } else if c.drain == Drain::Grace {
+                    CloseReason::Drained
                 } else {
                     CloseReason::WriteTimeout
                 };
@@ -604,12 +668,17 @@ impl<P: StreamProtocol> IoThread<P> {
             self.timers.remove(&(a, key, s.io.id));
         }
         let counters = &self.control.counters;
-        match reason {
-            CloseReason::Done | CloseReason::Drained if s.io.owed => {
-                bump(&counters.drain_completed)
-            }
-            CloseReason::Abandoned => bump(&counters.drain_abandoned),
-            _ => {}
+        // Each connection open during a drain is counted once: here, or at `linger`.
+        match s.io.drain {
+            // Busy: its work finished (answered, closed as asked), or it did not (the
+            // deadline, the peer gone, a failed write).
+            Drain::Owed => match reason {
+                CloseReason::Done | CloseReason::Drained => bump(&counters.drain_completed),
+                _ => bump(&counters.drain_abandoned),
+            },
+            // Nothing of the peer's came during its grace.
+            Drain::Grace => bump(&counters.drain_closed_idle),
+            Drain::No | Drain::Counted => {}
         }
         self.free.push(key);
         self.publish_open();
@@ -619,21 +688,65 @@ impl<P: StreamProtocol> IoThread<P> {
         drop(s.io); // deletes it from the poller, then closes the socket
     }
 
+    fn drain_if_stopping(&mut self) {
+        if !self.cx.draining && self.control.stopping.load(Ordering::Acquire) {
+            self.begin_drain(self.cx.now);
+        }
+    }
+
     fn begin_drain(&mut self, now: Instant) {
+        // Stop accepting. Connections the kernel holds for us (a client may have sent its
+        // request on one already) are taken first, and judged below with the others; then
+        // the listener stops listening for every thread at once (a connection left in the
+        // backlog would be reset), and this thread's registration goes; the socket closes
+        // with the last.
+        self.accept_pending();
         self.cx.draining = true;
         self.drain_deadline = Some(self.control.drain_deadline().unwrap_or(now));
-        // Stop accepting: this thread's registration goes; the socket closes with the last.
-        self.listener = None;
+        if let Some(l) = self.listener.take() {
+            let _ = socket2::SockRef::from(&**l.source()).shutdown(std::net::Shutdown::Read);
+        }
         self.accept_paused_until = None;
+        let grace = self.control.config.drain_grace.min(
+            self.drain_deadline
+                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now)),
+        );
         for key in 0..self.slots.len() {
+            let Some(s) = self.slots[key].as_ref() else {
+                continue;
+            };
+            // What has arrived and not been read yet (a request in the socket's buffer) is
+            // not idle: read it before judging, and hand it to the protocol (which sees
+            // `draining`).
+            let mut came = false;
+            if !s.io.lingering && s.io.interest.0 && !Self::busy(&self.protocol, s) {
+                match self.read_some(key) {
+                    Got::Bytes => came = true,
+                    Got::Failed => {
+                        bump(&self.control.counters.drain_closed_idle);
+                        self.close(key, CloseReason::Error);
+                        continue;
+                    }
+                    Got::End | Got::Nothing | Got::Full => {}
+                }
+            }
             let Some(s) = self.slots[key].as_mut() else {
                 continue;
             };
-            let busy =
-                !s.io.lingering && (s.io.output_pending() || self.protocol.in_flight(&s.conn));
-            if busy {
-                s.io.owed = true;
+            if Self::busy(&self.protocol, s) {
+                s.io.drain = Drain::Owed;
+                if came {
+                    self.settle(key, true);
+                }
+            } else if !s.io.lingering && !s.io.peer_eof && !grace.is_zero() {
+                // Idle: a unit the peer sent as the stop began may be on its way. Served if
+                // it comes within the grace; closed idle when the grace ends.
+                s.io.drain = Drain::Grace;
+                s.io.engine_deadline = Some(now + grace);
+                self.update(key);
             } else {
+                // Idle (a lingering connection was answered already; its lingering is cut
+                // short).
                 bump(&self.control.counters.drain_closed_idle);
                 self.close(key, CloseReason::Drained);
             }
@@ -646,6 +759,8 @@ impl<P: StreamProtocol> IoThread<P> {
                 // A lingering connection was answered: its lingering is cut short.
                 let reason = if s.io.lingering {
                     CloseReason::Done
+                } else if s.io.drain == Drain::Grace {
+                    CloseReason::Drained
                 } else {
                     CloseReason::Abandoned
                 };
@@ -653,6 +768,31 @@ impl<P: StreamProtocol> IoThread<P> {
             }
         }
     }
+}
+
+/// A connection's part in a graceful stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// No stop, or opened after its start (accepted from the backlog, judged with the rest).
+    No,
+    /// Busy when the drain began (or sent something within its grace): counted completed or
+    /// abandoned when it closes.
+    Owed,
+    /// Idle when the drain began: kept open for the grace, in case a unit is on its way;
+    /// counted closed idle if none came.
+    Grace,
+    /// Counted already (answered, now lingering).
+    Counted,
+}
+
+/// What one read found.
+enum Got {
+    Bytes,
+    End,
+    Nothing,
+    /// The input holds `read_limit` bytes: nothing was read.
+    Full,
+    Failed,
 }
 
 enum Flushed {
