@@ -109,14 +109,14 @@ pub struct FrontEndReport {
     pub name: String,
     /// Its protocol ([`FrontEnd::kind`]).
     pub kind: &'static str,
-    /// Work in flight at the stop (a request waiting for its reply, a response being
-    /// written) that was finished before the deadline.
+    /// Work in flight at the stop, or arriving within the protocol's drain grace (a request
+    /// waiting for its reply, a response being written, bytes received and not yet
+    /// answered), that was finished before the deadline.
     pub completed: u64,
-    /// Work still in flight at the deadline, cut off (its connection closed without an
-    /// answer).
+    /// Work in flight at the stop that was not finished: still in flight at the deadline, or
+    /// its peer left before the answer.
     pub abandoned: u64,
-    /// Connections with nothing in flight at the stop (idle keep-alive, half-sent requests),
-    /// closed at once.
+    /// Connections where no request bytes had arrived, closed once the drain grace passed.
     pub closed: u64,
     /// Every thread of the front-end was joined.
     pub joined: bool,
