@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod protocol;
 mod route;
 mod stats;
+mod syntax;
 mod wire;
 
 use std::net::SocketAddr;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::syntax::{is_field_value, is_token};
 use crate::types::{Error, Pattern};
 
 /// What answers a matched route.
@@ -194,7 +195,7 @@ impl Routes {
         content_type: &str,
         body: impl Into<Vec<u8>>,
     ) -> Result<Routes, Error> {
-        if !(200..=599).contains(&status) || !super::wire::is_field_value(content_type) {
+        if !(200..=599).contains(&status) || !is_field_value(content_type) {
             return Err(Error::InvalidConfig {
                 reason: format!(
                     "fixed route {method} {path}: status must be in 200..=599 and the content \
@@ -346,11 +347,6 @@ impl Routes {
             Matched::WrongMethod(allowed)
         }
     }
-}
-
-/// A `tchar` of RFC 9110 (the bytes of a method or a header name).
-pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether the path segment `raw` is the literal `literal` once its `%XX` escapes are

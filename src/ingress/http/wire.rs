@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use super::http_names;
-use super::route::is_token;
+use super::syntax::{is_field_value, is_token};
 use crate::types::{Error, Message, Payload};
 
 /// The most headers a request may have; more is `431`.
@@ -245,12 +245,6 @@ pub(crate) struct Frame {
     pub(crate) keep_alive: bool,
     /// The answer to a HEAD request: no body.
     pub(crate) head: bool,
-}
-
-/// A field value as RFC 9110 §5.5 allows: no control bytes but horizontal tab (CR, LF, NUL
-/// and the rest would end or corrupt the header).
-pub(crate) fn is_field_value(v: &str) -> bool {
-    v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// The response for an unusable head.
