@@ -21,6 +21,10 @@ pub(super) struct Failure {
 
 /// Runs one task. `Err` means the instance failed and must go down; `Ok(false)`, a message
 /// whose handler's error was dead-lettered under [`OnError::Continue`].
+///
+/// A message is counted here, whichever way it came (the mailbox, or a `send_after` timer):
+/// handled (and drained, once a stop was seen), or abandoned under `OnError::Continue`. The
+/// one a failure comes back with is the caller's to dead-letter and count.
 pub(super) fn dispatch<C: Component>(
     comp: &mut C,
     core: &Core,
@@ -41,12 +45,15 @@ pub(super) fn dispatch<C: Component>(
             if let (Some(h), Some(t)) = (latency, started) {
                 h.record(t.elapsed());
             }
+            let mb = &core.reactor.mailbox;
             match r {
-                Ok(Ok(())) => Ok(true),
+                Ok(Ok(())) => {
+                    mb.tally.handled(local.draining);
+                    Ok(true)
+                }
                 Ok(Err(e)) if core.settings.on_error == OnError::Continue => {
-                    let mb = &core.reactor.mailbox;
                     mb.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    mb.dead_letter(keep, DeadLetterReason::Failed(e.to_string()));
+                    mb.abandon_message(keep, DeadLetterReason::Failed(e.to_string()));
                     Ok(false)
                 }
                 Ok(Err(e)) => Err(Failure {
@@ -208,10 +215,7 @@ fn fire_due<C: Component>(
                 action: Action::Deliver(msg),
                 ..
             } => {
-                let mb = &core.reactor.mailbox;
-                if dispatch(comp, core, local, Task::Message(msg))? {
-                    mb.counters.handled.fetch_add(1, Ordering::Relaxed);
-                }
+                dispatch(comp, core, local, Task::Message(msg))?;
             }
         }
     }
@@ -232,20 +236,14 @@ pub(super) fn late_reply(mb: &Mailbox, outcome: Result<Message, Error>) {
     }
 }
 
-/// Accounts for a task that will not be handled; `true` if it was a bus message.
-pub(super) fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) -> bool {
+/// Accounts for a task that will not be handled: a message is dead-lettered and counted as
+/// abandoned, a reply dead-lettered as late, a job result counted late.
+pub(super) fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) {
     match task {
-        Task::Message(m) => {
-            mb.dead_letter(m, reason.clone());
-            true
-        }
-        Task::Reply { outcome, .. } => {
-            late_reply(mb, outcome);
-            false
-        }
+        Task::Message(m) => mb.abandon_message(m, reason.clone()),
+        Task::Reply { outcome, .. } => late_reply(mb, outcome),
         Task::Job { .. } => {
             mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
-            false
         }
     }
 }

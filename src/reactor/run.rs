@@ -42,24 +42,19 @@ pub(crate) fn spawn<C: Component>(
 }
 
 /// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
-/// queued messages. Returns how many.
-pub(crate) fn abandon_unstarted(reactor: &super::Reactor) -> u64 {
-    close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped)
+/// queued messages (counted as abandoned).
+pub(crate) fn abandon_unstarted(reactor: &super::Reactor) {
+    close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped);
 }
 
 /// Dead-letters the messages queued for a reactor whose thread `stop` gave up on (a handler,
 /// continuation or `stop` that has not returned by its drain deadline plus the grace): past
 /// that deadline the thread would abandon them anyway once it returns, and this way they are
-/// accounted for, and reach the dead-letter subscribers, before `stop` returns. Returns how
-/// many. The thread itself still owns what it had taken out of the mailbox.
-pub(crate) fn abandon_queued(reactor: &super::Reactor) -> u64 {
+/// accounted for (counted as abandoned), and reach the dead-letter subscribers, before `stop`
+/// returns. The thread itself still owns what it had taken out of the mailbox.
+pub(crate) fn abandon_queued(reactor: &super::Reactor) {
     let mb = &*reactor.mailbox;
-    let mut abandoned = 0;
-    mb.take_messages(|m| {
-        abandoned += 1;
-        mb.dead_letter(m, DeadLetterReason::Stopped);
-    });
-    abandoned
+    mb.take_messages(|m| mb.abandon_message(m, DeadLetterReason::Stopped));
 }
 
 /// What an instance that went down waits for.
@@ -145,15 +140,14 @@ fn run<C: Component>(
                         local.abandon_all();
                         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
                         if let Some(m) = f.message {
-                            exit.abandoned += 1;
-                            mb.dead_letter(m, f.reason.clone());
+                            mb.abandon_message(m, f.reason.clone());
                         }
                         let down = down_reason(&f.reason);
                         if !core.settings.await_after_failure {
                             // Never restarted: refuse new messages now, account for the rest.
                             mb.set_flag(CLOSED);
                             for task in rest {
-                                exit.abandoned += u64::from(abandon(mb, task, &f.reason));
+                                abandon(mb, task, &f.reason);
                             }
                             let mut exit = finish(core, exit, f.reason.clone());
                             exit.failure = Some(f.reason);
@@ -189,7 +183,7 @@ fn run<C: Component>(
             }
             Next::Exit(dl, down) => {
                 for task in carry.drain(..) {
-                    exit.abandoned += u64::from(abandon(mb, task, &dl));
+                    abandon(mb, task, &dl);
                 }
                 let mut exit = finish(core, exit, dl.clone());
                 if down.is_failure() {
@@ -265,16 +259,13 @@ fn start_failed(
 }
 
 /// The thread's last act: refuse everything, then account for what is left.
-fn finish(core: &Core, mut exit: Exit, reason: DeadLetterReason) -> Exit {
-    exit.abandoned += close_for_good(&core.reactor.mailbox, &reason);
+fn finish(core: &Core, exit: Exit, reason: DeadLetterReason) -> Exit {
+    close_for_good(&core.reactor.mailbox, &reason);
     exit
 }
 
 /// Sets DEAD, so nothing more is admitted, and accounts for every task still queued.
-/// Returns how many bus messages were abandoned.
-fn close_for_good(mb: &Mailbox, reason: &DeadLetterReason) -> u64 {
+fn close_for_good(mb: &Mailbox, reason: &DeadLetterReason) {
     mb.set_flag(DEAD | CLOSED);
-    let mut abandoned = 0;
-    mb.drain_dead(|task| abandoned += u64::from(abandon(mb, task, reason)));
-    abandoned
+    mb.drain_dead(|task| abandon(mb, task, reason));
 }

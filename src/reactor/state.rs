@@ -13,12 +13,10 @@ use crate::bus::Bus;
 use crate::types::{Clock, DeadLetterReason};
 use crate::worker::WorkerPool;
 
-/// How a reactor thread ended.
+/// How a reactor thread ended. Its counts are not here: the mailbox keeps them (`Tally`,
+/// `Counters`), for `ReactorStats` and the shutdown report alike.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Exit {
-    pub(crate) handled: u64,
-    pub(crate) drained: u64,
-    pub(crate) abandoned: u64,
     pub(crate) failure: Option<DeadLetterReason>,
 }
 
@@ -70,6 +68,9 @@ pub(crate) struct Local<K, A> {
     pub(crate) idle_at: Option<Instant>,
     /// The instance asked to stop ([`Context::stop`](super::Context::stop)).
     pub(crate) stop_self: bool,
+    /// A stop was seen (the runtime's, or the instance's own): messages handled from here on
+    /// are counted as drained too.
+    pub(crate) draining: bool,
     /// While the reactor runs due timers on a manual clock: the instant it found them due at,
     /// which [`Context::now`](super::Context::now) gives their callbacks (see `fire_timers`).
     pub(crate) fired_at: Option<Instant>,
@@ -84,6 +85,7 @@ impl<K, A> Local<K, A> {
             settling: false,
             idle_at: None,
             stop_self: false,
+            draining: false,
             fired_at: None,
         }
     }
@@ -93,6 +95,7 @@ impl<K, A> Local<K, A> {
         self.settling = false;
         self.idle_at = None;
         self.stop_self = false;
+        self.draining = false;
         self.fired_at = None;
     }
 

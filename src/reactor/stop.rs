@@ -56,7 +56,7 @@ pub(super) fn stop_instance<C: Component>(
     } = leaving;
     let keep = suspend.is_some().then_some(carry);
     let deadline = drain.unwrap_or_else(Instant::now);
-    let mut failure = settle(comp, core, local, exit, deadline, keep)
+    let mut failure = settle(comp, core, local, deadline, keep)
         .err()
         .map(|f| f.reason);
     if failure.is_none() {
@@ -93,7 +93,6 @@ fn settle<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
-    exit: &mut Exit,
     drain_deadline: Instant,
     mut keep: Option<&mut Vec<Task>>,
 ) -> Result<(), Failure> {
@@ -103,29 +102,25 @@ fn settle<C: Component>(
     local.settling = true;
     let cutoff = drain_deadline.max(Instant::now()) + Duration::from_millis(100);
     let mut buf = Vec::new();
-    let mut run_queued =
-        |comp: &mut C, local: &mut Local<C>, exit: &mut Exit| -> Result<usize, Failure> {
-            let n = mb.pop_batch(&mut buf, BATCH);
-            let mut tasks = buf.drain(..);
-            while let Some(task) = tasks.next() {
-                if let Task::Message(m) = task {
-                    match keep.as_deref_mut() {
-                        Some(kept) => kept.push(Task::Message(m)),
-                        None => {
-                            exit.abandoned += 1;
-                            mb.dead_letter(m, DeadLetterReason::Stopped);
-                        }
-                    }
-                } else if let Err(f) = dispatch(comp, core, local, task) {
-                    for t in tasks {
-                        exit.abandoned += u64::from(abandon(mb, t, &f.reason));
-                    }
-                    return Err(f);
+    let mut run_queued = |comp: &mut C, local: &mut Local<C>| -> Result<usize, Failure> {
+        let n = mb.pop_batch(&mut buf, BATCH);
+        let mut tasks = buf.drain(..);
+        while let Some(task) = tasks.next() {
+            if let Task::Message(m) = task {
+                match keep.as_deref_mut() {
+                    Some(kept) => kept.push(Task::Message(m)),
+                    None => mb.abandon_message(m, DeadLetterReason::Stopped),
                 }
+            } else if let Err(f) = dispatch(comp, core, local, task) {
+                for t in tasks {
+                    abandon(mb, t, &f.reason);
+                }
+                return Err(f);
             }
-            Ok(n)
-        };
-    while run_queued(comp, local, exit)? > 0 && Instant::now() < cutoff {}
+        }
+        Ok(n)
+    };
+    while run_queued(comp, local)? > 0 && Instant::now() < cutoff {}
 
     // No new request can be made now, so this ends once the outcomes already in flight have
     // landed; the cutoff bounds even that.
@@ -149,7 +144,7 @@ fn settle<C: Component>(
                 in_flight = true;
             }
         }
-        if in_flight && run_queued(comp, local, exit)? == 0 {
+        if in_flight && run_queued(comp, local)? == 0 {
             landing.snooze();
         }
     }
