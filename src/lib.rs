@@ -37,6 +37,12 @@
 //!     .request("greet", Message::json("ada".into()), Duration::from_secs(1))?
 //!     .wait()?;
 //! assert_eq!(reply.as_json().unwrap(), "hello, ada (#1)");
+//!
+//! // A plain send expects no reply: the greeting goes to the dead-letter topic
+//! // (`DeadLetterReason::UnrequestedReply`) and the greeter keeps running.
+//! rt.bus().send("greet", Message::json("bob".into()))?;
+//! let reply = rt.bus().request("greet", Message::json("cy".into()), Duration::from_secs(1))?.wait()?;
+//! assert_eq!(reply.as_json().unwrap(), "hello, cy (#3)");
 //! rt.stop()?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```

@@ -12,7 +12,9 @@ use super::state::{self, Core};
 use super::timer::{self, TimerId};
 use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
-use crate::types::{panic_message, BoxError, Down, Error, Message, MessageId, ReplyHandle};
+use crate::types::{
+    panic_message, BoxError, DeadLetterReason, Down, Error, Message, MessageId, ReplyHandle,
+};
 use crate::worker::WorkerPool;
 
 /// A unit of business logic with private state, run by its own reactor thread.
@@ -271,26 +273,60 @@ impl<'a, C: Component> Context<'a, C> {
 
     /// Answers the request `request` with `reply`, taking its reply handle.
     ///
-    /// A requester that no longer waits (its timeout passed, an HTTP client hung up, the
-    /// requesting component stopped) is not this component's failure: the reply is counted
-    /// as late ([`BusStats::late_replies`](crate::BusStats)) and dead-lettered, and `reply`
-    /// returns `Ok`, so `ctx.reply(..)?` never takes a responder down for a slow or vanished
-    /// client. To learn whether the reply was read, use
-    /// [`Message::take_reply_handle`] and [`ReplyHandle::send`], which report it.
+    /// Nothing here fails the handler, so `ctx.reply(&mut msg, ..)?` is safe whatever came in:
+    ///
+    /// - A requester that no longer waits (its timeout passed, an HTTP client hung up, the
+    ///   requesting component stopped) is not this component's failure: the reply is counted
+    ///   as late ([`BusStats::late_replies`](crate::BusStats)) and dead-lettered.
+    /// - A message that expects no reply (a plain [`send`](crate::Bus::send) or
+    ///   [`publish`](crate::Bus::publish), or a request answered already) is not one either:
+    ///   the reply is dead-lettered with
+    ///   [`DeadLetterReason::UnrequestedReply`](crate::DeadLetterReason::UnrequestedReply),
+    ///   its correlation set to `request`'s id, and counted in
+    ///   [`ReactorStats::dead_lettered`](crate::ReactorStats::dead_lettered); so a component
+    ///   that answers every message keeps running when one is sent to it plainly, and the
+    ///   stray reply is not lost silently. Ask [`Message::expects_reply`] first to do
+    ///   something else.
+    ///
+    /// To learn whether the reply was read, use [`Message::take_reply_handle`] and
+    /// [`ReplyHandle::send`], which report it.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when `request` is not a request or was answered already.
+    /// None today: every case above returns `Ok`. The `Result` is kept so that a reply path
+    /// that can fail (a requester in another process) can say so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    ///
+    /// struct Echo;
+    ///
+    /// impl Component for Echo {
+    ///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let answer = msg.clone();
+    ///         ctx.reply(&mut msg, answer)?; // a plain send: the reply is dead-lettered
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     pub fn reply(&self, request: &mut Message, reply: Message) -> Result<(), Error> {
+        let mut reply = self.stamp(reply);
         match request.take_reply_handle() {
-            Some(h) => match h.send(self.stamp(reply)) {
+            Some(h) => match h.send(reply) {
                 // Late: counted and dead-lettered by the handle.
                 Err(Error::Timeout { .. } | Error::Stopped { .. }) => Ok(()),
                 other => other,
             },
-            None => Err(Error::InvalidState {
-                reason: "the message is not a request, or it was answered already",
-            }),
+            None => {
+                reply.set_correlation(request.id());
+                self.core
+                    .reactor
+                    .mailbox
+                    .dead_letter(reply, DeadLetterReason::UnrequestedReply);
+                Ok(())
+            }
         }
     }
 

@@ -23,6 +23,11 @@ pub enum DeadLetterReason {
     Stopped,
     /// A reply that arrived after its request timed out, or after its requester stopped.
     LateReply,
+    /// A reply to a message that expected none: [`Context::reply`](crate::Context::reply) to a
+    /// plain [`send`](crate::Bus::send) or [`publish`](crate::Bus::publish), or to a request
+    /// that was answered already. The letter's message is the reply, its
+    /// [`correlation`](Message::correlation) the id of the message it answered.
+    UnrequestedReply,
     /// Dropped by the component's mailbox overflow policy ([`Overflow::DropOldest`] drops the
     /// oldest queued message to make room, [`Overflow::DropNewest`] the one arriving).
     Overflow(Overflow),
@@ -35,6 +40,9 @@ impl fmt::Display for DeadLetterReason {
             DeadLetterReason::Failed(m) => write!(f, "handler failed: {m}"),
             DeadLetterReason::Stopped => f.write_str("component stopped"),
             DeadLetterReason::LateReply => f.write_str("late reply"),
+            DeadLetterReason::UnrequestedReply => {
+                f.write_str("reply to a message that expected none")
+            }
             DeadLetterReason::Overflow(p) => write!(f, "mailbox full, dropped by policy {p}"),
         }
     }
