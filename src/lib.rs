@@ -403,7 +403,8 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, Typed, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, TypeMismatch, Typed,
+    DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

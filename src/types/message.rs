@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::error::Error;
 use super::intern::Str;
-use super::payload::{Payload, Typed};
+use super::payload::{Payload, TypeMismatch, Typed};
 use super::topic::Topic;
 
 /// A process-unique message id.
@@ -255,7 +255,24 @@ impl Message {
         Message::new(bytes.into())
     }
 
-    /// A message carrying an in-process value, not serialized.
+    /// A message carrying an in-process value, not serialized. It is read back by its exact
+    /// type ([`get`](Message::get), [`try_get`](Message::try_get), [`take`](Message::take)).
+    ///
+    /// Mind type inference: an integer literal without a suffix is an `i32` and a float one an
+    /// `f64`, so `Message::typed(1)` holds an `i32`, and `get::<u64>()` on it is `None`. Write
+    /// the type (`Message::typed(1u64)`), and read with [`try_get`](Message::try_get) where a
+    /// wrong type is a bug: its error names both types.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::Message;
+    ///
+    /// let m = Message::typed(1);
+    /// assert_eq!(m.get::<u64>(), None); // an `i32`
+    /// assert_eq!(m.get::<i32>(), Some(&1));
+    /// assert_eq!(Message::typed(1u64).get::<u64>(), Some(&1));
+    /// ```
     pub fn typed<T: Any + Send + Sync>(value: T) -> Message {
         Message::new(Payload::Typed(Typed {
             value: Arc::new(value),
@@ -331,7 +348,9 @@ impl Message {
         }
     }
 
-    /// The typed payload, if it is a `T`.
+    /// The typed payload, if it is a `T`: `None` for any other type, however close (a `u64`
+    /// asked of an `i32`, see [`Message::typed`]) and for a payload that is not typed. To
+    /// learn what it holds instead, use [`try_get`](Message::try_get).
     pub fn get<T: Any>(&self) -> Option<&T> {
         match &self.payload {
             Payload::Typed(t) => (*t.value).as_any().downcast_ref(),
@@ -339,13 +358,51 @@ impl Message {
         }
     }
 
+    /// The typed payload as a `T`, or what it is instead. Costs what [`get`](Message::get)
+    /// does when the type is right; the error, with `?`, makes a wrong type a handler error
+    /// (dead-lettered with its text) rather than a value silently missing.
+    ///
+    /// # Errors
+    ///
+    /// [`TypeMismatch`] naming the type asked for and the one the message holds (or that the
+    /// payload is JSON, bytes or empty) when the payload is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::Message;
+    ///
+    /// let m = Message::typed(7u64);
+    /// assert_eq!(m.try_get::<u64>(), Ok(&7));
+    /// let e = Message::typed(7).try_get::<u64>().unwrap_err();
+    /// assert_eq!(e.to_string(),
+    ///     "asked for a `u64` payload, the message holds `i32` \
+    ///      (an unsuffixed literal is `i32`: write `Message::typed(1u64)`)");
+    /// let e = Message::json("7".into()).try_get::<u64>().unwrap_err();
+    /// assert_eq!(e.to_string(), "asked for a `u64` payload, the message holds a JSON payload");
+    /// ```
+    pub fn try_get<T: Any>(&self) -> Result<&T, TypeMismatch> {
+        if let Payload::Typed(t) = &self.payload {
+            if let Some(v) = (*t.value).as_any().downcast_ref() {
+                return Ok(v);
+            }
+        }
+        Err(self.mismatch::<T>())
+    }
+
+    #[cold]
+    fn mismatch<T: Any>(&self) -> TypeMismatch {
+        TypeMismatch::new(std::any::type_name::<T>(), self.payload.describe())
+    }
+
     /// Takes the typed payload out.
     ///
     /// # Errors
     ///
-    /// The message comes back unchanged when its payload is not a `T`, or when a clone of this
-    /// message (a [`publish`](crate::Bus::publish) copy) still shares it; then read it in
-    /// place with [`Message::get`].
+    /// The message comes back unchanged when its payload is not a `T` (ask
+    /// [`try_get`](Message::try_get) what it is), or when a clone of this message (a
+    /// [`publish`](crate::Bus::publish) copy) still shares it; then read it in place with
+    /// [`Message::get`].
     pub fn take<T: Any + Send + Sync>(mut self) -> Result<T, Message> {
         let Payload::Typed(t) = std::mem::take(&mut self.payload) else {
             return Err(self);

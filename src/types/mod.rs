@@ -20,7 +20,7 @@ pub use down::{Down, DownReason};
 pub use error::{Error, Name};
 pub use message::{Message, MessageId, ReplyHandle};
 pub use overflow::Overflow;
-pub use payload::{Payload, Typed};
+pub use payload::{Payload, TypeMismatch, Typed};
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;
