@@ -404,7 +404,7 @@ pub use runtime::{
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
     MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, TypeMismatch, Typed,
-    DEAD_LETTER_TOPIC,
+    Unhandled, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

@@ -54,7 +54,10 @@ pub trait Component: Sized + 'static {
 
     /// Handles one message. A panic or an `Err` is a failure (an `Err` only dead-letters the
     /// message under [`OnError::Continue`](crate::OnError::Continue)): the instance goes down
-    /// and the message goes to the dead-letter topic with the reason. Its restart mode decides
+    /// and the message goes to the dead-letter topic with the reason. The handler owns the
+    /// message, so its dead letter carries only the envelope, unless the handler hands it back
+    /// in its error ([`Unhandled`](crate::Unhandled)) or the component keeps payloads for this
+    /// ([`ComponentOptions::keep_failed_payloads`](crate::ComponentOptions::keep_failed_payloads)). Its restart mode decides
     /// the rest: a `temporary` component (the default) stays down and what remains in its
     /// mailbox is dead-lettered too; a `permanent` or `transient` one is rebuilt from its
     /// factory by its supervisor and the queued messages go to the new instance. The rest of

@@ -11,7 +11,7 @@ use super::mailbox::{Mailbox, Task};
 use super::state::Core;
 use super::timer::next_period;
 use super::OnError;
-use crate::types::{panic_message, BoxError, DeadLetterReason, Error, Message};
+use crate::types::{panic_message, BoxError, DeadLetterReason, Error, Message, Payload, Unhandled};
 
 /// Why the component stopped handling messages, with the message it failed on.
 pub(super) struct Failure {
@@ -33,9 +33,13 @@ pub(super) fn dispatch<C: Component>(
 ) -> Result<bool, Failure> {
     match task {
         Task::Message(msg) => {
-            // Kept so the message can be dead-lettered if the handler fails. Only the envelope:
-            // the payload is the handler's to take (see `DeadLetter::message`).
+            // Kept so the message can be dead-lettered if the handler fails: the envelope,
+            // and the payload only where the component asked for it (see `DeadLetter::message`).
             let keep = msg.envelope();
+            let keeps_payload = core.settings.keep_payloads;
+            if keeps_payload {
+                msg.keep_payload();
+            }
             // Two clock reads, only for a component that opted in.
             let latency = core.reactor.mailbox.latency.as_deref();
             let started = latency.map(|_| Instant::now());
@@ -48,20 +52,31 @@ pub(super) fn dispatch<C: Component>(
             let mb = &core.reactor.mailbox;
             match r {
                 Ok(Ok(())) => {
+                    if keeps_payload {
+                        drop(Message::take_kept_payload());
+                    }
                     mb.tally.handled(local.draining);
                     Ok(true)
                 }
-                Ok(Err(e)) if core.settings.on_error == OnError::Continue => {
-                    mb.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    mb.abandon_message(keep, DeadLetterReason::Failed(e.to_string()));
-                    Ok(false)
+                Ok(Err(e)) => {
+                    let kept = keeps_payload.then(Message::take_kept_payload).flatten();
+                    let (failed, reason) = handed_back(e, keep, kept);
+                    if core.settings.on_error == OnError::Continue {
+                        mb.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        mb.abandon_message(failed, reason);
+                        Ok(false)
+                    } else {
+                        Err(Failure {
+                            message: Some(failed),
+                            reason,
+                        })
+                    }
                 }
-                Ok(Err(e)) => Err(Failure {
-                    message: Some(keep),
-                    reason: DeadLetterReason::Failed(e.to_string()),
-                }),
                 Err(p) => Err(Failure {
-                    message: Some(keep),
+                    message: Some(with_kept(
+                        keep,
+                        keeps_payload.then(Message::take_kept_payload).flatten(),
+                    )),
                     reason: DeadLetterReason::Panicked(panic_message(&*p)),
                 }),
             }
@@ -81,6 +96,30 @@ pub(super) fn dispatch<C: Component>(
                 Ok(true)
             }
         },
+    }
+}
+
+/// The message a handler's error is about, and the reason: the whole message when the
+/// handler handed it back ([`Unhandled`]), else the envelope the reactor kept (with the
+/// payload, when it kept that too).
+#[cold]
+fn handed_back(e: BoxError, keep: Message, kept: Option<Payload>) -> (Message, DeadLetterReason) {
+    match e.downcast::<Unhandled>() {
+        Ok(u) => {
+            let (message, error) = u.into_parts();
+            (message, DeadLetterReason::Failed(error.to_string()))
+        }
+        Err(e) => (
+            with_kept(keep, kept),
+            DeadLetterReason::Failed(e.to_string()),
+        ),
+    }
+}
+
+fn with_kept(keep: Message, kept: Option<Payload>) -> Message {
+    match kept {
+        Some(p) => keep.with_payload(p),
+        None => keep,
     }
 }
 

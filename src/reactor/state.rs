@@ -32,6 +32,9 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Option<Duration>,
     /// The drain deadline of an instance that stops itself.
     pub(crate) drain_timeout: Duration,
+    /// Keep a second reference to each message's payload while its handler runs, so that
+    /// the dead letter of a failure carries it (`ComponentOptions::keep_failed_payloads`).
+    pub(crate) keep_payloads: bool,
 }
 
 /// What a reactor shares with every context it makes.

@@ -115,6 +115,7 @@ impl Runtime {
             on_error: options.on_error,
             idle_timeout: options.idle_timeout,
             drain_timeout,
+            keep_payloads: options.keep_failed_payloads,
         };
 
         let _life = self.lifecycle()?;

@@ -19,6 +19,13 @@ use super::intern::Str;
 use super::payload::{Payload, TypeMismatch, Typed};
 use super::topic::Topic;
 
+thread_local! {
+    // The payload of the message a reactor thread's handler is running with, when its
+    // component keeps payloads for dead letters: a second reference, which `take` gives up
+    // (see `Message::keep_payload`).
+    static KEPT: Cell<Option<Payload>> = const { Cell::new(None) };
+}
+
 /// A process-unique message id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct MessageId(u64);
@@ -416,6 +423,15 @@ impl Message {
             .into_any()
             .downcast::<T>()
             .expect("checked with `is`");
+        let arc = match Arc::try_unwrap(arc) {
+            Ok(v) => return Ok(v),
+            // The other reference may be the one the reactor keeps for a dead letter.
+            Err(arc) if give_up_kept(&arc) => arc,
+            Err(arc) => {
+                self.payload = Payload::Typed(Typed { value: arc });
+                return Err(self);
+            }
+        };
         match Arc::try_unwrap(arc) {
             Ok(v) => Ok(v),
             Err(arc) => {
@@ -475,8 +491,9 @@ impl Message {
         self.ext.as_ref().is_some_and(|e| e.reply.is_some())
     }
 
-    /// A copy of the envelope without the payload and without the reply handle: what is left
-    /// to dead-letter when a handler fails with the message.
+    /// A copy of the envelope without the payload and without the reply handle: what the
+    /// reactor keeps to dead-letter when a handler fails with the message (with the payload
+    /// added back by [`with_payload`](Message::with_payload) when it kept that too).
     pub(crate) fn envelope(&self) -> Message {
         let ext = self.ext.as_ref().and_then(|e| {
             let bare = e.headers.as_ref().map_or(true, |h| h.is_empty())
@@ -493,10 +510,47 @@ impl Message {
         }
     }
 
+    /// Keeps a second reference to the payload on this (reactor) thread while a handler runs
+    /// with the message, for its dead letter if the handler fails: a reference count, no
+    /// copy. [`take`](Message::take) gives this reference up, so a handler can still take its
+    /// payload; [`take_kept_payload`](Message::take_kept_payload) ends the keeping.
+    pub(crate) fn keep_payload(&self) {
+        KEPT.with(|k| k.set(Some(self.payload.clone())));
+    }
+
+    /// The payload kept by [`keep_payload`](Message::keep_payload), unless the handler took
+    /// it.
+    pub(crate) fn take_kept_payload() -> Option<Payload> {
+        KEPT.with(Cell::take)
+    }
+
+    /// This message with `payload` instead of its own (an envelope made whole again).
+    pub(crate) fn with_payload(mut self, payload: Payload) -> Message {
+        self.payload = payload;
+        self
+    }
+
     /// Moves the reply handle out of a request, to answer it later or from another thread.
     pub fn take_reply_handle(&mut self) -> Option<ReplyHandle> {
         self.ext.as_mut().and_then(|e| e.reply.take())
     }
+}
+
+/// Gives up the reference [`Message::keep_payload`] keeps, when it is the only other one to
+/// `arc`: then the caller's is the last, and it may take the value.
+fn give_up_kept<T>(arc: &Arc<T>) -> bool {
+    if Arc::strong_count(arc) != 2 {
+        return false;
+    }
+    KEPT.with(|k| {
+        let kept = k.take();
+        let same = matches!(&kept, Some(Payload::Typed(t))
+            if std::ptr::addr_eq(Arc::as_ptr(&t.value), Arc::as_ptr(arc)));
+        if !same {
+            k.set(kept);
+        }
+        same
+    })
 }
 
 /// A clone shares the payload (by reference count) and copies the envelope, id included.

@@ -15,7 +15,7 @@ mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
-pub use dead_letter::{DeadLetter, DeadLetterReason, DEAD_LETTER_TOPIC};
+pub use dead_letter::{DeadLetter, DeadLetterReason, Unhandled, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};
 pub use error::{Error, Name};
 pub use message::{Message, MessageId, ReplyHandle};
