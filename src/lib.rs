@@ -178,7 +178,9 @@
 //! failure ([`Restart::Transient`]), also after it stopped itself ([`Restart::Permanent`]), or
 //! never ([`Restart::Temporary`], the default). Supervisors group components with a
 //! [`Strategy`] and an intensity limit; messages queued during a restart wait for the new
-//! instance, and only the one the handler failed on is dead-lettered.
+//! instance, and only the one the handler failed on is dead-lettered. A new instance is built
+//! by the factory and runs [`Component::start`] again; timers the old one set after its start
+//! went down with it, and [`Component::restarted`] is where to arm them again.
 //!
 //! ```
 //! use reactorium::{BoxError, Component, ComponentOptions, ComponentState, Context, Message,
@@ -395,7 +397,9 @@ pub use bus::{Bus, BusStats, Inbox, PendingReply, PublishReport, ReplyTicket, Su
 pub use ingress::engine;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
-pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
+pub use reactor::{
+    Component, Context, OnError, Reactor, ReactorStats, Restarted, TimerId, WatchId,
+};
 pub use runtime::{
     AdminHandle, Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport,
     ComponentState, ComponentStats, FrontEnd, FrontEndReport, Readiness, Restart, RestartBackoff,

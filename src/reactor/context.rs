@@ -13,7 +13,8 @@ use super::timer::{self, TimerId};
 use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
 use crate::types::{
-    panic_message, BoxError, DeadLetterReason, Down, Error, Message, MessageId, ReplyHandle,
+    panic_message, BoxError, DeadLetterReason, Down, DownReason, Error, Message, MessageId,
+    ReplyHandle,
 };
 use crate::worker::WorkerPool;
 
@@ -68,6 +69,70 @@ pub trait Component: Sized + 'static {
     /// Whatever the component decides is a failure it cannot continue from.
     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError>;
 
+    /// Called on a restarted instance, after its [`start`](Component::start) returned and
+    /// before its first message, with why the previous instance went down and what it left.
+    /// Not called on the first instance. An error or panic fails the restart as one in
+    /// `start` does. Default: nothing.
+    ///
+    /// A restarted instance is built fresh by the factory and its `start` runs again, so what
+    /// `start` sets up comes back, timers included. What the previous instance set up later
+    /// does not: its timers ([`after`](Context::after), [`every`](Context::every),
+    /// [`send_after`](Context::send_after)) belonged to it and were dropped with it (a pending
+    /// `send_after` message is dead-lettered), and so was its state.
+    /// [`Restarted::timers_dropped`] says how many there were. To have them back, keep what
+    /// they depend on where a restart does not reach (a store, or state shared through the
+    /// factory) and arm them again here; a periodic timer every instance needs belongs in
+    /// `start`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides makes it unable to run; the supervisor counts it as a
+    /// failed restart.
+    ///
+    /// # Examples
+    ///
+    /// A poller whose period is set by a message at run time; the period lives outside the
+    /// instance, so a restarted instance arms its poll again.
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message, Restarted};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// struct Poller { period: Arc<Mutex<Option<Duration>>> } // shared by the factory
+    ///
+    /// impl Poller {
+    ///     fn arm(&self, ctx: &mut Context<'_, Self>) {
+    ///         if let Some(p) = *self.period.lock().unwrap() {
+    ///             ctx.every(p, |_this: &mut Self, ctx| { let _ = ctx.publish("poll", Message::empty()); });
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// impl Component for Poller {
+    ///     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let secs = *msg.try_get::<u64>()?;
+    ///         *self.period.lock().unwrap() = Some(Duration::from_secs(secs));
+    ///         self.arm(ctx);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn restarted(&mut self, _restart: &Restarted, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         // The previous instance's timer went down with it (`Restarted::timers_dropped`).
+    ///         self.arm(ctx);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn restarted(
+        &mut self,
+        restart: &Restarted,
+        ctx: &mut Context<'_, Self>,
+    ) -> Result<(), BoxError> {
+        let _ = (restart, ctx);
+        Ok(())
+    }
+
     /// Called once on an orderly stop, after the mailbox has been drained (or the drain
     /// deadline passed) and after pending continuations got [`Error::Stopped`]. Not called
     /// after a failure. Default: nothing.
@@ -101,6 +166,33 @@ pub trait Component: Sized + 'static {
     fn idle(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
         let _ = ctx;
         Ok(())
+    }
+}
+
+/// What a restarted instance is told: [`Component::restarted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restarted {
+    /// Why the previous instance went down: a failure, an orderly stop of its own (a
+    /// `permanent` component), or [`DownReason::Shutdown`] when its supervisor stopped it to
+    /// restart its group.
+    pub reason: DownReason,
+    /// How many times its supervisor has built a fresh instance, this one included (as
+    /// [`ReactorStats::restarts`](crate::ReactorStats::restarts) reads now).
+    pub restarts: u64,
+    /// How many timers ([`after`](Context::after), [`every`](Context::every),
+    /// [`send_after`](Context::send_after)) the previous instance still had when it went
+    /// down: dropped with it. Each pending `send_after` message was dead-lettered.
+    pub timers_dropped: usize,
+}
+
+impl Restarted {
+    pub(super) fn new(reason: DownReason) -> Restarted {
+        Restarted {
+            reason,
+            restarts: 0,
+            timers_dropped: 0,
+        }
     }
 }
 
@@ -491,7 +583,8 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     /// Runs `f` on this reactor once `delay` has passed. Timers belong to this instance: they
-    /// are dropped when it goes down (a restarted instance sets its own).
+    /// are dropped when it goes down, and a restarted instance sets its own (in `start`, or
+    /// in [`Component::restarted`], which says how many were dropped).
     ///
     /// # Examples
     ///
@@ -558,7 +651,11 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     /// Delivers `msg` to this component's own `handle` once `delay` has passed. It does not
-    /// go through the mailbox, so it is never refused for lack of room.
+    /// go through the mailbox, so it is never refused for lack of room. Like every timer it
+    /// belongs to this instance: if the instance goes down first (a failure, a stop, a
+    /// restart), `msg` is dead-lettered, with the failure's reason or
+    /// [`DeadLetterReason::Stopped`], and counted in
+    /// [`ReactorStats::dead_lettered`](crate::ReactorStats::dead_lettered).
     pub fn send_after(&mut self, delay: Duration, msg: Message) -> TimerId {
         let msg = self.stamp(msg);
         self.set_timer(delay, None, Action::Deliver(msg))

@@ -266,6 +266,24 @@ fn fire_due<C: Component>(
     Ok(())
 }
 
+/// Ends what an instance left pending when it went down: continuations stop waiting (their
+/// places given back), timers are dropped, and a pending `send_after` message is
+/// dead-lettered with `reason` rather than lost (it never reached `handle`, so it is not
+/// counted as abandoned, only as dead-lettered). The number of timers dropped is kept for
+/// the next instance's [`Component::restarted`].
+pub(super) fn end_instance<C: Component>(
+    core: &Core,
+    local: &mut Local<C>,
+    reason: &DeadLetterReason,
+) {
+    let mb = &core.reactor.mailbox;
+    local.abandon_all(|action| {
+        if let Action::Deliver(m) = action {
+            mb.dead_letter(m, reason.clone());
+        }
+    });
+}
+
 /// A reply nobody waits for any more, found on the reactor's side: counted and dead-lettered
 /// exactly as when the deliverer finds it (a bare "no reply" notice is not a reply).
 pub(super) fn late_reply(mb: &Mailbox, outcome: Result<Message, Error>) {

@@ -24,7 +24,7 @@ mod timer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub use context::{Component, Context};
+pub use context::{Component, Context, Restarted};
 pub use timer::TimerId;
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};

@@ -9,8 +9,8 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam::channel::Sender;
 
-use super::context::{Component, Context, Local};
-use super::dispatch::abandon;
+use super::context::{Component, Context, Local, Restarted};
+use super::dispatch::{abandon, end_instance};
 use super::instance::run_instance;
 use super::mailbox::{Control, Mailbox, Task, CLOSED, DEAD};
 use super::state::{Core, Exit};
@@ -63,16 +63,22 @@ enum Next {
     Exit(DeadLetterReason, DownReason),
 }
 
+/// Builds an instance and runs its `start`, and, for a restarted one, its `restarted`.
 fn build<C: Component>(
     core: &Core,
     factory: &Factory<C>,
     local: &mut Local<C>,
+    restarted: Option<&Restarted>,
 ) -> Result<C, String> {
     let built = catch_unwind(AssertUnwindSafe(|| {
         let mut comp = factory();
         comp.start(&mut Context { core, local })
-            .map(|()| comp)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(r) = restarted {
+            comp.restarted(r, &mut Context { core, local })
+                .map_err(|e| format!("restarted: {e}"))?;
+        }
+        Ok(comp)
     }));
     match built {
         Ok(r) => r,
@@ -93,9 +99,11 @@ fn run<C: Component>(
     // Tasks a failed instance had taken out but not run: the next instance runs them first.
     let mut carry: Vec<Task> = Vec::new();
     let mut restart_ack: Option<Sender<Result<(), String>>> = None;
+    // What the next instance's `restarted` is told; `None` for the first instance.
+    let mut restarted: Option<Restarted> = None;
     loop {
         local.reset();
-        let down = match build(core, factory, &mut local) {
+        let down = match build(core, factory, &mut local, restarted.as_ref()) {
             Ok(mut comp) => {
                 match restart_ack.take() {
                     Some(ack) => {
@@ -122,6 +130,7 @@ fn run<C: Component>(
                     End::Suspended(ack) => {
                         // The supervisor tells the watchers: it knows what comes next.
                         let _ = ack.send(());
+                        restarted = Some(Restarted::new(DownReason::Shutdown));
                         None
                     }
                     End::Normal if !core.settings.await_after_normal => {
@@ -137,7 +146,7 @@ fn run<C: Component>(
                     End::Failed(f, rest) => {
                         // The instance's continuations and timers die with it: places go
                         // back, and a new instance never runs an old one's callbacks.
-                        local.abandon_all();
+                        end_instance(core, &mut local, &f.reason);
                         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
                         if let Some(m) = f.message {
                             mb.abandon_message(m, f.reason.clone());
@@ -161,7 +170,7 @@ fn run<C: Component>(
                 }
             }
             Err(reason) => {
-                local.abandon_all();
+                end_instance(core, &mut local, &DeadLetterReason::Failed(reason.clone()));
                 let Some(ack) = restart_ack.take() else {
                     return start_failed(core, exit, reason, started);
                 };
@@ -172,12 +181,17 @@ fn run<C: Component>(
             }
         };
         if let Some(reason) = down {
+            restarted = Some(Restarted::new(reason.clone()));
             report(core, reason, true);
         }
         match await_command(mb) {
             Next::Restart(ack) => {
                 mb.reopen();
-                mb.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                let restarts = mb.counters.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(r) = &mut restarted {
+                    r.restarts = restarts;
+                    r.timers_dropped = local.timers_dropped;
+                }
                 exit.failure = None;
                 restart_ack = Some(ack);
             }

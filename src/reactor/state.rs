@@ -74,6 +74,8 @@ pub(crate) struct Local<K, A> {
     /// A stop was seen (the runtime's, or the instance's own): messages handled from here on
     /// are counted as drained too.
     pub(crate) draining: bool,
+    /// How many component timers the last instance had pending when it went down.
+    pub(crate) timers_dropped: usize,
     /// While the reactor runs due timers on a manual clock: the instant it found them due at,
     /// which [`Context::now`](super::Context::now) gives their callbacks (see `fire_timers`).
     pub(crate) fired_at: Option<Instant>,
@@ -89,6 +91,7 @@ impl<K, A> Local<K, A> {
             idle_at: None,
             stop_self: false,
             draining: false,
+            timers_dropped: 0,
             fired_at: None,
         }
     }
@@ -148,12 +151,14 @@ impl<K, A> Local<K, A> {
     }
 
     /// Stops waiting for every outcome: places are given back, continuations dropped uncalled;
-    /// every timer is dropped.
-    pub(crate) fn abandon_all(&mut self) {
+    /// every timer is dropped, each component timer's action given to `each` first (a pending
+    /// `send_after` holds a message to account for). Their number is kept in
+    /// `timers_dropped`, for the next instance.
+    pub(crate) fn abandon_all(&mut self, each: impl FnMut(A)) {
         for (_, p) in self.pending.drain() {
             p.ticket.abandon();
         }
-        self.timers.clear();
+        self.timers_dropped = self.timers.clear(each);
         self.idle_at = None;
     }
 

@@ -10,7 +10,7 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Context, Local};
-use super::dispatch::{abandon, dispatch, run_cont, Failure};
+use super::dispatch::{abandon, dispatch, end_instance, run_cont, Failure};
 use super::mailbox::{Task, BATCH};
 use super::state::{Core, Exit};
 use crate::types::{panic_message, DeadLetterReason, Error};
@@ -68,7 +68,11 @@ pub(super) fn stop_instance<C: Component>(
     if failure.is_some() {
         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
-    local.abandon_all();
+    end_instance(
+        core,
+        local,
+        failure.as_ref().unwrap_or(&DeadLetterReason::Stopped),
+    );
     exit.failure = failure;
     if let Some(ack) = suspend {
         End::Suspended(ack)
