@@ -18,8 +18,8 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     AgentStats, BoxError, Component, ComponentOptions, ComponentState, Context, DeadLetter,
-    DeadLetterReason, DownReason, Error, ManualClock, Message, Restart, Restarted, Runtime,
-    TimerId, DEAD_LETTER_TOPIC,
+    DeadLetterReason, DownReason, Error, ManualClock, Message, Reactor, Restart, Restarted,
+    Runtime, TimerId, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, thread_name, wait_until, Remote, SOON};
 
@@ -479,13 +479,13 @@ impl Component for Rearming {
 fn rearming(
     clock: &ManualClock,
     rearm: bool,
-) -> Result<(Runtime, Receiver<String>, reactorium::Inbox)> {
+) -> Result<(Runtime, Reactor, Receiver<String>, reactorium::Inbox)> {
     let rt = manual_runtime(clock)?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
     let (tx, feed) = channel::unbounded();
     let instances = Arc::new(AtomicU64::new(0));
     let armed = Arc::new(AtomicBool::new(false));
-    rt.deploy_with(
+    let reactor = rt.deploy_with(
         "rearming",
         ComponentOptions::new().restart(Restart::Permanent),
         move || Rearming {
@@ -512,14 +512,14 @@ fn rearming(
         next(&feed),
         "restarted#2 (panicked: boom in rearming#1; restart 1, 2 timers dropped)"
     );
-    Ok((rt, feed, dead))
+    Ok((rt, reactor, feed, dead))
 }
 
 #[test]
 fn a_restart_drops_the_timers_set_after_start_and_dead_letters_a_pending_send_after() -> Result<()>
 {
     let clock = ManualClock::new();
-    let (rt, feed, dead) = rearming(&clock, false)?;
+    let (rt, reactor, feed, dead) = rearming(&clock, false)?;
     // The beat armed by a message went down with the first instance: no beat any more.
     for period in 1..=2 {
         clock.advance(PERIOD);
@@ -552,7 +552,7 @@ fn a_restart_drops_the_timers_set_after_start_and_dead_letters_a_pending_send_af
     );
     clock.advance(DELAY);
     assert_eq!(settle_named(&rt, "rearming", &feed), Vec::<String>::new());
-    let stats = rt.reactor("rearming").expect("deployed").stats();
+    let stats = reactor.stats();
     assert_eq!(
         (stats.restarts, stats.dead_lettered),
         (1, 2),
@@ -564,7 +564,7 @@ fn a_restart_drops_the_timers_set_after_start_and_dead_letters_a_pending_send_af
 #[test]
 fn restarted_arms_again_what_the_previous_instance_set_after_start() -> Result<()> {
     let clock = ManualClock::new();
-    let (rt, feed, _dead) = rearming(&clock, true)?;
+    let (rt, _reactor, feed, _dead) = rearming(&clock, true)?;
     for period in 1..=3 {
         clock.advance(PERIOD);
         assert_eq!(
