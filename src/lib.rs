@@ -37,6 +37,12 @@
 //!     .request("greet", Message::json("ada".into()), Duration::from_secs(1))?
 //!     .wait()?;
 //! assert_eq!(reply.as_json().unwrap(), "hello, ada (#1)");
+//!
+//! // A plain send expects no reply: the greeting goes to the dead-letter topic
+//! // (`DeadLetterReason::UnrequestedReply`) and the greeter keeps running.
+//! rt.bus().send("greet", Message::json("bob".into()))?;
+//! let reply = rt.bus().request("greet", Message::json("cy".into()), Duration::from_secs(1))?.wait()?;
+//! assert_eq!(reply.as_json().unwrap(), "hello, cy (#3)");
 //! rt.stop()?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -172,7 +178,9 @@
 //! failure ([`Restart::Transient`]), also after it stopped itself ([`Restart::Permanent`]), or
 //! never ([`Restart::Temporary`], the default). Supervisors group components with a
 //! [`Strategy`] and an intensity limit; messages queued during a restart wait for the new
-//! instance, and only the one the handler failed on is dead-lettered.
+//! instance, and only the one the handler failed on is dead-lettered. A new instance is built
+//! by the factory and runs [`Component::start`] again; timers the old one set after its start
+//! went down with it, and [`Component::restarted`] is where to arm them again.
 //!
 //! ```
 //! use reactorium::{BoxError, Component, ComponentOptions, ComponentState, Context, Message,
@@ -392,7 +400,9 @@ pub use ingress::engine;
 pub use ingress::http::fuzzing as __fuzzing;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
-pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
+pub use reactor::{
+    Component, Context, OnError, Reactor, ReactorStats, Restarted, TimerId, WatchId,
+};
 pub use runtime::{
     AdminHandle, Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport,
     ComponentState, ComponentStats, FrontEnd, FrontEndReport, Readiness, Restart, RestartBackoff,
@@ -400,7 +410,8 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, Typed, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, TypeMismatch, Typed,
+    Unhandled, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

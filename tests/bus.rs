@@ -11,7 +11,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Message, Runtime, SubscriptionId, DEAD_LETTER_TOPIC,
+    Message, OnError, Runtime, SubscriptionId, DEAD_LETTER_TOPIC,
 };
 use serde_json::{json, Value};
 use support::{Probe, SOON};
@@ -506,5 +506,72 @@ fn dropping_an_inbox_dead_letters_what_it_never_read() -> Result<()> {
     }
     assert_eq!(got, [0, 1, 2]);
     assert_eq!(bus.stats().dead_letters, 3);
+    Ok(())
+}
+
+/// Sums the `u64`s it gets, reading them with `try_get` and `?`.
+struct Summer {
+    sum: u64,
+    sums: Sender<u64>,
+}
+
+impl Component for Summer {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        self.sum += *msg.try_get::<u64>()?;
+        let _ = self.sums.send(self.sum);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_payload_of_the_wrong_type_is_named_with_both_types() -> Result<()> {
+    // An unsuffixed literal is an `i32`: `get` sees no `u64`, `try_get` says why.
+    let m = Message::typed(1);
+    assert_eq!(m.get::<u64>(), None);
+    let e = m.try_get::<u64>().expect_err("an i32 is not a u64");
+    assert_eq!((e.expected(), e.found()), ("u64", "i32"));
+    assert!(e.to_string().contains("unsuffixed literal"), "{e}");
+    assert_eq!(Message::typed(1u64).try_get::<u64>(), Ok(&1));
+    assert_eq!(
+        Message::typed(Order { qty: 1 })
+            .try_get::<u64>()
+            .unwrap_err()
+            .found(),
+        std::any::type_name::<Order>()
+    );
+    for (m, found) in [
+        (Message::json(json!(1)), "a JSON payload"),
+        (Message::bytes(vec![1]), "a bytes payload"),
+        (Message::empty(), "no payload"),
+    ] {
+        assert_eq!(m.try_get::<u64>().unwrap_err().found(), found);
+    }
+
+    // In a handler, `?` turns the mismatch into a visible failure: the dead letter says
+    // which types, and the sum does not silently stay 0.
+    let rt = Runtime::builder().workers(1).build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
+    let (tx, sums) = channel::unbounded();
+    rt.deploy_with(
+        "summer",
+        ComponentOptions::new()
+            .subscribe("add")
+            .on_error(OnError::Continue),
+        move || Summer {
+            sum: 0,
+            sums: tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    rt.bus().send("add", Message::typed(1))?;
+    rt.bus().send("add", Message::typed(2u64))?;
+    assert_eq!(sums.recv_timeout(SOON)?, 2);
+    let letter = dead.recv_timeout(SOON)?;
+    let letter = letter.get::<DeadLetter>().expect("a dead letter");
+    assert_eq!(
+        letter.reason,
+        DeadLetterReason::Failed(e.to_string()),
+        "the reason names both types"
+    );
     Ok(())
 }

@@ -11,7 +11,8 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error, Inbox,
-    Message, MessageId, Payload, Reactor, Runtime, ShutdownReport, DEAD_LETTER_TOPIC,
+    Message, MessageId, Payload, Reactor, Restart, Runtime, ShutdownReport, Unhandled,
+    DEAD_LETTER_TOPIC,
 };
 use support::{wait_until, DropCounter, Tracked, SOON};
 
@@ -433,5 +434,167 @@ fn dead_letter_topic_delivers_to_a_plain_wildcard_subscriber() -> Result<()> {
     let dl = letter.get::<DeadLetter>().expect("a dead letter");
     assert_eq!(dl.reason, DeadLetterReason::Failed("refused 0".into()));
     assert_eq!(letter.source(), None);
+    Ok(())
+}
+
+// ---- the payload of the message a handler failed on ------------------------------------------
+
+/// How a [`Poisoned`] handler fails on a message whose text is `"poison"`.
+#[derive(Clone, Copy, Debug)]
+enum Poison {
+    /// Returns `Unhandled` with the message.
+    HandBack,
+    /// Panics.
+    Panic,
+    /// Takes the typed payload out (every message), then panics on a poisoned one.
+    TakeThenPanic,
+}
+
+/// Handles messages carrying a text (JSON) or a [`Tracked`]; fails on `"poison"` (text) or
+/// on tracked sequence 0, as `how` says. Reports each message it handled.
+struct Poisoned {
+    how: Poison,
+    handled: Sender<String>,
+}
+
+impl Component for Poisoned {
+    fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        if let Poison::TakeThenPanic = self.how {
+            let tracked = msg.take::<Tracked>().map_err(|_| "not taken")?;
+            assert_ne!(tracked.seq, 0, "poisoned input");
+            let _ = self.handled.send(format!("#{}", tracked.seq));
+            return Ok(());
+        }
+        let text = msg.as_json().and_then(|v| v.as_str()).unwrap_or_default();
+        match (text == "poison", self.how) {
+            (true, Poison::HandBack) => Err(Unhandled::new(msg, "poisoned input").into()),
+            (true, _) => panic!("poisoned input"),
+            (false, _) => {
+                let _ = self.handled.send(text.to_owned());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Deploys a [`Poisoned`] on topic `p` (restarted after each failure, so it handles what
+/// comes next), with its options; returns the runtime, the dead-letter inbox and the feed of
+/// what it handled.
+fn poisoned(how: Poison, keep: bool) -> Result<(Runtime, Inbox, Receiver<String>)> {
+    let rt = Runtime::builder().workers(1).build()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
+    let (tx, handled) = channel::unbounded();
+    rt.deploy_with(
+        "poisoned",
+        ComponentOptions::new()
+            .subscribe("p")
+            .restart(Restart::Permanent)
+            .keep_failed_payloads(keep),
+        move || Poisoned {
+            how,
+            handled: tx.clone(),
+        },
+    )?;
+    rt.start()?;
+    Ok((rt, dead, handled))
+}
+
+fn text(s: &str) -> Message {
+    Message::json(s.into())
+}
+
+fn next_letter(dead: &Inbox) -> Result<DeadLetter> {
+    dead.recv_timeout(SOON)?
+        .take::<DeadLetter>()
+        .map_err(|m| anyhow::anyhow!("expected a dead letter, got {m:?}"))
+}
+
+#[test]
+fn a_handler_that_hands_its_message_back_has_it_dead_lettered_whole() -> Result<()> {
+    let (rt, dead, handled) = poisoned(Poison::HandBack, false)?;
+    let poison = text("poison").with_header("tenant", "acme");
+    let id = poison.id();
+    rt.bus().send("p", poison).map_err(Error::without_payload)?;
+    let letter = next_letter(&dead)?;
+    assert_eq!(letter.message.id(), id);
+    assert_eq!(
+        letter.message.as_json(),
+        Some(&"poison".into()),
+        "the payload"
+    );
+    assert_eq!(letter.message.header("tenant"), Some("acme"));
+    assert_eq!(
+        letter.reason,
+        DeadLetterReason::Failed("poisoned input".into())
+    );
+
+    // A request handed back is answered at once with the reason.
+    let r = rt
+        .bus()
+        .request("p", text("poison"), SOON)
+        .map_err(Error::without_payload)?
+        .wait();
+    match r {
+        Err(Error::NoReply { reason }) => assert!(reason.contains("poisoned input"), "{reason}"),
+        other => panic!("expected NoReply, got {other:?}"),
+    }
+    let letter = next_letter(&dead)?;
+    assert_eq!(letter.message.as_json(), Some(&"poison".into()));
+    assert!(!letter.message.expects_reply(), "the request was answered");
+
+    rt.bus()
+        .send("p", text("fine"))
+        .map_err(Error::without_payload)?;
+    assert_eq!(handled.recv_timeout(SOON)?, "fine");
+    Ok(())
+}
+
+#[test]
+fn a_panics_message_is_dead_lettered_whole_when_its_component_keeps_payloads() -> Result<()> {
+    for keep in [false, true] {
+        let (rt, dead, handled) = poisoned(Poison::Panic, keep)?;
+        rt.bus()
+            .send("p", text("poison"))
+            .map_err(Error::without_payload)?;
+        let letter = next_letter(&dead)?;
+        assert!(
+            matches!(letter.reason, DeadLetterReason::Panicked(ref m) if m == "poisoned input"),
+            "{:?}",
+            letter.reason
+        );
+        if keep {
+            assert_eq!(letter.message.as_json(), Some(&"poison".into()), "kept");
+        } else {
+            assert!(
+                matches!(letter.message.payload(), Payload::Empty),
+                "not kept"
+            );
+        }
+        rt.bus()
+            .send("p", text("fine"))
+            .map_err(Error::without_payload)?;
+        assert_eq!(handled.recv_timeout(SOON)?, "fine");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_kept_payload_can_still_be_taken_and_is_not_kept_once_taken() -> Result<()> {
+    let counter = DropCounter::default();
+    let (rt, dead, handled) = poisoned(Poison::TakeThenPanic, true)?;
+    for seq in [1, 0, 2] {
+        rt.bus()
+            .send("p", counter.message(seq))
+            .map_err(Error::without_payload)?;
+    }
+    // `take` succeeds although the reactor holds a second reference while the handler runs.
+    assert_eq!(handled.recv_timeout(SOON)?, "#1");
+    assert_eq!(handled.recv_timeout(SOON)?, "#2");
+    // The handler took the payload of message 0 before it panicked: its letter has none.
+    let letter = next_letter(&dead)?;
+    assert!(matches!(letter.reason, DeadLetterReason::Panicked(_)));
+    assert!(matches!(letter.message.payload(), Payload::Empty));
+    rt.stop()?;
+    assert_eq!(counter.dropped(), 3, "each payload dropped exactly once");
     Ok(())
 }

@@ -672,3 +672,83 @@ fn reply_queued_at_stop_reaches_its_continuation() -> Result<()> {
     assert_eq!(report.bus.late_replies, 0);
     Ok(())
 }
+
+// ---- replies to messages that expect none ----------------------------------------------------
+
+/// Greets every message it gets, with `ctx.reply(..)?`, numbering the greetings.
+struct Greeter {
+    greeted: u32,
+}
+
+impl Component for Greeter {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        self.greeted += 1;
+        ctx.reply(&mut msg, Message::typed(self.greeted))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn replying_to_a_plain_send_dead_letters_the_reply_and_fails_nothing() -> Result<()> {
+    let rt = runtime()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+    let greeter = rt.deploy_with("greeter", on("greet"), || Greeter { greeted: 0 })?;
+    rt.start()?;
+
+    let plain = Message::empty();
+    let plain_id = plain.id();
+    rt.bus().send("greet", plain)?;
+    let letter = next_dead_letter(&dead)?;
+    assert_eq!(letter.reason, DeadLetterReason::UnrequestedReply);
+    assert_eq!(letter.component.as_deref(), Some("greeter"));
+    assert_eq!(letter.message.get::<u32>(), Some(&1), "the reply itself");
+    assert_eq!(letter.message.correlation(), Some(plain_id));
+    assert_eq!(letter.message.source(), Some("greeter"));
+
+    // The same instance answers the next request: the plain send did not fail it.
+    let reply = rt.bus().request("greet", Message::empty(), SOON)?.wait()?;
+    assert_eq!(reply.get::<u32>(), Some(&2));
+    let stats = greeter.stats();
+    assert_eq!(
+        (stats.failures, stats.handled, stats.dead_lettered),
+        (0, 2, 1)
+    );
+    let report = rt.stop()?;
+    assert!(report.is_clean(), "{report:?}");
+    Ok(())
+}
+
+/// Answers each request twice, and says whether each `reply` returned `Ok`.
+struct Twice {
+    outcomes: channel::Sender<(bool, bool)>,
+}
+
+impl Component for Twice {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let first = ctx.reply(&mut msg, Message::typed(1u8)).is_ok();
+        let second = ctx.reply(&mut msg, Message::typed(2u8)).is_ok();
+        let _ = self.outcomes.send((first, second));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_second_reply_to_one_request_is_dead_lettered_too() -> Result<()> {
+    let rt = runtime()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+    let (tx, outcomes) = channel::unbounded();
+    rt.deploy_with("twice", on("twice"), move || Twice {
+        outcomes: tx.clone(),
+    })?;
+    rt.start()?;
+    let request = Message::empty();
+    let request_id = request.id();
+    let reply = rt.bus().request("twice", request, SOON)?.wait()?;
+    assert_eq!(reply.get::<u8>(), Some(&1));
+    assert_eq!(outcomes.recv_timeout(SOON)?, (true, true));
+    let letter = next_dead_letter(&dead)?;
+    assert_eq!(letter.reason, DeadLetterReason::UnrequestedReply);
+    assert_eq!(letter.message.get::<u8>(), Some(&2));
+    assert_eq!(letter.message.correlation(), Some(request_id));
+    Ok(())
+}

@@ -1266,3 +1266,89 @@ fn stop_reports_what_it_knew_of_a_thread_it_gave_up_on() -> Result<()> {
     assert_eq!(counter.dropped() as u64, 1 + BEFORE + QUEUED);
     Ok(())
 }
+
+/// Sends itself `n` empty messages with `send_after` from `start`.
+struct SelfSender {
+    n: u64,
+}
+
+impl Component for SelfSender {
+    fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        for _ in 0..self.n {
+            ctx.send_after(Duration::ZERO, Message::empty());
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, _msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn timer_deliveries_count_as_handled_in_the_stats_and_the_report_alike() -> Result<()> {
+    const N: u64 = 100;
+    let rt = rt_builder().build()?;
+    let reactor = rt.deploy("self-sender", || SelfSender { n: N })?;
+    rt.start()?;
+    wait_until("every delivery handled", || reactor.stats().handled == N);
+    let report = rt.stop()?;
+    let c = report.component("self-sender").expect("reported");
+    assert_eq!((c.handled, c.drained, c.abandoned), (N, 0, 0), "{c:?}");
+    assert_eq!(reactor.stats().handled, c.handled, "one count, read twice");
+    Ok(())
+}
+
+#[test]
+fn a_stuck_handler_leaves_the_count_right_up_to_it_in_its_batch() -> Result<()> {
+    const PREFIX: &str = "Rg2-";
+    let counter = DropCounter::default();
+    let (open, hold) = channel::unbounded::<()>();
+    let (handled_tx, handled) = channel::unbounded();
+    let rt = rt_builder()
+        .thread_name_prefix(PREFIX)
+        .drain_timeout(Duration::from_millis(200))
+        .build()?;
+    let stuck = rt.deploy_with(
+        "stuck",
+        ComponentOptions::new().mailbox(1024).subscribe("work"),
+        move || Slow {
+            hold: hold.clone(),
+            first_work: Duration::ZERO,
+            work: Duration::ZERO,
+            handled: handled_tx.clone(),
+        },
+    )?;
+    // Queued before start, so the reactor takes all ten out in its first batch; message 0
+    // holds its handler until `open` is dropped, long after the stop gave up on it.
+    for seq in [1, 2, 3, 4, 0, 5, 6, 7, 8, 9] {
+        send(&rt, "work", counter.message(seq))?;
+    }
+    rt.start()?;
+    for want in 1..=4 {
+        assert_eq!(handled.recv_timeout(SOON)?, want);
+    }
+    // Counted as each handler returns, not when the batch is done.
+    wait_until("the four handled before the stuck one are counted", || {
+        stuck.stats().handled == 4
+    });
+
+    let report = rt.stop()?;
+    let c = report.component("stuck").expect("reported").clone();
+    assert!(!c.joined, "{c:?}");
+    assert_eq!(c.handled, 4, "{c:?}");
+    // Five more were in the reactor's hand with the stuck one: in no count yet.
+    assert_eq!((c.drained, c.abandoned, c.queued), (0, 0, 0), "{c:?}");
+
+    drop(open);
+    assert_eq!(handled.recv_timeout(SOON)?, 0);
+    wait_until("the stuck thread ends once released", || {
+        threads_named(PREFIX).is_empty()
+    });
+    // Past its deadline, the thread abandoned the rest of its batch: every message dropped
+    // exactly once, and the counts add up.
+    assert_eq!(counter.dropped(), 10);
+    assert_eq!(stuck.stats().handled, 5);
+    assert_eq!(stuck.stats().dead_lettered, 5);
+    Ok(())
+}

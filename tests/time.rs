@@ -10,15 +10,16 @@ mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    AgentStats, BoxError, Component, ComponentOptions, ComponentState, Context, DownReason, Error,
-    ManualClock, Message, Restart, Runtime, TimerId,
+    AgentStats, BoxError, Component, ComponentOptions, ComponentState, Context, DeadLetter,
+    DeadLetterReason, DownReason, Error, ManualClock, Message, Reactor, Restart, Restarted,
+    Runtime, TimerId, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, thread_name, wait_until, Remote, SOON};
 
@@ -416,6 +417,162 @@ fn timers_belong_to_the_instance_a_restarted_one_runs_only_its_own() -> Result<(
         );
     }
     assert_eq!(rt.whois("beater").expect("deployed").restarts, 1);
+    Ok(())
+}
+
+/// Arms a periodic beat (and a `send_after` of `"later"`) only when told to, with `"arm"`;
+/// remembers that in state shared through its factory, which outlives instances. With
+/// `rearm`, a restarted instance arms its beat again in `restarted`. Panics on `"boom"`;
+/// echoes other texts.
+struct Rearming {
+    instance: u64,
+    feed: Sender<String>,
+    armed: Arc<AtomicBool>,
+    rearm: bool,
+}
+
+impl Rearming {
+    fn arm(&self, ctx: &mut Context<'_, Self>) {
+        let setter = self.instance;
+        ctx.every(PERIOD, move |this: &mut Self, _ctx| {
+            let _ = this.feed.send(format!("beat#{setter}"));
+        });
+    }
+}
+
+impl Component for Rearming {
+    fn start(&mut self, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = self.feed.send(format!("start#{}", self.instance));
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        match text_of(&msg).as_str() {
+            "arm" => {
+                self.armed.store(true, Ordering::SeqCst);
+                self.arm(ctx);
+                ctx.send_after(DELAY, text("later"));
+                let _ = self.feed.send("armed".into());
+            }
+            "boom" => panic!("boom in rearming#{}", self.instance),
+            other => {
+                let _ = self.feed.send(other.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn restarted(&mut self, r: &Restarted, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        if self.rearm && self.armed.load(Ordering::SeqCst) {
+            self.arm(ctx);
+        }
+        let _ = self.feed.send(format!(
+            "restarted#{} ({}; restart {}, {} timers dropped)",
+            self.instance, r.reason, r.restarts, r.timers_dropped
+        ));
+        Ok(())
+    }
+}
+
+/// Deploys a permanent [`Rearming`] as "rearming", starts it, arms it, and makes it panic:
+/// returns once its second instance has started, with the dead-letter inbox.
+fn rearming(
+    clock: &ManualClock,
+    rearm: bool,
+) -> Result<(Runtime, Reactor, Receiver<String>, reactorium::Inbox)> {
+    let rt = manual_runtime(clock)?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+    let (tx, feed) = channel::unbounded();
+    let instances = Arc::new(AtomicU64::new(0));
+    let armed = Arc::new(AtomicBool::new(false));
+    let reactor = rt.deploy_with(
+        "rearming",
+        ComponentOptions::new().restart(Restart::Permanent),
+        move || Rearming {
+            instance: instances.fetch_add(1, Ordering::SeqCst) + 1,
+            feed: tx.clone(),
+            armed: Arc::clone(&armed),
+            rearm,
+        },
+    )?;
+    rt.start()?;
+    assert_eq!(
+        next(&feed),
+        "start#1",
+        "the first instance is not `restarted`"
+    );
+    let send = |s: &str| rt.bus().send_to("rearming", text(s));
+    send("arm").map_err(Error::without_payload)?;
+    assert_eq!(next(&feed), "armed");
+    clock.advance(PERIOD);
+    assert_eq!(settle_named(&rt, "rearming", &feed), ["beat#1"]);
+    send("boom").map_err(Error::without_payload)?;
+    assert_eq!(next(&feed), "start#2");
+    assert_eq!(
+        next(&feed),
+        "restarted#2 (panicked: boom in rearming#1; restart 1, 2 timers dropped)"
+    );
+    Ok((rt, reactor, feed, dead))
+}
+
+#[test]
+fn a_restart_drops_the_timers_set_after_start_and_dead_letters_a_pending_send_after() -> Result<()>
+{
+    let clock = ManualClock::new();
+    let (rt, reactor, feed, dead) = rearming(&clock, false)?;
+    // The beat armed by a message went down with the first instance: no beat any more.
+    for period in 1..=2 {
+        clock.advance(PERIOD);
+        assert_eq!(
+            settle_named(&rt, "rearming", &feed),
+            Vec::<String>::new(),
+            "beats in period {period} after the restart"
+        );
+    }
+    // Its pending `send_after` was not lost silently: dead-lettered with the failure, beside
+    // the message the handler failed on.
+    let letters: Vec<Message> = (0..2)
+        .map(|_| dead.recv_timeout(SOON))
+        .collect::<Result<_, _>>()?;
+    let mut letters: Vec<(String, DeadLetterReason)> = letters
+        .iter()
+        .map(|m| {
+            let dl = m.get::<DeadLetter>().expect("a dead letter");
+            (text_of(&dl.message), dl.reason.clone())
+        })
+        .collect();
+    letters.sort_by(|a, b| a.0.cmp(&b.0));
+    let panicked = DeadLetterReason::Panicked("boom in rearming#1".into());
+    assert_eq!(
+        letters,
+        [
+            ("<not text>".to_owned(), panicked.clone()), // the failed message's envelope
+            ("later".to_owned(), panicked),
+        ]
+    );
+    clock.advance(DELAY);
+    assert_eq!(settle_named(&rt, "rearming", &feed), Vec::<String>::new());
+    let stats = reactor.stats();
+    assert_eq!(
+        (stats.restarts, stats.dead_lettered),
+        (1, 2),
+        "boom and later"
+    );
+    Ok(())
+}
+
+#[test]
+fn restarted_arms_again_what_the_previous_instance_set_after_start() -> Result<()> {
+    let clock = ManualClock::new();
+    let (rt, _reactor, feed, _dead) = rearming(&clock, true)?;
+    for period in 1..=3 {
+        clock.advance(PERIOD);
+        assert_eq!(
+            settle_named(&rt, "rearming", &feed),
+            ["beat#2"],
+            "beats in period {period} after the restart"
+        );
+    }
     Ok(())
 }
 

@@ -12,7 +12,10 @@ use super::state::{self, Core};
 use super::timer::{self, TimerId};
 use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
-use crate::types::{panic_message, BoxError, Down, Error, Message, MessageId, ReplyHandle};
+use crate::types::{
+    panic_message, BoxError, DeadLetterReason, Down, DownReason, Error, Message, MessageId,
+    ReplyHandle,
+};
 use crate::worker::WorkerPool;
 
 /// A unit of business logic with private state, run by its own reactor thread.
@@ -52,7 +55,10 @@ pub trait Component: Sized + 'static {
 
     /// Handles one message. A panic or an `Err` is a failure (an `Err` only dead-letters the
     /// message under [`OnError::Continue`](crate::OnError::Continue)): the instance goes down
-    /// and the message goes to the dead-letter topic with the reason. Its restart mode decides
+    /// and the message goes to the dead-letter topic with the reason. The handler owns the
+    /// message, so its dead letter carries only the envelope, unless the handler hands it back
+    /// in its error ([`Unhandled`](crate::Unhandled)) or the component keeps payloads for this
+    /// ([`ComponentOptions::keep_failed_payloads`](crate::ComponentOptions::keep_failed_payloads)). Its restart mode decides
     /// the rest: a `temporary` component (the default) stays down and what remains in its
     /// mailbox is dead-lettered too; a `permanent` or `transient` one is rebuilt from its
     /// factory by its supervisor and the queued messages go to the new instance. The rest of
@@ -62,6 +68,70 @@ pub trait Component: Sized + 'static {
     ///
     /// Whatever the component decides is a failure it cannot continue from.
     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError>;
+
+    /// Called on a restarted instance, after its [`start`](Component::start) returned and
+    /// before its first message, with why the previous instance went down and what it left.
+    /// Not called on the first instance. An error or panic fails the restart as one in
+    /// `start` does. Default: nothing.
+    ///
+    /// A restarted instance is built fresh by the factory and its `start` runs again, so what
+    /// `start` sets up comes back, timers included. What the previous instance set up later
+    /// does not: its timers ([`after`](Context::after), [`every`](Context::every),
+    /// [`send_after`](Context::send_after)) belonged to it and were dropped with it (a pending
+    /// `send_after` message is dead-lettered), and so was its state.
+    /// [`Restarted::timers_dropped`] says how many there were. To have them back, keep what
+    /// they depend on where a restart does not reach (a store, or state shared through the
+    /// factory) and arm them again here; a periodic timer every instance needs belongs in
+    /// `start`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the component decides makes it unable to run; the supervisor counts it as a
+    /// failed restart.
+    ///
+    /// # Examples
+    ///
+    /// A poller whose period is set by a message at run time; the period lives outside the
+    /// instance, so a restarted instance arms its poll again.
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message, Restarted};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// struct Poller { period: Arc<Mutex<Option<Duration>>> } // shared by the factory
+    ///
+    /// impl Poller {
+    ///     fn arm(&self, ctx: &mut Context<'_, Self>) {
+    ///         if let Some(p) = *self.period.lock().unwrap() {
+    ///             ctx.every(p, |_this: &mut Self, ctx| { let _ = ctx.publish("poll", Message::empty()); });
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// impl Component for Poller {
+    ///     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let secs = *msg.try_get::<u64>()?;
+    ///         *self.period.lock().unwrap() = Some(Duration::from_secs(secs));
+    ///         self.arm(ctx);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn restarted(&mut self, _restart: &Restarted, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         // The previous instance's timer went down with it (`Restarted::timers_dropped`).
+    ///         self.arm(ctx);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn restarted(
+        &mut self,
+        restart: &Restarted,
+        ctx: &mut Context<'_, Self>,
+    ) -> Result<(), BoxError> {
+        let _ = (restart, ctx);
+        Ok(())
+    }
 
     /// Called once on an orderly stop, after the mailbox has been drained (or the drain
     /// deadline passed) and after pending continuations got [`Error::Stopped`]. Not called
@@ -96,6 +166,33 @@ pub trait Component: Sized + 'static {
     fn idle(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
         let _ = ctx;
         Ok(())
+    }
+}
+
+/// What a restarted instance is told: [`Component::restarted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restarted {
+    /// Why the previous instance went down: a failure, an orderly stop of its own (a
+    /// `permanent` component), or [`DownReason::Shutdown`] when its supervisor stopped it to
+    /// restart its group.
+    pub reason: DownReason,
+    /// How many times its supervisor has built a fresh instance, this one included (as
+    /// [`ReactorStats::restarts`](crate::ReactorStats::restarts) reads now).
+    pub restarts: u64,
+    /// How many timers ([`after`](Context::after), [`every`](Context::every),
+    /// [`send_after`](Context::send_after)) the previous instance still had when it went
+    /// down: dropped with it. Each pending `send_after` message was dead-lettered.
+    pub timers_dropped: usize,
+}
+
+impl Restarted {
+    pub(super) fn new(reason: DownReason) -> Restarted {
+        Restarted {
+            reason,
+            restarts: 0,
+            timers_dropped: 0,
+        }
     }
 }
 
@@ -271,26 +368,60 @@ impl<'a, C: Component> Context<'a, C> {
 
     /// Answers the request `request` with `reply`, taking its reply handle.
     ///
-    /// A requester that no longer waits (its timeout passed, an HTTP client hung up, the
-    /// requesting component stopped) is not this component's failure: the reply is counted
-    /// as late ([`BusStats::late_replies`](crate::BusStats)) and dead-lettered, and `reply`
-    /// returns `Ok`, so `ctx.reply(..)?` never takes a responder down for a slow or vanished
-    /// client. To learn whether the reply was read, use
-    /// [`Message::take_reply_handle`] and [`ReplyHandle::send`], which report it.
+    /// Nothing here fails the handler, so `ctx.reply(&mut msg, ..)?` is safe whatever came in:
+    ///
+    /// - A requester that no longer waits (its timeout passed, an HTTP client hung up, the
+    ///   requesting component stopped) is not this component's failure: the reply is counted
+    ///   as late ([`BusStats::late_replies`](crate::BusStats)) and dead-lettered.
+    /// - A message that expects no reply (a plain [`send`](crate::Bus::send) or
+    ///   [`publish`](crate::Bus::publish), or a request answered already) is not one either:
+    ///   the reply is dead-lettered with
+    ///   [`DeadLetterReason::UnrequestedReply`](crate::DeadLetterReason::UnrequestedReply),
+    ///   its correlation set to `request`'s id, and counted in
+    ///   [`ReactorStats::dead_lettered`](crate::ReactorStats::dead_lettered); so a component
+    ///   that answers every message keeps running when one is sent to it plainly, and the
+    ///   stray reply is not lost silently. Ask [`Message::expects_reply`] first to do
+    ///   something else.
+    ///
+    /// To learn whether the reply was read, use [`Message::take_reply_handle`] and
+    /// [`ReplyHandle::send`], which report it.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when `request` is not a request or was answered already.
+    /// None today: every case above returns `Ok`. The `Result` is kept so that a reply path
+    /// that can fail (a requester in another process) can say so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, Context, Message};
+    ///
+    /// struct Echo;
+    ///
+    /// impl Component for Echo {
+    ///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let answer = msg.clone();
+    ///         ctx.reply(&mut msg, answer)?; // a plain send: the reply is dead-lettered
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     pub fn reply(&self, request: &mut Message, reply: Message) -> Result<(), Error> {
+        let mut reply = self.stamp(reply);
         match request.take_reply_handle() {
-            Some(h) => match h.send(self.stamp(reply)) {
+            Some(h) => match h.send(reply) {
                 // Late: counted and dead-lettered by the handle.
                 Err(Error::Timeout { .. } | Error::Stopped { .. }) => Ok(()),
                 other => other,
             },
-            None => Err(Error::InvalidState {
-                reason: "the message is not a request, or it was answered already",
-            }),
+            None => {
+                reply.set_correlation(request.id());
+                self.core
+                    .reactor
+                    .mailbox
+                    .dead_letter(reply, DeadLetterReason::UnrequestedReply);
+                Ok(())
+            }
         }
     }
 
@@ -452,7 +583,8 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     /// Runs `f` on this reactor once `delay` has passed. Timers belong to this instance: they
-    /// are dropped when it goes down (a restarted instance sets its own).
+    /// are dropped when it goes down, and a restarted instance sets its own (in `start`, or
+    /// in [`Component::restarted`], which says how many were dropped).
     ///
     /// # Examples
     ///
@@ -519,7 +651,11 @@ impl<'a, C: Component> Context<'a, C> {
     }
 
     /// Delivers `msg` to this component's own `handle` once `delay` has passed. It does not
-    /// go through the mailbox, so it is never refused for lack of room.
+    /// go through the mailbox, so it is never refused for lack of room. Like every timer it
+    /// belongs to this instance: if the instance goes down first (a failure, a stop, a
+    /// restart), `msg` is dead-lettered, with the failure's reason or
+    /// [`DeadLetterReason::Stopped`], and counted in
+    /// [`ReactorStats::dead_lettered`](crate::ReactorStats::dead_lettered).
     pub fn send_after(&mut self, delay: Duration, msg: Message) -> TimerId {
         let msg = self.stamp(msg);
         self.set_timer(delay, None, Action::Deliver(msg))

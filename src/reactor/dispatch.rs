@@ -11,7 +11,7 @@ use super::mailbox::{Mailbox, Task};
 use super::state::Core;
 use super::timer::next_period;
 use super::OnError;
-use crate::types::{panic_message, BoxError, DeadLetterReason, Error, Message};
+use crate::types::{panic_message, BoxError, DeadLetterReason, Error, Message, Payload, Unhandled};
 
 /// Why the component stopped handling messages, with the message it failed on.
 pub(super) struct Failure {
@@ -21,6 +21,10 @@ pub(super) struct Failure {
 
 /// Runs one task. `Err` means the instance failed and must go down; `Ok(false)`, a message
 /// whose handler's error was dead-lettered under [`OnError::Continue`].
+///
+/// A message is counted here, whichever way it came (the mailbox, or a `send_after` timer):
+/// handled (and drained, once a stop was seen), or abandoned under `OnError::Continue`. The
+/// one a failure comes back with is the caller's to dead-letter and count.
 pub(super) fn dispatch<C: Component>(
     comp: &mut C,
     core: &Core,
@@ -29,9 +33,13 @@ pub(super) fn dispatch<C: Component>(
 ) -> Result<bool, Failure> {
     match task {
         Task::Message(msg) => {
-            // Kept so the message can be dead-lettered if the handler fails. Only the envelope:
-            // the payload is the handler's to take (see `DeadLetter::message`).
+            // Kept so the message can be dead-lettered if the handler fails: the envelope,
+            // and the payload only where the component asked for it (see `DeadLetter::message`).
             let keep = msg.envelope();
+            let keeps_payload = core.settings.keep_payloads;
+            if keeps_payload {
+                msg.keep_payload();
+            }
             // Two clock reads, only for a component that opted in.
             let latency = core.reactor.mailbox.latency.as_deref();
             let started = latency.map(|_| Instant::now());
@@ -41,20 +49,34 @@ pub(super) fn dispatch<C: Component>(
             if let (Some(h), Some(t)) = (latency, started) {
                 h.record(t.elapsed());
             }
+            let mb = &core.reactor.mailbox;
             match r {
-                Ok(Ok(())) => Ok(true),
-                Ok(Err(e)) if core.settings.on_error == OnError::Continue => {
-                    let mb = &core.reactor.mailbox;
-                    mb.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    mb.dead_letter(keep, DeadLetterReason::Failed(e.to_string()));
-                    Ok(false)
+                Ok(Ok(())) => {
+                    if keeps_payload {
+                        drop(Message::take_kept_payload());
+                    }
+                    mb.tally.handled(local.draining);
+                    Ok(true)
                 }
-                Ok(Err(e)) => Err(Failure {
-                    message: Some(keep),
-                    reason: DeadLetterReason::Failed(e.to_string()),
-                }),
+                Ok(Err(e)) => {
+                    let kept = keeps_payload.then(Message::take_kept_payload).flatten();
+                    let (failed, reason) = handed_back(e, keep, kept);
+                    if core.settings.on_error == OnError::Continue {
+                        mb.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        mb.abandon_message(failed, reason);
+                        Ok(false)
+                    } else {
+                        Err(Failure {
+                            message: Some(failed),
+                            reason,
+                        })
+                    }
+                }
                 Err(p) => Err(Failure {
-                    message: Some(keep),
+                    message: Some(with_kept(
+                        keep,
+                        keeps_payload.then(Message::take_kept_payload).flatten(),
+                    )),
                     reason: DeadLetterReason::Panicked(panic_message(&*p)),
                 }),
             }
@@ -74,6 +96,30 @@ pub(super) fn dispatch<C: Component>(
                 Ok(true)
             }
         },
+    }
+}
+
+/// The message a handler's error is about, and the reason: the whole message when the
+/// handler handed it back ([`Unhandled`]), else the envelope the reactor kept (with the
+/// payload, when it kept that too).
+#[cold]
+fn handed_back(e: BoxError, keep: Message, kept: Option<Payload>) -> (Message, DeadLetterReason) {
+    match e.downcast::<Unhandled>() {
+        Ok(u) => {
+            let (message, error) = u.into_parts();
+            (message, DeadLetterReason::Failed(error.to_string()))
+        }
+        Err(e) => (
+            with_kept(keep, kept),
+            DeadLetterReason::Failed(e.to_string()),
+        ),
+    }
+}
+
+fn with_kept(keep: Message, kept: Option<Payload>) -> Message {
+    match kept {
+        Some(p) => keep.with_payload(p),
+        None => keep,
     }
 }
 
@@ -208,10 +254,7 @@ fn fire_due<C: Component>(
                 action: Action::Deliver(msg),
                 ..
             } => {
-                let mb = &core.reactor.mailbox;
-                if dispatch(comp, core, local, Task::Message(msg))? {
-                    mb.counters.handled.fetch_add(1, Ordering::Relaxed);
-                }
+                dispatch(comp, core, local, Task::Message(msg))?;
             }
         }
     }
@@ -223,6 +266,24 @@ fn fire_due<C: Component>(
     Ok(())
 }
 
+/// Ends what an instance left pending when it went down: continuations stop waiting (their
+/// places given back), timers are dropped, and a pending `send_after` message is
+/// dead-lettered with `reason` rather than lost (it never reached `handle`, so it is not
+/// counted as abandoned, only as dead-lettered). The number of timers dropped is kept for
+/// the next instance's [`Component::restarted`].
+pub(super) fn end_instance<C: Component>(
+    core: &Core,
+    local: &mut Local<C>,
+    reason: &DeadLetterReason,
+) {
+    let mb = &core.reactor.mailbox;
+    local.abandon_all(|action| {
+        if let Action::Deliver(m) = action {
+            mb.dead_letter(m, reason.clone());
+        }
+    });
+}
+
 /// A reply nobody waits for any more, found on the reactor's side: counted and dead-lettered
 /// exactly as when the deliverer finds it (a bare "no reply" notice is not a reply).
 pub(super) fn late_reply(mb: &Mailbox, outcome: Result<Message, Error>) {
@@ -232,20 +293,14 @@ pub(super) fn late_reply(mb: &Mailbox, outcome: Result<Message, Error>) {
     }
 }
 
-/// Accounts for a task that will not be handled; `true` if it was a bus message.
-pub(super) fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) -> bool {
+/// Accounts for a task that will not be handled: a message is dead-lettered and counted as
+/// abandoned, a reply dead-lettered as late, a job result counted late.
+pub(super) fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) {
     match task {
-        Task::Message(m) => {
-            mb.dead_letter(m, reason.clone());
-            true
-        }
-        Task::Reply { outcome, .. } => {
-            late_reply(mb, outcome);
-            false
-        }
+        Task::Message(m) => mb.abandon_message(m, reason.clone()),
+        Task::Reply { outcome, .. } => late_reply(mb, outcome),
         Task::Job { .. } => {
             mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
-            false
         }
     }
 }

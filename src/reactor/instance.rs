@@ -3,7 +3,6 @@
 //! loop" in `README.md` beside this file.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam::channel::Sender;
@@ -56,7 +55,7 @@ pub(super) fn run_instance<C: Component>(
         } else {
             lp.batch.len()
         };
-        if let Err(failed) = run_batch(comp, core, local, exit, &mut lp) {
+        if let Err(failed) = run_batch(comp, core, local, &mut lp) {
             let (f, rest) = *failed;
             return End::Failed(f, rest);
         }
@@ -93,51 +92,41 @@ fn rearm_idle<C: Component>(core: &Core, local: &mut Local<C>) {
 
 /// Runs the tasks in `lp.batch`: the drain deadline is checked before each message (past it,
 /// messages are abandoned; replies and job results still run). On a failure, the tasks not
-/// run come back with it (boxed: a rare path).
+/// run come back with it (boxed: a rare path). Each message is counted as it is run (in
+/// `dispatch`), so a handler that never returns leaves the count right up to it.
 fn run_batch<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
-    exit: &mut Exit,
     lp: &mut Loop,
 ) -> Result<(), Box<(Failure, Vec<Task>)>> {
     let mb = &*core.reactor.mailbox;
     let mut tasks = lp.batch.drain(..);
-    let mut handled = 0u64;
     let mut messages = 0u64;
     let mut outcome = Ok(true);
     for task in tasks.by_ref() {
         if lp.drain.is_none() {
             lp.drain = mb.stop_requested();
+            local.draining = lp.drain.is_some();
         }
         let is_message = matches!(task, Task::Message(_));
         if is_message && lp.drain.is_some_and(|d| Instant::now() >= d) {
             // Past the drain deadline no message is started: it is abandoned like those
             // still queued. Replies and job results still reach their continuations.
-            exit.abandoned += u64::from(abandon(mb, task, &DeadLetterReason::Stopped));
+            abandon(mb, task, &DeadLetterReason::Stopped);
             continue;
         }
         outcome = dispatch(comp, core, local, task);
-        match outcome {
-            Err(_) => break,
-            Ok(done) if is_message => {
-                messages += 1;
-                if done {
-                    handled += 1;
-                    exit.drained += u64::from(lp.drain.is_some());
-                } else {
-                    exit.abandoned += 1;
-                }
-            }
-            Ok(_) => {}
+        if outcome.is_err() {
+            break;
         }
+        messages += u64::from(is_message);
         if local.stop_self && lp.drain.is_none() {
             lp.drain = Some(Instant::now() + core.settings.drain_timeout);
+            local.draining = true;
         }
     }
     let rest: Vec<Task> = tasks.collect();
-    exit.handled += handled;
-    mb.counters.handled.fetch_add(handled, Ordering::Relaxed);
     if let Err(f) = outcome {
         return Err(Box::new((f, rest)));
     }
@@ -177,13 +166,14 @@ fn take_commands<C: Component>(
 
 /// Notes a stop (the runtime's, or the instance's own) and says whether the drain is over:
 /// no message admitted any more, or the drain deadline passed.
-fn drained<C: Component>(core: &Core, local: &Local<C>, lp: &mut Loop) -> bool {
+fn drained<C: Component>(core: &Core, local: &mut Local<C>, lp: &mut Loop) -> bool {
     let mb = &*core.reactor.mailbox;
     if lp.drain.is_none() {
         lp.drain = mb.stop_requested();
         if lp.drain.is_none() && local.stop_self {
             lp.drain = Some(Instant::now() + core.settings.drain_timeout);
         }
+        local.draining = lp.drain.is_some();
     }
     lp.drain
         .is_some_and(|deadline| Mailbox::normal_len(mb.state()) == 0 || Instant::now() >= deadline)

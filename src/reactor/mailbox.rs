@@ -97,10 +97,9 @@ pub(crate) enum Control {
 }
 
 /// Counters written by the reactor thread (and by pushers only on their failure paths), kept
-/// off the state word's cache line.
+/// off the state word's cache line. What the reactor counts per message is in [`Tally`].
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) handled: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) late_replies: AtomicU64,
@@ -109,6 +108,49 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) restarts: AtomicU64,
+    /// Messages taken in and dead-lettered instead of handled (the component's failure, its
+    /// stop, an error under `OnError::Continue`): by the reactor thread, and by `stop` for a
+    /// thread it gave up on, so an RMW. Overflow drops are `dropped`, not this.
+    pub(crate) abandoned: AtomicU64,
+}
+
+/// The per-message counts: the one place they are kept (`ReactorStats` and the shutdown
+/// report both read them). Written by the reactor thread alone, once per message, so a write
+/// is a plain load and store, not an RMW (no locked instruction on the message path); readers
+/// on other threads see each count whole, and at most a message behind. On a line of their
+/// own: pushers write `Counters` on their refusal paths, and under backpressure that would
+/// take this line from the reactor at every message.
+#[derive(Default)]
+pub(crate) struct Tally {
+    /// Messages whose handler returned `Ok`: from the mailbox or from a `send_after` timer.
+    handled: AtomicU64,
+    /// Of those, handled once a stop was asked (the runtime's, or the instance's own).
+    drained: AtomicU64,
+}
+
+impl Tally {
+    /// One message handled (reactor thread only).
+    #[inline]
+    pub(crate) fn handled(&self, draining: bool) {
+        bump(&self.handled);
+        if draining {
+            bump(&self.drained);
+        }
+    }
+
+    pub(crate) fn handled_count(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn drained_count(&self) -> u64 {
+        self.drained.load(Ordering::Relaxed)
+    }
+}
+
+/// Adds one to a counter that only the calling thread writes.
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// A mailbox's settings.
@@ -140,6 +182,7 @@ pub(crate) struct Mailbox {
     // pusher that saw SLEEPING, without a lock.
     thread: OnceLock<Thread>,
     pub(crate) counters: CachePadded<Counters>,
+    pub(crate) tally: CachePadded<Tally>,
     // The most messages admitted and not yet popped at once. Read by every push (an L1 hit
     // while it holds), written only by a push that exceeds it: its own line, away from the
     // reactor's per-batch writes to `counters`, which would otherwise evict it at every batch.
@@ -187,6 +230,7 @@ impl Mailbox {
             pending: CachePadded::new(AtomicUsize::new(0)),
             thread: OnceLock::new(),
             counters: CachePadded::new(Counters::default()),
+            tally: CachePadded::new(Tally::default()),
             high_water: CachePadded::new(AtomicUsize::new(0)),
             latency: config.handler_latency.then(|| Box::new(Histogram::new())),
             stop: CachePadded::new(StopRequest::default()),
@@ -248,6 +292,13 @@ impl Mailbox {
         if let Some(bus) = self.bus.upgrade() {
             bus.dead_letter(m, reason, self.name.clone());
         }
+    }
+
+    /// Dead-letters a message this component took in and will not handle, counting it as
+    /// abandoned.
+    pub(crate) fn abandon_message(&self, m: Message, reason: DeadLetterReason) {
+        self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        self.dead_letter(m, reason);
     }
 
     /// Asks the reactor to stop: refuse messages from now on, handle what was admitted until

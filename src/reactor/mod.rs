@@ -24,7 +24,7 @@ mod timer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub use context::{Component, Context};
+pub use context::{Component, Context, Restarted};
 pub use timer::TimerId;
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
@@ -106,8 +106,11 @@ pub struct ReactorStats {
     pub high_water: usize,
     /// Requests and jobs outstanding (each holds a reserved place for its outcome).
     pub pending: usize,
-    /// Messages handled (the handler returned `Ok`). A message whose handler panicked or
-    /// returned `Err` is dead-lettered instead.
+    /// Messages handled (the handler returned `Ok`): from the mailbox, and those the
+    /// component's own [`send_after`](Context::send_after) timers delivered. Counted as each
+    /// handler returns. A message whose handler panicked or returned `Err` is dead-lettered
+    /// instead. The shutdown report's
+    /// [`ComponentReport::handled`](crate::ComponentReport::handled) is this same count.
     pub handled: u64,
     /// Messages refused with `Backpressure`.
     pub rejected: u64,
@@ -127,6 +130,14 @@ pub struct ReactorStats {
     pub dropped: u64,
     /// Times a fresh instance was built after the first.
     pub restarts: u64,
+}
+
+/// A reactor's message counts, as the shutdown report gives them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Accounts {
+    pub(crate) handled: u64,
+    pub(crate) drained: u64,
+    pub(crate) abandoned: u64,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -213,7 +224,7 @@ impl Reactor {
             capacity: self.mailbox.capacity,
             high_water: self.mailbox.high_water(),
             pending: self.mailbox.pending(),
-            handled: c.handled.load(Ordering::Relaxed),
+            handled: self.mailbox.tally.handled_count(),
             rejected: c.rejected.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             late_replies: c.late_replies.load(Ordering::Relaxed),
@@ -232,6 +243,16 @@ impl Reactor {
     /// whose handler never fails the count equals [`ReactorStats::handled`].
     pub fn handler_latency(&self) -> Option<HistogramSnapshot> {
         self.mailbox.latency.as_ref().map(|h| h.snapshot())
+    }
+
+    /// The counts the shutdown report gives, read where the reactor keeps them (as
+    /// [`stats`](Reactor::stats) reads `handled`).
+    pub(crate) fn accounts(&self) -> Accounts {
+        Accounts {
+            handled: self.mailbox.tally.handled_count(),
+            drained: self.mailbox.tally.drained_count(),
+            abandoned: self.mailbox.counters.abandoned.load(Ordering::Relaxed),
+        }
     }
 
     /// Asks the reactor to stop: from now on it refuses messages; its thread handles what is

@@ -9,8 +9,8 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam::channel::Sender;
 
-use super::context::{Component, Context, Local};
-use super::dispatch::abandon;
+use super::context::{Component, Context, Local, Restarted};
+use super::dispatch::{abandon, end_instance};
 use super::instance::run_instance;
 use super::mailbox::{Control, Mailbox, Task, CLOSED, DEAD};
 use super::state::{Core, Exit};
@@ -42,24 +42,19 @@ pub(crate) fn spawn<C: Component>(
 }
 
 /// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
-/// queued messages. Returns how many.
-pub(crate) fn abandon_unstarted(reactor: &super::Reactor) -> u64 {
-    close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped)
+/// queued messages (counted as abandoned).
+pub(crate) fn abandon_unstarted(reactor: &super::Reactor) {
+    close_for_good(&reactor.mailbox, &DeadLetterReason::Stopped);
 }
 
 /// Dead-letters the messages queued for a reactor whose thread `stop` gave up on (a handler,
 /// continuation or `stop` that has not returned by its drain deadline plus the grace): past
 /// that deadline the thread would abandon them anyway once it returns, and this way they are
-/// accounted for, and reach the dead-letter subscribers, before `stop` returns. Returns how
-/// many. The thread itself still owns what it had taken out of the mailbox.
-pub(crate) fn abandon_queued(reactor: &super::Reactor) -> u64 {
+/// accounted for (counted as abandoned), and reach the dead-letter subscribers, before `stop`
+/// returns. The thread itself still owns what it had taken out of the mailbox.
+pub(crate) fn abandon_queued(reactor: &super::Reactor) {
     let mb = &*reactor.mailbox;
-    let mut abandoned = 0;
-    mb.take_messages(|m| {
-        abandoned += 1;
-        mb.dead_letter(m, DeadLetterReason::Stopped);
-    });
-    abandoned
+    mb.take_messages(|m| mb.abandon_message(m, DeadLetterReason::Stopped));
 }
 
 /// What an instance that went down waits for.
@@ -68,16 +63,22 @@ enum Next {
     Exit(DeadLetterReason, DownReason),
 }
 
+/// Builds an instance and runs its `start`, and, for a restarted one, its `restarted`.
 fn build<C: Component>(
     core: &Core,
     factory: &Factory<C>,
     local: &mut Local<C>,
+    restarted: Option<&Restarted>,
 ) -> Result<C, String> {
     let built = catch_unwind(AssertUnwindSafe(|| {
         let mut comp = factory();
         comp.start(&mut Context { core, local })
-            .map(|()| comp)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(r) = restarted {
+            comp.restarted(r, &mut Context { core, local })
+                .map_err(|e| format!("restarted: {e}"))?;
+        }
+        Ok(comp)
     }));
     match built {
         Ok(r) => r,
@@ -98,9 +99,11 @@ fn run<C: Component>(
     // Tasks a failed instance had taken out but not run: the next instance runs them first.
     let mut carry: Vec<Task> = Vec::new();
     let mut restart_ack: Option<Sender<Result<(), String>>> = None;
+    // What the next instance's `restarted` is told; `None` for the first instance.
+    let mut restarted: Option<Restarted> = None;
     loop {
         local.reset();
-        let down = match build(core, factory, &mut local) {
+        let down = match build(core, factory, &mut local, restarted.as_ref()) {
             Ok(mut comp) => {
                 match restart_ack.take() {
                     Some(ack) => {
@@ -127,6 +130,7 @@ fn run<C: Component>(
                     End::Suspended(ack) => {
                         // The supervisor tells the watchers: it knows what comes next.
                         let _ = ack.send(());
+                        restarted = Some(Restarted::new(DownReason::Shutdown));
                         None
                     }
                     End::Normal if !core.settings.await_after_normal => {
@@ -142,18 +146,17 @@ fn run<C: Component>(
                     End::Failed(f, rest) => {
                         // The instance's continuations and timers die with it: places go
                         // back, and a new instance never runs an old one's callbacks.
-                        local.abandon_all();
+                        end_instance(core, &mut local, &f.reason);
                         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
                         if let Some(m) = f.message {
-                            exit.abandoned += 1;
-                            mb.dead_letter(m, f.reason.clone());
+                            mb.abandon_message(m, f.reason.clone());
                         }
                         let down = down_reason(&f.reason);
                         if !core.settings.await_after_failure {
                             // Never restarted: refuse new messages now, account for the rest.
                             mb.set_flag(CLOSED);
                             for task in rest {
-                                exit.abandoned += u64::from(abandon(mb, task, &f.reason));
+                                abandon(mb, task, &f.reason);
                             }
                             let mut exit = finish(core, exit, f.reason.clone());
                             exit.failure = Some(f.reason);
@@ -167,7 +170,7 @@ fn run<C: Component>(
                 }
             }
             Err(reason) => {
-                local.abandon_all();
+                end_instance(core, &mut local, &DeadLetterReason::Failed(reason.clone()));
                 let Some(ack) = restart_ack.take() else {
                     return start_failed(core, exit, reason, started);
                 };
@@ -178,18 +181,23 @@ fn run<C: Component>(
             }
         };
         if let Some(reason) = down {
+            restarted = Some(Restarted::new(reason.clone()));
             report(core, reason, true);
         }
         match await_command(mb) {
             Next::Restart(ack) => {
                 mb.reopen();
-                mb.counters.restarts.fetch_add(1, Ordering::Relaxed);
+                let restarts = mb.counters.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(r) = &mut restarted {
+                    r.restarts = restarts;
+                    r.timers_dropped = local.timers_dropped;
+                }
                 exit.failure = None;
                 restart_ack = Some(ack);
             }
             Next::Exit(dl, down) => {
                 for task in carry.drain(..) {
-                    exit.abandoned += u64::from(abandon(mb, task, &dl));
+                    abandon(mb, task, &dl);
                 }
                 let mut exit = finish(core, exit, dl.clone());
                 if down.is_failure() {
@@ -265,16 +273,13 @@ fn start_failed(
 }
 
 /// The thread's last act: refuse everything, then account for what is left.
-fn finish(core: &Core, mut exit: Exit, reason: DeadLetterReason) -> Exit {
-    exit.abandoned += close_for_good(&core.reactor.mailbox, &reason);
+fn finish(core: &Core, exit: Exit, reason: DeadLetterReason) -> Exit {
+    close_for_good(&core.reactor.mailbox, &reason);
     exit
 }
 
 /// Sets DEAD, so nothing more is admitted, and accounts for every task still queued.
-/// Returns how many bus messages were abandoned.
-fn close_for_good(mb: &Mailbox, reason: &DeadLetterReason) -> u64 {
+fn close_for_good(mb: &Mailbox, reason: &DeadLetterReason) {
     mb.set_flag(DEAD | CLOSED);
-    let mut abandoned = 0;
-    mb.drain_dead(|task| abandoned += u64::from(abandon(mb, task, reason)));
-    abandoned
+    mb.drain_dead(|task| abandon(mb, task, reason));
 }

@@ -13,12 +13,10 @@ use crate::bus::Bus;
 use crate::types::{Clock, DeadLetterReason};
 use crate::worker::WorkerPool;
 
-/// How a reactor thread ended.
+/// How a reactor thread ended. Its counts are not here: the mailbox keeps them (`Tally`,
+/// `Counters`), for `ReactorStats` and the shutdown report alike.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Exit {
-    pub(crate) handled: u64,
-    pub(crate) drained: u64,
-    pub(crate) abandoned: u64,
     pub(crate) failure: Option<DeadLetterReason>,
 }
 
@@ -34,6 +32,9 @@ pub(crate) struct Settings {
     pub(crate) idle_timeout: Option<Duration>,
     /// The drain deadline of an instance that stops itself.
     pub(crate) drain_timeout: Duration,
+    /// Keep a second reference to each message's payload while its handler runs, so that
+    /// the dead letter of a failure carries it (`ComponentOptions::keep_failed_payloads`).
+    pub(crate) keep_payloads: bool,
 }
 
 /// What a reactor shares with every context it makes.
@@ -70,6 +71,11 @@ pub(crate) struct Local<K, A> {
     pub(crate) idle_at: Option<Instant>,
     /// The instance asked to stop ([`Context::stop`](super::Context::stop)).
     pub(crate) stop_self: bool,
+    /// A stop was seen (the runtime's, or the instance's own): messages handled from here on
+    /// are counted as drained too.
+    pub(crate) draining: bool,
+    /// How many component timers the last instance had pending when it went down.
+    pub(crate) timers_dropped: usize,
     /// While the reactor runs due timers on a manual clock: the instant it found them due at,
     /// which [`Context::now`](super::Context::now) gives their callbacks (see `fire_timers`).
     pub(crate) fired_at: Option<Instant>,
@@ -84,6 +90,8 @@ impl<K, A> Local<K, A> {
             settling: false,
             idle_at: None,
             stop_self: false,
+            draining: false,
+            timers_dropped: 0,
             fired_at: None,
         }
     }
@@ -93,6 +101,7 @@ impl<K, A> Local<K, A> {
         self.settling = false;
         self.idle_at = None;
         self.stop_self = false;
+        self.draining = false;
         self.fired_at = None;
     }
 
@@ -142,12 +151,14 @@ impl<K, A> Local<K, A> {
     }
 
     /// Stops waiting for every outcome: places are given back, continuations dropped uncalled;
-    /// every timer is dropped.
-    pub(crate) fn abandon_all(&mut self) {
+    /// every timer is dropped, each component timer's action given to `each` first (a pending
+    /// `send_after` holds a message to account for). Their number is kept in
+    /// `timers_dropped`, for the next instance.
+    pub(crate) fn abandon_all(&mut self, each: impl FnMut(A)) {
         for (_, p) in self.pending.drain() {
             p.ticket.abandon();
         }
-        self.timers.clear();
+        self.timers_dropped = self.timers.clear(each);
         self.idle_at = None;
     }
 

@@ -10,7 +10,7 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Context, Local};
-use super::dispatch::{abandon, dispatch, run_cont, Failure};
+use super::dispatch::{abandon, dispatch, end_instance, run_cont, Failure};
 use super::mailbox::{Task, BATCH};
 use super::state::{Core, Exit};
 use crate::types::{panic_message, DeadLetterReason, Error};
@@ -56,7 +56,7 @@ pub(super) fn stop_instance<C: Component>(
     } = leaving;
     let keep = suspend.is_some().then_some(carry);
     let deadline = drain.unwrap_or_else(Instant::now);
-    let mut failure = settle(comp, core, local, exit, deadline, keep)
+    let mut failure = settle(comp, core, local, deadline, keep)
         .err()
         .map(|f| f.reason);
     if failure.is_none() {
@@ -68,7 +68,11 @@ pub(super) fn stop_instance<C: Component>(
     if failure.is_some() {
         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
     }
-    local.abandon_all();
+    end_instance(
+        core,
+        local,
+        failure.as_ref().unwrap_or(&DeadLetterReason::Stopped),
+    );
     exit.failure = failure;
     if let Some(ack) = suspend {
         End::Suspended(ack)
@@ -93,7 +97,6 @@ fn settle<C: Component>(
     comp: &mut C,
     core: &Core,
     local: &mut Local<C>,
-    exit: &mut Exit,
     drain_deadline: Instant,
     mut keep: Option<&mut Vec<Task>>,
 ) -> Result<(), Failure> {
@@ -103,29 +106,25 @@ fn settle<C: Component>(
     local.settling = true;
     let cutoff = drain_deadline.max(Instant::now()) + Duration::from_millis(100);
     let mut buf = Vec::new();
-    let mut run_queued =
-        |comp: &mut C, local: &mut Local<C>, exit: &mut Exit| -> Result<usize, Failure> {
-            let n = mb.pop_batch(&mut buf, BATCH);
-            let mut tasks = buf.drain(..);
-            while let Some(task) = tasks.next() {
-                if let Task::Message(m) = task {
-                    match keep.as_deref_mut() {
-                        Some(kept) => kept.push(Task::Message(m)),
-                        None => {
-                            exit.abandoned += 1;
-                            mb.dead_letter(m, DeadLetterReason::Stopped);
-                        }
-                    }
-                } else if let Err(f) = dispatch(comp, core, local, task) {
-                    for t in tasks {
-                        exit.abandoned += u64::from(abandon(mb, t, &f.reason));
-                    }
-                    return Err(f);
+    let mut run_queued = |comp: &mut C, local: &mut Local<C>| -> Result<usize, Failure> {
+        let n = mb.pop_batch(&mut buf, BATCH);
+        let mut tasks = buf.drain(..);
+        while let Some(task) = tasks.next() {
+            if let Task::Message(m) = task {
+                match keep.as_deref_mut() {
+                    Some(kept) => kept.push(Task::Message(m)),
+                    None => mb.abandon_message(m, DeadLetterReason::Stopped),
                 }
+            } else if let Err(f) = dispatch(comp, core, local, task) {
+                for t in tasks {
+                    abandon(mb, t, &f.reason);
+                }
+                return Err(f);
             }
-            Ok(n)
-        };
-    while run_queued(comp, local, exit)? > 0 && Instant::now() < cutoff {}
+        }
+        Ok(n)
+    };
+    while run_queued(comp, local)? > 0 && Instant::now() < cutoff {}
 
     // No new request can be made now, so this ends once the outcomes already in flight have
     // landed; the cutoff bounds even that.
@@ -149,7 +148,7 @@ fn settle<C: Component>(
                 in_flight = true;
             }
         }
-        if in_flight && run_queued(comp, local, exit)? == 0 {
+        if in_flight && run_queued(comp, local)? == 0 {
             landing.snooze();
         }
     }

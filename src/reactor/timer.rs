@@ -97,12 +97,20 @@ impl<A> Timers<A> {
         std::mem::take(&mut self.firing_cancelled)
     }
 
-    /// Drops every timer (the instance is going away).
-    pub(crate) fn clear(&mut self) {
-        self.map.clear();
+    /// Drops every timer (the instance is going away), giving each component timer's action
+    /// to `each` first. Returns how many component timers there were.
+    pub(crate) fn clear(&mut self, mut each: impl FnMut(A)) -> usize {
+        let mut n = 0;
+        for (_, entry) in std::mem::take(&mut self.map) {
+            if let Entry::User { action, .. } = entry {
+                n += 1;
+                each(action);
+            }
+        }
         self.user.clear();
         self.firing = None;
         self.firing_cancelled = false;
+        n
     }
 }
 

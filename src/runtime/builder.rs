@@ -207,6 +207,7 @@ pub struct ComponentOptions {
     pub(super) on_error: OnError,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) handler_latency: Option<bool>,
+    pub(super) keep_failed_payloads: bool,
 }
 
 impl ComponentOptions {
@@ -285,6 +286,21 @@ impl ComponentOptions {
     /// there).
     pub fn handler_latency(mut self, on: bool) -> Self {
         self.handler_latency = Some(on);
+        self
+    }
+
+    /// Keeps the payload of the message a handler fails on, for its dead letter: the letter
+    /// of a panic (or of an error returned without [`Unhandled`](crate::Unhandled)) then
+    /// carries the whole message, so a dead-letter queue can store or replay it. Without this
+    /// it carries the envelope only, because the handler owned the message and it went down
+    /// with the handler. Default: off.
+    ///
+    /// The reactor holds a second reference to each payload while its handler runs: two
+    /// atomic reference-count updates per message (measured in `docs/decisions.md`, "Dead
+    /// letters of failed messages"). [`Message::take`](crate::Message::take) still works: it
+    /// gives that reference up, and a payload the handler took is not in the dead letter.
+    pub fn keep_failed_payloads(mut self, on: bool) -> Self {
+        self.keep_failed_payloads = on;
         self
     }
 }

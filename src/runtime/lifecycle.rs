@@ -115,6 +115,7 @@ impl Runtime {
             on_error: options.on_error,
             idle_timeout: options.idle_timeout,
             drain_timeout,
+            keep_payloads: options.keep_failed_payloads,
         };
 
         let _life = self.lifecycle()?;
@@ -325,42 +326,37 @@ impl Runtime {
         let mut report = ComponentReport::new(e.name.clone());
         match e.take_thread() {
             Some((handle, done)) => {
-                let handled_before = e.reactor.stats().handled;
                 e.reactor.close(deadline);
                 if handle.thread().id() == thread::current().id() {
                     // Our own reactor: it drains and stops once this handler returns.
-                    report.left_running(&e.reactor.stats(), handled_before, 0);
+                    report.left_running(&e.reactor.accounts(), e.reactor.len());
                 } else {
                     match done.recv_deadline(grace_after(deadline)) {
                         Ok(exit) => {
                             let _ = handle.join();
-                            report.record(&exit);
+                            report.record(&exit, &e.reactor.accounts());
                         }
                         Err(_) => {
                             // A handler (or continuation, or `stop`) that does not return.
                             // Past its deadline the thread would abandon its queue anyway
                             // when it does: dead-letter it now, while the dead-letter
                             // subscribers still run.
-                            let abandoned = reactor::abandon_queued(&e.reactor);
+                            reactor::abandon_queued(&e.reactor);
                             match done.try_recv() {
-                                // It returned meanwhile: its own count lacks those taken.
+                                // It returned meanwhile.
                                 Ok(exit) => {
                                     let _ = handle.join();
-                                    report.record(&exit);
-                                    report.abandoned += abandoned;
+                                    report.record(&exit, &e.reactor.accounts());
                                 }
-                                Err(_) => report.left_running(
-                                    &e.reactor.stats(),
-                                    handled_before,
-                                    abandoned,
-                                ),
+                                Err(_) => report.left_running(&e.reactor.accounts(), 0),
                             }
                         }
                     }
                 }
             }
             None => {
-                report.abandoned = reactor::abandon_unstarted(&e.reactor);
+                reactor::abandon_unstarted(&e.reactor);
+                report.count(&e.reactor.accounts());
                 self.registry.never_ran(e, DownReason::Shutdown);
             }
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::FrontEndReport;
 use crate::bus::BusStats;
-use crate::reactor::{Exit, ReactorStats};
+use crate::reactor::{Accounts, Exit};
 use crate::types::Name;
 use crate::worker::PoolShutdown;
 
@@ -13,30 +13,34 @@ use crate::worker::PoolShutdown;
 pub struct ComponentReport {
     /// The component.
     pub name: Name,
-    /// Messages handled (the handler returned `Ok`), over its whole life.
+    /// Messages handled (the handler returned `Ok`), over its whole life: those from its
+    /// mailbox and those its own [`send_after`](crate::Context::send_after) timers delivered.
+    /// The same count as [`ReactorStats::handled`](crate::ReactorStats::handled), read from
+    /// the one place the reactor keeps it.
     pub handled: u64,
     /// Of those, messages handled after the stop was asked (the drain).
     pub drained: u64,
     /// Messages taken in but not handled, each dead-lettered: the one its handler failed on,
-    /// those queued when it failed, those left after the drain deadline, and those queued for
-    /// a component that never started. Messages accepted = `handled` + `abandoned`.
+    /// those its handler returned an error for under
+    /// [`OnError::Continue`](crate::OnError::Continue), those queued when it failed, those
+    /// left after the drain deadline, and those queued for a component that never started.
+    /// Messages taken in (accepted by its mailbox, or delivered by its `send_after` timers) =
+    /// `handled` + `abandoned` + `dropped`.
     pub abandoned: u64,
     /// Why it failed, if it did (a panic or error in a handler, a continuation or `stop`).
     /// A component that was restarted reports only the failure of its last instance.
     pub failure: Option<String>,
     /// How many times its supervisor built a fresh instance.
     pub restarts: u64,
-    /// Messages its overflow policy dropped (each dead-lettered). Messages accepted =
-    /// `handled` + `abandoned` + `dropped` for a thread `stop` joined (see `joined` for one
-    /// it did not).
+    /// Messages its overflow policy dropped (each dead-lettered).
     pub dropped: u64,
     /// `false` when `stop` left its thread running: its handler (or a continuation, or its
     /// `stop`) had not returned a grace second after its drain deadline, or `stop` was called
     /// from this component itself and cannot wait for it. The counts are then what was known
-    /// when `stop` went on: `handled` and `drained` as the reactor had counted them (it counts
-    /// after each batch of up to 64 messages, so messages handled earlier in the batch it is
-    /// in are not in them), and the messages still queued in its mailbox were dead-lettered
-    /// by `stop` and counted in `abandoned` (for a thread that cannot return in time), or
+    /// when `stop` went on: `handled`, `drained` and `abandoned` as the reactor had counted
+    /// them (it counts each message as its handler returns, so every message before the one
+    /// running is in them), and the messages still queued in its mailbox were dead-lettered by
+    /// `stop` and counted in `abandoned` (for a thread that cannot return in time), or
     /// counted in `queued` (for the caller's own, which will handle them). The message whose
     /// handler is running, and others the reactor had taken out of its mailbox with it, are
     /// in no count: the thread handles or dead-letters them if that handler returns.
@@ -62,27 +66,24 @@ impl ComponentReport {
         }
     }
 
-    /// What is known of a thread `stop` did not join: the reactor's counts now, against
-    /// `handled_before` (counted when the stop was asked), and the messages `stop` itself
-    /// dead-letters.
-    pub(super) fn left_running(
-        &mut self,
-        stats: &ReactorStats,
-        handled_before: u64,
-        abandoned: u64,
-    ) {
+    /// What is known of a thread `stop` did not join: the reactor's counts now, and the
+    /// messages still queued (those of a thread that handles them after `stop` returned).
+    pub(super) fn left_running(&mut self, accounts: &Accounts, queued: usize) {
         self.joined = false;
-        self.handled = stats.handled;
-        self.drained = stats.handled.saturating_sub(handled_before);
-        self.abandoned = abandoned;
-        self.queued = stats.queued as u64;
+        self.count(accounts);
+        self.queued = queued as u64;
     }
 
-    pub(super) fn record(&mut self, exit: &Exit) {
-        self.handled = exit.handled;
-        self.drained = exit.drained;
-        self.abandoned = exit.abandoned;
+    /// A thread `stop` joined: how it ended, and its counts.
+    pub(super) fn record(&mut self, exit: &Exit, accounts: &Accounts) {
+        self.count(accounts);
         self.failure = exit.failure.as_ref().map(ToString::to_string);
+    }
+
+    pub(super) fn count(&mut self, accounts: &Accounts) {
+        self.handled = accounts.handled;
+        self.drained = accounts.drained;
+        self.abandoned = accounts.abandoned;
     }
 }
 

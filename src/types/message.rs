@@ -16,8 +16,15 @@ use serde_json::Value;
 
 use super::error::Error;
 use super::intern::Str;
-use super::payload::{Payload, Typed};
+use super::payload::{Payload, TypeMismatch, Typed};
 use super::topic::Topic;
+
+thread_local! {
+    // The payload of the message a reactor thread's handler is running with, when its
+    // component keeps payloads for dead letters: a second reference, which `take` gives up
+    // (see `Message::keep_payload`).
+    static KEPT: Cell<Option<Payload>> = const { Cell::new(None) };
+}
 
 /// A process-unique message id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -255,7 +262,24 @@ impl Message {
         Message::new(bytes.into())
     }
 
-    /// A message carrying an in-process value, not serialized.
+    /// A message carrying an in-process value, not serialized. It is read back by its exact
+    /// type ([`get`](Message::get), [`try_get`](Message::try_get), [`take`](Message::take)).
+    ///
+    /// Mind type inference: an integer literal without a suffix is an `i32` and a float one an
+    /// `f64`, so `Message::typed(1)` holds an `i32`, and `get::<u64>()` on it is `None`. Write
+    /// the type (`Message::typed(1u64)`), and read with [`try_get`](Message::try_get) where a
+    /// wrong type is a bug: its error names both types.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::Message;
+    ///
+    /// let m = Message::typed(1);
+    /// assert_eq!(m.get::<u64>(), None); // an `i32`
+    /// assert_eq!(m.get::<i32>(), Some(&1));
+    /// assert_eq!(Message::typed(1u64).get::<u64>(), Some(&1));
+    /// ```
     pub fn typed<T: Any + Send + Sync>(value: T) -> Message {
         Message::new(Payload::Typed(Typed {
             value: Arc::new(value),
@@ -331,7 +355,9 @@ impl Message {
         }
     }
 
-    /// The typed payload, if it is a `T`.
+    /// The typed payload, if it is a `T`: `None` for any other type, however close (a `u64`
+    /// asked of an `i32`, see [`Message::typed`]) and for a payload that is not typed. To
+    /// learn what it holds instead, use [`try_get`](Message::try_get).
     pub fn get<T: Any>(&self) -> Option<&T> {
         match &self.payload {
             Payload::Typed(t) => (*t.value).as_any().downcast_ref(),
@@ -339,13 +365,51 @@ impl Message {
         }
     }
 
+    /// The typed payload as a `T`, or what it is instead. Costs what [`get`](Message::get)
+    /// does when the type is right; the error, with `?`, makes a wrong type a handler error
+    /// (dead-lettered with its text) rather than a value silently missing.
+    ///
+    /// # Errors
+    ///
+    /// [`TypeMismatch`] naming the type asked for and the one the message holds (or that the
+    /// payload is JSON, bytes or empty) when the payload is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::Message;
+    ///
+    /// let m = Message::typed(7u64);
+    /// assert_eq!(m.try_get::<u64>(), Ok(&7));
+    /// let e = Message::typed(7).try_get::<u64>().unwrap_err();
+    /// assert_eq!(e.to_string(),
+    ///     "asked for a `u64` payload, the message holds `i32` \
+    ///      (an unsuffixed literal is `i32`: write `Message::typed(1u64)`)");
+    /// let e = Message::json("7".into()).try_get::<u64>().unwrap_err();
+    /// assert_eq!(e.to_string(), "asked for a `u64` payload, the message holds a JSON payload");
+    /// ```
+    pub fn try_get<T: Any>(&self) -> Result<&T, TypeMismatch> {
+        if let Payload::Typed(t) = &self.payload {
+            if let Some(v) = (*t.value).as_any().downcast_ref() {
+                return Ok(v);
+            }
+        }
+        Err(self.mismatch::<T>())
+    }
+
+    #[cold]
+    fn mismatch<T: Any>(&self) -> TypeMismatch {
+        TypeMismatch::new(std::any::type_name::<T>(), self.payload.describe())
+    }
+
     /// Takes the typed payload out.
     ///
     /// # Errors
     ///
-    /// The message comes back unchanged when its payload is not a `T`, or when a clone of this
-    /// message (a [`publish`](crate::Bus::publish) copy) still shares it; then read it in
-    /// place with [`Message::get`].
+    /// The message comes back unchanged when its payload is not a `T` (ask
+    /// [`try_get`](Message::try_get) what it is), or when a clone of this message (a
+    /// [`publish`](crate::Bus::publish) copy) still shares it; then read it in place with
+    /// [`Message::get`].
     pub fn take<T: Any + Send + Sync>(mut self) -> Result<T, Message> {
         let Payload::Typed(t) = std::mem::take(&mut self.payload) else {
             return Err(self);
@@ -359,6 +423,15 @@ impl Message {
             .into_any()
             .downcast::<T>()
             .expect("checked with `is`");
+        let arc = match Arc::try_unwrap(arc) {
+            Ok(v) => return Ok(v),
+            // The other reference may be the one the reactor keeps for a dead letter.
+            Err(arc) if give_up_kept(&arc) => arc,
+            Err(arc) => {
+                self.payload = Payload::Typed(Typed { value: arc });
+                return Err(self);
+            }
+        };
         match Arc::try_unwrap(arc) {
             Ok(v) => Ok(v),
             Err(arc) => {
@@ -418,8 +491,9 @@ impl Message {
         self.ext.as_ref().is_some_and(|e| e.reply.is_some())
     }
 
-    /// A copy of the envelope without the payload and without the reply handle: what is left
-    /// to dead-letter when a handler fails with the message.
+    /// A copy of the envelope without the payload and without the reply handle: what the
+    /// reactor keeps to dead-letter when a handler fails with the message (with the payload
+    /// added back by [`with_payload`](Message::with_payload) when it kept that too).
     pub(crate) fn envelope(&self) -> Message {
         let ext = self.ext.as_ref().and_then(|e| {
             let bare = e.headers.as_ref().map_or(true, |h| h.is_empty())
@@ -436,10 +510,47 @@ impl Message {
         }
     }
 
+    /// Keeps a second reference to the payload on this (reactor) thread while a handler runs
+    /// with the message, for its dead letter if the handler fails: a reference count, no
+    /// copy. [`take`](Message::take) gives this reference up, so a handler can still take its
+    /// payload; [`take_kept_payload`](Message::take_kept_payload) ends the keeping.
+    pub(crate) fn keep_payload(&self) {
+        KEPT.with(|k| k.set(Some(self.payload.clone())));
+    }
+
+    /// The payload kept by [`keep_payload`](Message::keep_payload), unless the handler took
+    /// it.
+    pub(crate) fn take_kept_payload() -> Option<Payload> {
+        KEPT.with(Cell::take)
+    }
+
+    /// This message with `payload` instead of its own (an envelope made whole again).
+    pub(crate) fn with_payload(mut self, payload: Payload) -> Message {
+        self.payload = payload;
+        self
+    }
+
     /// Moves the reply handle out of a request, to answer it later or from another thread.
     pub fn take_reply_handle(&mut self) -> Option<ReplyHandle> {
         self.ext.as_mut().and_then(|e| e.reply.take())
     }
+}
+
+/// Gives up the reference [`Message::keep_payload`] keeps, when it is the only other one to
+/// `arc`: then the caller's is the last, and it may take the value.
+fn give_up_kept<T>(arc: &Arc<T>) -> bool {
+    if Arc::strong_count(arc) != 2 {
+        return false;
+    }
+    KEPT.with(|k| {
+        let kept = k.take();
+        let same = matches!(&kept, Some(Payload::Typed(t))
+            if std::ptr::addr_eq(Arc::as_ptr(&t.value), Arc::as_ptr(arc)));
+        if !same {
+            k.set(kept);
+        }
+        same
+    })
 }
 
 /// A clone shares the payload (by reference count) and copies the envelope, id included.

@@ -15,12 +15,12 @@ mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
-pub use dead_letter::{DeadLetter, DeadLetterReason, DEAD_LETTER_TOPIC};
+pub use dead_letter::{DeadLetter, DeadLetterReason, Unhandled, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};
 pub use error::{Error, Name};
 pub use message::{Message, MessageId, ReplyHandle};
 pub use overflow::Overflow;
-pub use payload::{Payload, Typed};
+pub use payload::{Payload, TypeMismatch, Typed};
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;
