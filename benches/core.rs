@@ -114,12 +114,12 @@ fn one_to_one(c: &mut Criterion) {
     let handled = Arc::new(AtomicU64::new(0));
     let rt = runtime(&handled);
     let reactor = rt.reactor("count").expect("deployed");
-    let execute_refused = AtomicU64::new(0);
-    g.bench_function("reactor_execute", |b| {
+    let send_refused = AtomicU64::new(0);
+    g.bench_function("reactor_send", |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
-                drive(BATCH, &handled, &execute_refused, |m| reactor.execute(m));
+                drive(BATCH, &handled, &send_refused, |m| reactor.send(m));
             }
             t.elapsed()
         })
@@ -166,7 +166,7 @@ fn one_to_one(c: &mut Criterion) {
     report_refusals(
         "one_producer_one_consumer",
         &[
-            ("reactor_execute", &execute_refused),
+            ("reactor_send", &send_refused),
             ("bus_send", &send_refused),
             ("crossbeam_floor", &floor_refused),
         ],
@@ -220,7 +220,7 @@ fn publish_fanout(c: &mut Criterion) {
                         };
                         publish_refused.fetch_add(1, Ordering::Relaxed);
                         let copy = e.into_inner().expect("a refusal hands the copy back");
-                        retry(copy, &publish_refused, |m| reactor.execute(m));
+                        retry(copy, &publish_refused, |m| reactor.send(m));
                     }
                 }
                 wait_for(&handled, target);
@@ -341,7 +341,7 @@ fn worker_submit(c: &mut Criterion) {
         .build()
         .expect("pool");
     let pool_refused = AtomicU64::new(0);
-    g.bench_function("pool_try_execute", |b| {
+    g.bench_function("pool_execute", |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
@@ -350,7 +350,7 @@ fn worker_submit(c: &mut Criterion) {
                     let job = move || {
                         done.fetch_add(1, Ordering::Release);
                     };
-                    retry(job, &pool_refused, |j| pool.try_execute(j));
+                    retry(job, &pool_refused, |j| pool.execute(j));
                 }
                 wait_for(done, target);
             }
@@ -401,7 +401,7 @@ fn worker_submit(c: &mut Criterion) {
     report_refusals(
         "worker_submit",
         &[
-            ("pool_try_execute", &pool_refused),
+            ("pool_execute", &pool_refused),
             ("crossbeam_floor", &floor_refused),
         ],
     );

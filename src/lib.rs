@@ -349,8 +349,8 @@
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
-//! thread, one at a time. Every sending call ([`Reactor::execute`], [`Bus::send`],
-//! [`Bus::publish`], [`Bus::request`], [`WorkerPool::try_execute`]) returns at once. Blocking
+//! thread, one at a time. Every sending call ([`Reactor::send`], [`Bus::send`],
+//! [`Bus::publish`], [`Bus::request`], [`WorkerPool::execute`]) returns at once. Blocking
 //! waits ([`PendingReply::wait`], [`Inbox::recv`]) refuse to run on a reactor thread.
 //!
 //! # Delivery

@@ -11,9 +11,9 @@
 //! - every item made is dropped exactly once by the end, wherever it ended: handled, run,
 //!   handed back, drained or dead-lettered at stop, or dropped with its queue.
 //!
-//! The paths: `Reactor::execute`, `Bus::send`, `Bus::publish` (the refusal is in
+//! The paths: `Reactor::send`, `Bus::send`, `Bus::publish` (the refusal is in
 //! `PublishReport::refused`), `Bus::request` from a plain thread, `Context::request` (bounded
-//! by the requester's `max_pending`), `WorkerPool::try_execute`, `Context::spawn_blocking`
+//! by the requester's `max_pending`), `WorkerPool::execute`, `Context::spawn_blocking`
 //! (bounded by the pool's queue), and a bus `Inbox` subscriber.
 
 mod support;
@@ -286,8 +286,8 @@ macro_rules! contract {
 }
 
 contract! {
-    /// `Reactor::execute` on a component's handle.
-    reactor_execute => GatedRuntime::new(Via::Execute);
+    /// `Reactor::send` on a component's handle.
+    reactor_send => GatedRuntime::new(Via::ReactorSend);
     /// `Bus::send` to a component's exact topic.
     bus_send => GatedRuntime::new(Via::Send);
     /// `Bus::publish` to a topic with one component subscribed.
@@ -296,8 +296,8 @@ contract! {
     bus_request => GatedRuntime::new(Via::Request);
     /// `Context::request` inside a component: bounded by its `max_pending`.
     context_request => ContextRequest::new();
-    /// `WorkerPool::try_execute`.
-    pool_try_execute => PoolExecute::new();
+    /// `WorkerPool::execute`.
+    pool_execute => PoolExecute::new();
     /// `Context::spawn_blocking`: bounded by the pool's queue.
     context_spawn_blocking => ContextSpawn::new();
     /// `Bus::send` to a plain thread's `Inbox`.

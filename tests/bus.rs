@@ -105,7 +105,7 @@ fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()
         ComponentOptions::new().mailbox(1).subscribe("news"),
         || Sink,
     )?;
-    full.execute(Message::empty())
+    full.send(Message::empty())
         .map_err(Error::without_payload)?;
     let first = rt.bus().subscribe_inbox("news", 4)?;
     let second = rt.bus().subscribe_inbox("news", 4)?;

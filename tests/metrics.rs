@@ -255,10 +255,10 @@ fn pool_stats_count_busy_queued_rejected_and_panics() -> Result<()> {
     let rt = Runtime::builder().workers(1).worker_queue(1).build()?;
     let pool = rt.pool().clone();
     let gate = occupy_worker(&pool)?;
-    pool.try_execute(|| panic!("a job that panics (expected in this test)"))
+    pool.execute(|| panic!("a job that panics (expected in this test)"))
         .map_err(Error::without_payload)?;
     assert!(matches!(
-        pool.try_execute(|| ()),
+        pool.execute(|| ()),
         Err(Error::Backpressure { capacity: 1, .. })
     ));
     let p = rt.stats().pool;

@@ -159,9 +159,9 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     let stats = sink.stats();
     assert_eq!((stats.rejected, stats.dropped, stats.queued), (1, 0, 2));
     // The direct path refuses the same way.
-    match sink.execute(Message::typed(3u64)) {
+    match sink.send(Message::typed(3u64)) {
         Err(Error::Backpressure { rejected, .. }) => assert_eq!(rejected.get::<u64>(), Some(&3)),
-        other => panic!("expected Backpressure from execute, got {other:?}"),
+        other => panic!("expected Backpressure from Reactor::send, got {other:?}"),
     }
     let stats = sink.stats();
     assert_eq!(

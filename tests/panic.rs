@@ -174,9 +174,9 @@ fn handler_panic_stops_only_that_component() -> Result<()> {
         }
         other => panic!("expected Stopped from send, got {other:?}"),
     }
-    match a.bomb.execute(Message::typed(2u32)) {
+    match a.bomb.send(Message::typed(2u32)) {
         Err(Error::Stopped { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
-        other => panic!("expected Stopped from execute, got {other:?}"),
+        other => panic!("expected Stopped from Reactor::send, got {other:?}"),
     }
     // The rest of the runtime keeps running.
     echo_answers(&a.rt, 7)?;

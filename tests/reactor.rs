@@ -36,16 +36,16 @@ fn extra_admitted_while_blocked(capacity: usize) -> Result<usize> {
     )?;
     for _ in 0..capacity {
         reactor
-            .execute(Message::empty())
+            .send(Message::empty())
             .map_err(Error::without_payload)?;
     }
     assert!(reactor
-        .execute(Message::empty())
+        .send(Message::empty())
         .is_err_and(|e| e.is_backpressure()));
     rt.start()?;
     entered.recv_timeout(support::SOON)?;
     let mut extra = 0;
-    while reactor.execute(Message::empty()).is_ok() {
+    while reactor.send(Message::empty()).is_ok() {
         extra += 1;
         assert!(extra <= 64, "the mailbox bound was lost");
     }
@@ -88,7 +88,7 @@ fn handler_owns_its_message_payload() -> Result<()> {
     let reactor = rt.deploy("taker", move || Taker(tx.clone()))?;
     rt.start()?;
     reactor
-        .execute(Message::typed(String::from("mine")))
+        .send(Message::typed(String::from("mine")))
         .map_err(Error::without_payload)?;
     assert_eq!(took.recv_timeout(support::SOON)?.as_deref(), Some("mine"));
     rt.stop()?;

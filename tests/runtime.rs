@@ -345,12 +345,12 @@ fn stopped_runtime_answers_stopped_not_backpressure() -> Result<()> {
     rt.stop()?;
 
     assert!(reactor.is_stopped() && reactor.is_finished());
-    match reactor.execute(Message::typed(1u32)) {
+    match reactor.send(Message::typed(1u32)) {
         Err(Error::Stopped { target, rejected }) => {
             assert_eq!(&*target, "probe");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
-        other => panic!("expected Stopped from execute, got {other:?}"),
+        other => panic!("expected Stopped from Reactor::send, got {other:?}"),
     }
     match rt.bus().send("p", Message::typed(2u32)) {
         Err(Error::Stopped { target, rejected }) => {

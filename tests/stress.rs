@@ -760,7 +760,7 @@ fn stress_pool_shutdown_runs_every_accepted_job() {
                         let mut accepted = 0u64;
                         loop {
                             let ran = Arc::clone(&ran);
-                            match pool.try_execute(move || {
+                            match pool.execute(move || {
                                 ran.fetch_add(1, Ordering::SeqCst);
                             }) {
                                 Ok(()) => accepted += 1,

@@ -36,7 +36,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     let (ran_tx, ran) = channel::unbounded();
     for i in 0..3 {
         let ran_tx = ran_tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = ran_tx.send((i, thread_name()));
         })
         .map_err(Error::without_payload)?;
@@ -44,7 +44,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     assert_eq!(pool.stats().queued, 3);
 
     let refused = ran_tx.clone();
-    match pool.try_execute(move || {
+    match pool.execute(move || {
         let _ = refused.send((99, thread_name()));
     }) {
         Err(Error::Backpressure {
@@ -69,7 +69,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     assert_eq!(done, [0, 1, 2]);
 
     // With room again, the pool accepts.
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = ran_tx.send((4, thread_name()));
     })
     .map_err(Error::without_payload)?;
@@ -94,9 +94,7 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
     let gate = occupy_worker(rt.pool())?;
-    rt.pool()
-        .try_execute(|| {})
-        .map_err(Error::without_payload)?;
+    rt.pool().execute(|| {}).map_err(Error::without_payload)?;
 
     let (called_tx, called) = channel::bounded::<()>(1);
     let (tx, refusal) = channel::bounded(1);
@@ -140,10 +138,10 @@ fn panicking_job_does_not_kill_its_worker() -> Result<()> {
         .queue_capacity(4)
         .thread_name("wpanic")
         .build()?;
-    pool.try_execute(|| panic!("job exploded"))
+    pool.execute(|| panic!("job exploded"))
         .map_err(Error::without_payload)?;
     let (tx, rx) = channel::bounded(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = tx.send(thread_name());
     })
     .map_err(Error::without_payload)?;
@@ -318,7 +316,7 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
     // Free the worker. A marker queued behind the expired job tells when the worker is past it.
     let (marker_tx, marker) = channel::bounded(1);
     rt.pool()
-        .try_execute(move || {
+        .execute(move || {
             let _ = marker_tx.send(());
         })
         .map_err(Error::without_payload)?;
@@ -360,7 +358,7 @@ fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
     let (tx, rx) = channel::unbounded();
     for _ in 0..60 {
         let tx = tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = tx.send(thread_name());
         })
         .map_err(Error::without_payload)?;
@@ -428,7 +426,7 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     let (ran_tx, ran) = channel::unbounded();
     for i in 0..3 {
         let ran_tx = ran_tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = ran_tx.send(i);
         })
         .map_err(Error::without_payload)?;
@@ -440,15 +438,13 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     };
     // The queue is full, so a probe is refused as full until shutdown closes the pool, and as
     // stopped after: none is ever queued.
-    wait_until("shutdown closes the pool", || {
-        match pool.try_execute(|| {}) {
-            Err(Error::Stopped { target, .. }) => {
-                assert_eq!(&*target, "wshut");
-                true
-            }
-            Err(Error::Backpressure { .. }) => false,
-            other => panic!("unexpected {other:?}"),
+    wait_until("shutdown closes the pool", || match pool.execute(|| {}) {
+        Err(Error::Stopped { target, .. }) => {
+            assert_eq!(&*target, "wshut");
+            true
         }
+        Err(Error::Backpressure { .. }) => false,
+        other => panic!("unexpected {other:?}"),
     });
     assert!(
         ran.try_recv().is_err(),
@@ -467,7 +463,7 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     assert_eq!(ran.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
 
     // Refused after shutdown, with the job handed back.
-    match pool.try_execute(move || {
+    match pool.execute(move || {
         let _ = ran_tx.send(99);
     }) {
         Err(Error::Stopped { target, rejected }) => {
@@ -516,7 +512,7 @@ fn shutdown_reports_a_job_that_never_finishes_as_unjoined() -> Result<()> {
     Ok(())
 }
 
-/// Every job `try_execute` accepted runs, even when `shutdown` closes the pool while other
+/// Every job `execute` accepted runs, even when `shutdown` closes the pool while other
 /// threads are submitting: "accepted" must never mean "silently dropped".
 #[test]
 fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
@@ -535,7 +531,7 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
                     let mut accepted = 0usize;
                     loop {
                         let ran = Arc::clone(&ran);
-                        match pool.try_execute(move || {
+                        match pool.execute(move || {
                             ran.fetch_add(1, Ordering::SeqCst);
                         }) {
                             Ok(()) => accepted += 1,
@@ -558,7 +554,7 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
         assert_eq!(
             ran.load(Ordering::SeqCst),
             accepted,
-            "round {round}: jobs accepted by try_execute vs jobs run before shutdown joined"
+            "round {round}: jobs accepted by execute vs jobs run before shutdown joined"
         );
     }
     Ok(())

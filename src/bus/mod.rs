@@ -39,7 +39,7 @@ pub(crate) trait ReactorProvider: Send + Sync {
 /// The message bus: hierarchical topics with NATS-style patterns.
 ///
 /// Cheap to clone (a handle); `Send + Sync`. Every call returns at once: delivery is a
-/// non-blocking [`Reactor::execute`](crate::Reactor::execute) (or a non-blocking push into an
+/// non-blocking [`Reactor::send`](crate::Reactor::send) (or a non-blocking push into an
 /// [`Inbox`]), so a full recipient gives [`Error::Backpressure`] with the message handed back,
 /// never a wait.
 ///

@@ -150,7 +150,7 @@ impl<'a, C: Component> Context<'a, C> {
         self.core.reactor.name()
     }
 
-    /// This component's reactor: a handle other threads can [`execute`](Reactor::execute) on.
+    /// This component's reactor: a handle other threads can [`send`](Reactor::send) to.
     pub fn reactor(&self) -> &Reactor {
         &self.core.reactor
     }

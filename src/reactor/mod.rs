@@ -86,7 +86,7 @@ pub(crate) trait System: Send + Sync + 'static {
 
 /// A handle to a component's reactor: its bounded mailbox and the thread that drains it.
 ///
-/// Cheap to clone, `Send + Sync`. The bus delivers through [`execute`](Reactor::execute);
+/// Cheap to clone, `Send + Sync`. The bus delivers through [`send`](Reactor::send);
 /// so can any thread that holds the handle.
 #[derive(Clone)]
 pub struct Reactor {
@@ -154,7 +154,7 @@ impl Reactor {
 
     /// Never blocks. Queues `msg` for the component's `handle`.
     ///
-    /// Messages from one thread are handled in the order that thread executed them. Messages
+    /// Messages from one thread are handled in the order that thread sent them. Messages
     /// queued while the component is being restarted wait for the new instance.
     ///
     /// # Errors
@@ -165,7 +165,7 @@ impl Reactor {
     ///   returns `Ok`.)
     /// - [`Error::Stopped`] once the component is stopping, has stopped or has failed; `msg`
     ///   is handed back.
-    pub fn execute(&self, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send(&self, msg: Message) -> Result<(), Error<Message>> {
         self.mailbox.push(msg)
     }
 

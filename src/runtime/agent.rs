@@ -73,7 +73,7 @@ impl Agent {
     /// agent is behind, and will produce anyway); [`Error::Stopped`] once it has stopped.
     pub fn signal(&self) -> Result<(), Error> {
         self.reactor
-            .execute(Message::empty())
+            .send(Message::empty())
             .map_err(Error::without_payload)
     }
 

@@ -78,7 +78,7 @@ pub struct ComponentInfo {
     pub restarts: u64,
     /// Why its last instance went down, if one did.
     pub last_down: Option<DownReason>,
-    /// Its reactor, to [`execute`](Reactor::execute) on directly.
+    /// Its reactor, to [`send`](Reactor::send) to directly.
     pub reactor: Reactor,
 }
 

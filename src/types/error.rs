@@ -12,7 +12,7 @@ pub type Name = Arc<str>;
 /// Every call that refuses work hands the work back in `rejected`, as crossbeam's
 /// `TrySendError::Full(T)` does: a [`Backpressure`](Error::Backpressure) from
 /// [`Bus::send`](crate::Bus::send) carries the [`Message`](crate::Message), one from
-/// [`WorkerPool::try_execute`](crate::WorkerPool::try_execute) carries the job. `T` defaults to
+/// [`WorkerPool::execute`](crate::WorkerPool::execute) carries the job. `T` defaults to
 /// `()`, the payload-free form, which is what results that refuse nothing use.
 ///
 /// "Full" and "gone" are different answers: [`Backpressure`](Error::Backpressure) means retry

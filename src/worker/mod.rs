@@ -2,7 +2,7 @@
 //! Depends on `types` only; the reactor above offloads to it (`Context::spawn_blocking`).
 //!
 //! The bound lives here, not in the channel: one atomic word holds the number of queued jobs
-//! and a closed flag, so [`WorkerPool::try_execute`] decides "full", "closed" or "accepted"
+//! and a closed flag, so [`WorkerPool::execute`] decides "full", "closed" or "accepted"
 //! with a single `fetch_add` *before* the job is boxed, and can hand the caller's own closure
 //! back. The channel behind it is crossbeam's unbounded list (it allocates per block of slots,
 //! not `capacity` slots up front); it can never hold more than `queue_capacity` jobs because
@@ -198,7 +198,7 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
 /// A fixed-size pool of worker threads with a bounded job queue.
 ///
 /// Cloning the pool clones a handle; all clones share the threads.
-/// [`try_execute`](WorkerPool::try_execute) never blocks, and can be called from any thread,
+/// [`execute`](WorkerPool::execute) never blocks, and can be called from any thread,
 /// reactors included. Inside a component, prefer
 /// [`Context::spawn_blocking`](crate::Context::spawn_blocking), which brings the result back to
 /// the component's own reactor.
@@ -211,7 +211,7 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
 ///
 /// let pool = WorkerPool::builder().num_threads(2).queue_capacity(8).build()?;
 /// let (tx, rx) = mpsc::channel();
-/// pool.try_execute(move || tx.send(6 * 7).unwrap()).map_err(Error::without_payload)?;
+/// pool.execute(move || tx.send(6 * 7).unwrap()).map_err(Error::without_payload)?;
 /// assert_eq!(rx.recv()?, 42);
 /// pool.shutdown(std::time::Duration::from_secs(1));
 /// # Ok::<(), anyhow::Error>(())
@@ -310,7 +310,7 @@ impl WorkerPool {
     ///
     /// - [`Error::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
     /// - [`Error::Stopped`] after [`shutdown`](WorkerPool::shutdown); `job` is handed back.
-    pub fn try_execute<F>(&self, job: F) -> Result<(), Error<F>>
+    pub fn execute<F>(&self, job: F) -> Result<(), Error<F>>
     where
         F: FnOnce() + Send + 'static,
     {

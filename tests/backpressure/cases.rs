@@ -87,7 +87,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
     bus.subscribe_reactor("bp.mixed", &gone)?;
     bus.subscribe_reactor("bp.mixed", &full)?;
     bus.subscribe_reactor("bp.dead", &gone)?;
-    full.execute(Message::empty())?; // fills "full" (not started: nothing leaves)
+    full.send(Message::empty())?; // fills "full" (not started: nothing leaves)
 
     let drops = DropCounter::default();
     for seq in 0..4 {
@@ -137,12 +137,12 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
     )?;
     rt.start()?;
     // One message taken into the blocked handler, then two fill the mailbox.
-    responder.execute(Message::empty())?;
+    responder.send(Message::empty())?;
     wait_until("the responder takes its first message", || {
         responder.is_empty()
     });
-    responder.execute(Message::empty())?;
-    responder.execute(Message::empty())?;
+    responder.send(Message::empty())?;
+    responder.send(Message::empty())?;
 
     let drops = DropCounter::default();
     let msg = drops.message(1);
@@ -353,7 +353,7 @@ fn without_payload_converts_into_anyhow() {
     let (tx, rx) = channel::unbounded();
     let submit = |n: u32| -> Result<()> {
         let tx = tx.clone();
-        pool.try_execute(move || tx.send(n).unwrap())
+        pool.execute(move || tx.send(n).unwrap())
             .map_err(Error::without_payload)?;
         Ok(())
     };

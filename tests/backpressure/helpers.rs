@@ -84,7 +84,7 @@ pub(crate) fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 pub(crate) fn block_worker(pool: &WorkerPool) -> Sender<()> {
     let (started_tx, started_rx) = channel::bounded(1);
     let (gate_tx, gate_rx) = channel::bounded::<()>(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = started_tx.send(());
         let _ = gate_rx.recv();
     })
@@ -195,7 +195,7 @@ where
         let _ = tx.send(f(ctx));
     });
     driver
-        .execute(Message::typed(CmdCell(Mutex::new(Some(cmd)))))
+        .send(Message::typed(CmdCell(Mutex::new(Some(cmd)))))
         .map_err(Error::without_payload)
         .expect("the driver takes commands");
     rx.recv_timeout(SOON).expect("the driver ran the command")

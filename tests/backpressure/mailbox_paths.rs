@@ -1,4 +1,4 @@
-//! Paths through a component's mailbox: `Reactor::execute`, `Bus::send`, `Bus::publish` and
+//! Paths through a component's mailbox: `Reactor::send`, `Bus::send`, `Bus::publish` and
 //! `Bus::request` from a plain thread, all into one `Gated` component.
 
 use std::thread;
@@ -17,7 +17,7 @@ const SINK_TOPIC: &str = "bp.sink";
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Via {
-    Execute,
+    ReactorSend,
     Send,
     Publish,
     Request,
@@ -48,7 +48,7 @@ fn offer(
 ) -> Result<(), Error<Message>> {
     let bus = rt.bus();
     match via {
-        Via::Execute => sink.execute(msg),
+        Via::ReactorSend => sink.send(msg),
         Via::Send => bus.send(SINK_TOPIC, msg),
         Via::Publish => publish_one(bus, SINK_TOPIC, msg),
         Via::Request => {
@@ -81,7 +81,7 @@ impl GatedRuntime {
             )
             .unwrap();
         let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 64).unwrap();
-        sink.execute(Message::empty()).unwrap(); // the plug (untracked)
+        sink.send(Message::empty()).unwrap(); // the plug (untracked)
         rt.start().unwrap();
         wait_until("the sink takes the plug", || sink.is_empty());
         GatedRuntime {

@@ -1,4 +1,4 @@
-//! Paths into a worker pool's queue: `WorkerPool::try_execute`, and
+//! Paths into a worker pool's queue: `WorkerPool::execute`, and
 //! `Context::spawn_blocking` from a component.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::helpers::{block_worker, on_driver, sorted, Driver, Job, Jobs};
 use crate::support::{wait_until, DropCounter, SOON};
 use crate::{EnqueuePath, Gone, Tally, CAP};
 
-// ---- WorkerPool::try_execute -------------------------------------------------------------
+// ---- WorkerPool::execute -------------------------------------------------------------
 
 /// A one-thread pool (queue `CAP`) whose worker is held by a blocker job.
 pub(crate) struct PoolExecute {
@@ -61,7 +61,7 @@ impl EnqueuePath for PoolExecute {
     }
 
     fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
-        self.pool.try_execute(job)
+        self.pool.execute(job)
     }
 
     fn make_room(&mut self) {

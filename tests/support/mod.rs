@@ -158,7 +158,7 @@ pub fn thread_name() -> String {
 pub fn occupy_worker(pool: &WorkerPool) -> anyhow::Result<crossbeam::channel::Sender<()>> {
     let (gate_tx, gate) = crossbeam::channel::unbounded::<()>();
     let (started_tx, started) = crossbeam::channel::bounded(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = started_tx.send(());
         let _ = gate.recv();
     })

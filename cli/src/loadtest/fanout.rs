@@ -108,10 +108,10 @@ impl Scenario for Fanout {
                 loop {
                     refused += 1;
                     backoff.snooze();
-                    match to.execute(rejected) {
+                    match to.send(rejected) {
                         Ok(()) => break,
                         Err(Error::Backpressure { rejected: r, .. }) => rejected = r,
-                        Err(e) => bail!("execute failed: {}", e.without_payload()),
+                        Err(e) => bail!("send failed: {}", e.without_payload()),
                     }
                 }
                 backoff.reset();

@@ -1,5 +1,5 @@
 //! `workers`: P plain threads saturate the worker pool with small jobs through
-//! `WorkerPool::try_execute`. A refused job is handed back; the producer counts the refusal,
+//! `WorkerPool::execute`. A refused job is handed back; the producer counts the refusal,
 //! backs off and offers it again. Jobs/s counts jobs run.
 //!
 //! Floor: W threads `recv` boxed jobs from one `crossbeam_channel::bounded(queue)`; the
@@ -98,7 +98,7 @@ impl Scenario for Workers {
                             let seed = submitted;
                             let mut work = Box::new(move || job(&ran, seed));
                             loop {
-                                match pool.try_execute(work) {
+                                match pool.execute(work) {
                                     Ok(()) => break,
                                     Err(Error::Backpressure { rejected, .. }) => {
                                         refused += 1;
