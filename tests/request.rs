@@ -127,6 +127,7 @@ fn plain_thread_request_times_out_and_late_reply_is_counted_and_dead_lettered() 
     // The responder holds the reply handle until the waiter has given up.
     let mut request = service.recv_timeout(SOON)?;
     let handle = request.take_reply_handle().expect("a request");
+    assert_eq!(handle.request_id(), request_id, "one id on both sides");
 
     match pending.wait() {
         Err(Error::Timeout { after }) => assert_eq!(after, timeout),
