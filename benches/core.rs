@@ -40,12 +40,15 @@ impl Component for Count {
 }
 
 fn runtime(handled: &Arc<AtomicU64>) -> Runtime {
-    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
     let h = Arc::clone(handled);
     rt.deploy_with(
         "count",
         ComponentOptions::new()
-            .mailbox(CAPACITY)
+            .mailbox_capacity(CAPACITY)
             .subscribe("bench.count"),
         move || Count(Arc::clone(&h)),
     )
@@ -179,13 +182,16 @@ fn publish_fanout(c: &mut Criterion) {
 
     // 64 components (64 reactor threads) subscribed to one topic.
     let handled = Arc::new(AtomicU64::new(0));
-    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
     for i in 0..FANOUT {
         let h = Arc::clone(&handled);
         rt.deploy_with(
             &format!("sub{i:02}"),
             ComponentOptions::new()
-                .mailbox(CAPACITY)
+                .mailbox_capacity(CAPACITY)
                 .subscribe("bench.fanout"),
             move || Count(Arc::clone(&h)),
         )

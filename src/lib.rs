@@ -59,7 +59,7 @@
 //!
 //! let (release, gate) = crossbeam::channel::unbounded();
 //! let rt = Runtime::new()?;
-//! rt.deploy_with("slow", ComponentOptions::new().mailbox(2).subscribe("work"), move || Slow(gate.clone()))?;
+//! rt.deploy_with("slow", ComponentOptions::new().mailbox_capacity(2).subscribe("work"), move || Slow(gate.clone()))?;
 //! // Not started yet, so nothing is taken out of the mailbox: two fit, the third is refused.
 //! rt.bus().send("work", Message::typed(1))?;
 //! rt.bus().send("work", Message::typed(2))?;
@@ -127,7 +127,7 @@
 //!     }
 //! }
 //!
-//! let rt = Runtime::builder().workers(2).build()?;
+//! let rt = Runtime::builder().worker_threads(2).build()?;
 //! rt.deploy_with("sums", ComponentOptions::new().subscribe("sum"), Checksums::default)?;
 //! rt.start()?;
 //! let sum = rt.bus().request("sum", Message::bytes(vec![1, 2, 3]), Duration::from_secs(5))?
@@ -292,7 +292,7 @@
 //!
 //! let rt = Runtime::new()?;
 //! let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
-//! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox(2)
+//! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox_capacity(2)
 //!     .overflow(Overflow::DropOldest), || Gauge)?;
 //! for reading in 1..=3 { // not started: the third reading pushes out the first
 //!     rt.bus().send("temp", Message::typed(reading))?;
@@ -321,7 +321,7 @@
 //! }
 //!
 //! let rt = Runtime::builder().handler_latency(true).build()?; // two clock reads per message
-//! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox(8), || Echo)?;
+//! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox_capacity(8), || Echo)?;
 //! for _ in 0..3 { // not started: they wait in the mailbox
 //!     rt.bus().send("ping", Message::empty())?;
 //! }

@@ -72,7 +72,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
 fn send_round_robins_among_subscribers() -> Result<()> {
     const PER: usize = 100;
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     for name in ["w0", "w1", "w2"] {
         let tx = tx.clone();
         rt.deploy_with(name, ComponentOptions::new().subscribe("work"), move || {
@@ -98,11 +98,13 @@ fn send_round_robins_among_subscribers() -> Result<()> {
 
 #[test]
 fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // Not started: its one-message mailbox stays full.
     let full = rt.deploy_with(
         "full",
-        ComponentOptions::new().mailbox(1).subscribe("news"),
+        ComponentOptions::new()
+            .mailbox_capacity(1)
+            .subscribe("news"),
         || Sink,
     )?;
     full.send(Message::empty())
@@ -141,12 +143,14 @@ fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()
 fn one_sender_to_one_component_keeps_order() -> Result<()> {
     let n: u64 = if cfg!(miri) { 200 } else { 10_000 };
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // A small mailbox, so the sender meets backpressure and must retry with the message it
     // got back.
     rt.deploy_with(
         "ordered",
-        ComponentOptions::new().mailbox(16).subscribe("seq"),
+        ComponentOptions::new()
+            .mailbox_capacity(16)
+            .subscribe("seq"),
         move || Probe { tx: tx.clone() },
     )?;
     rt.start()?;
@@ -175,7 +179,7 @@ fn one_sender_to_one_component_keeps_order() -> Result<()> {
 #[test]
 fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy("late", move || Probe { tx: tx.clone() })?;
     rt.start()?;
     let bus = rt.bus();
@@ -202,7 +206,7 @@ fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
 
 #[test]
 fn subscribe_names_a_deployed_component_and_a_valid_pattern() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy("real", || Sink)?;
     match rt.bus().subscribe("x", "ghost") {
         Err(Error::NotFound { name }) => assert_eq!(name, "ghost"),
@@ -257,7 +261,7 @@ impl Component for Joiner {
 #[test]
 fn components_subscribe_from_start_and_handle() -> Result<()> {
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "joiner",
         ComponentOptions::new()
@@ -375,7 +379,7 @@ impl Component for Relay {
 
 #[test]
 fn envelope_carries_topic_source_headers_and_payload() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "relay",
         ComponentOptions::new().subscribe("relay.in"),

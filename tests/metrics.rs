@@ -49,7 +49,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
     let rt = runtime()?;
     let (gate_tx, gate) = channel::unbounded::<()>();
     let (done_tx, done) = channel::unbounded();
-    rt.deploy_with("gated", on("work").mailbox(4), move || Gated {
+    rt.deploy_with("gated", on("work").mailbox_capacity(4), move || Gated {
         gate: gate.clone(),
         handled: done_tx.clone(),
     })?;
@@ -96,7 +96,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
 #[test]
 fn high_water_mark_never_exceeds_capacity_under_concurrent_senders() -> Result<()> {
     let rt = runtime()?;
-    rt.deploy_with("sink", on("many").mailbox(8), || Sink)?;
+    rt.deploy_with("sink", on("many").mailbox_capacity(8), || Sink)?;
     rt.start()?;
     let per = if cfg!(miri) { 50 } else { 5_000 };
     std::thread::scope(|s| {
@@ -120,7 +120,7 @@ fn handler_latency_counts_every_message_when_on_and_is_absent_when_off() -> Resu
     // On for the whole runtime, off for one component; on for one component of a runtime
     // where it is off.
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .handler_latency(true)
         .build()?;
     rt.deploy_with("timed", on("a"), || Sink)?;
@@ -252,7 +252,10 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
 
 #[test]
 fn pool_stats_count_busy_queued_rejected_and_panics() -> Result<()> {
-    let rt = Runtime::builder().workers(1).worker_queue(1).build()?;
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .worker_queue_capacity(1)
+        .build()?;
     let pool = rt.pool().clone();
     let gate = occupy_worker(&pool)?;
     pool.execute(|| panic!("a job that panics (expected in this test)"))
@@ -329,11 +332,15 @@ const AWKWARD: &str = r#"we"ird\name"#;
 /// A runtime that has done a little of everything, and its rendering.
 fn busy_runtime() -> Result<(Runtime, RuntimeStats)> {
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?;
     rt.deploy_with("timed", on("a").handler_latency(true), || Sink)?;
-    rt.deploy_with(AWKWARD, on("b").handler_latency(true).mailbox(2), || Sink)?;
+    rt.deploy_with(
+        AWKWARD,
+        on("b").handler_latency(true).mailbox_capacity(2),
+        || Sink,
+    )?;
     rt.deploy_with("plain", on("c"), || Sink)?;
     for _ in 0..2 {
         send(&rt, "b", Message::empty())?;

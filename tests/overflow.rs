@@ -141,7 +141,7 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     let rt = runtime()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
     let (factory, handled) = recorder();
-    let sink = rt.deploy_with("sink", on("work").mailbox(2), factory)?;
+    let sink = rt.deploy_with("sink", on("work").mailbox_capacity(2), factory)?;
 
     send(&rt, "work", Message::typed(0u64))?;
     send(&rt, "work", Message::typed(1u64))?;
@@ -189,7 +189,9 @@ fn drop_newest_accepts_drops_the_arrival_and_dead_letters_it() -> Result<()> {
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(2).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(2)
+            .overflow(Overflow::DropNewest),
         factory,
     )?;
 
@@ -239,7 +241,9 @@ fn drop_oldest_makes_room_for_the_arrival_and_dead_letters_the_oldest() -> Resul
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(3).overflow(Overflow::DropOldest),
+        on("work")
+            .mailbox_capacity(3)
+            .overflow(Overflow::DropOldest),
         factory,
     )?;
 
@@ -309,7 +313,9 @@ fn request_dropped_as_newest_gets_no_reply_at_once() -> Result<()> {
     let (factory, _handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         factory,
     )?;
     send(&rt, "work", Message::typed(0u64))?;
@@ -327,7 +333,9 @@ fn request_dropped_as_oldest_gets_no_reply_at_once() -> Result<()> {
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(2).overflow(Overflow::DropOldest),
+        on("work")
+            .mailbox_capacity(2)
+            .overflow(Overflow::DropOldest),
         factory,
     )?;
     let pending = rt.bus().request("work", Message::typed(0u64), LONG)?;
@@ -355,7 +363,7 @@ fn every_message_ends_once(policy: Overflow, start: bool) -> Result<()> {
     let (factory, handled) = recorder();
     rt.deploy_with(
         "sink",
-        on("work").mailbox(CAP as usize).overflow(policy),
+        on("work").mailbox_capacity(CAP as usize).overflow(policy),
         factory,
     )?;
     for seq in 0..SENT {
@@ -447,7 +455,11 @@ fn concurrent_producers(policy: Overflow) -> Result<()> {
         .bus()
         .subscribe_inbox(DEAD_LETTER_TOPIC, TOTAL as usize + 16)?;
     let (factory, handled) = recorder();
-    let sink = rt.deploy_with("sink", on("work").mailbox(8).overflow(policy), factory)?;
+    let sink = rt.deploy_with(
+        "sink",
+        on("work").mailbox_capacity(8).overflow(policy),
+        factory,
+    )?;
     rt.start()?;
 
     std::thread::scope(|s| {
@@ -563,7 +575,9 @@ fn dead_letter_subscriber_overflow_is_counted_not_republished() -> Result<()> {
     // The source of dead letters: keeps one message, drops the rest.
     let source = rt.deploy_with(
         "source",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         || Quiet,
     )?;
     // A dead-letter subscriber that keeps one letter and drops the rest. Never started.
@@ -571,7 +585,7 @@ fn dead_letter_subscriber_overflow_is_counted_not_republished() -> Result<()> {
     let dlq = rt.deploy_with(
         "dlq",
         on(DEAD_LETTER_TOPIC)
-            .mailbox(1)
+            .mailbox_capacity(1)
             .overflow(Overflow::DropNewest),
         factory,
     )?;
@@ -640,7 +654,9 @@ fn dead_letters_are_counted_without_any_subscriber() -> Result<()> {
     let rt = runtime()?;
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         || Quiet,
     )?;
     assert_eq!(rt.bus().stats().dead_letters, 0);
@@ -918,7 +934,11 @@ fn dead_letter_for_overflow_names_component_and_policy() -> Result<()> {
     for policy in [Overflow::DropOldest, Overflow::DropNewest] {
         let rt = runtime()?;
         let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
-        rt.deploy_with("sink", on("work").mailbox(1).overflow(policy), || Quiet)?;
+        rt.deploy_with(
+            "sink",
+            on("work").mailbox_capacity(1).overflow(policy),
+            || Quiet,
+        )?;
         send(&rt, "work", Message::typed(0u64))?;
         send(&rt, "work", Message::typed(1u64))?;
         let dropped = if policy == Overflow::DropOldest { 0 } else { 1 };

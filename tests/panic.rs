@@ -84,7 +84,7 @@ fn armed(blow: Blow, queued: u64, dead_letter_capacity: Option<usize>) -> Result
     let (fuse, gate) = channel::unbounded::<()>();
     let stops = Arc::new(AtomicUsize::new(0));
     let bomb_stops = Arc::clone(&stops);
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let dead = dead_letter_capacity
         .map(|cap| rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, cap))
         .transpose()?;
@@ -312,7 +312,7 @@ impl Component for Asker {
 }
 
 fn continuation_panic_fails_only_the_asker(job: bool, text: &str) -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with("echo", ComponentOptions::new().subscribe("echo"), || Echo)?;
     let asker = rt.deploy_with(
         "asker",
@@ -366,7 +366,7 @@ impl Component for BadStop {
 
 #[test]
 fn panic_in_stop_is_reported_and_the_thread_joined() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy("bad-stop", || BadStop)?;
     rt.start()?;
     let report = rt.stop()?;

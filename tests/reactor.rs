@@ -25,10 +25,10 @@ impl Component for Blocked {
 fn extra_admitted_while_blocked(capacity: usize) -> Result<usize> {
     let (entered_tx, entered) = channel::unbounded();
     let (release, gate) = channel::unbounded::<()>();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy_with(
         "held",
-        ComponentOptions::new().mailbox(capacity),
+        ComponentOptions::new().mailbox_capacity(capacity),
         move || Blocked {
             entered: entered_tx.clone(),
             gate: gate.clone(),
@@ -84,7 +84,7 @@ impl Component for Taker {
 #[test]
 fn handler_owns_its_message_payload() -> Result<()> {
     let (tx, took) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy("taker", move || Taker(tx.clone()))?;
     rt.start()?;
     reactor

@@ -169,7 +169,7 @@ fn request_without_subscriber_returns_no_subscriber_with_message() -> Result<()>
 #[test]
 fn request_to_full_responder_is_refused_naming_responder_with_message() -> Result<()> {
     let rt = runtime()?;
-    rt.deploy_with("doubler", on("math.double").mailbox(1), || Doubler)?;
+    rt.deploy_with("doubler", on("math.double").mailbox_capacity(1), || Doubler)?;
     // Not started: nothing leaves the mailbox, so one message fills it.
     rt.bus().send("math.double", Message::typed(1u64))?;
     match rt.bus().request("math.double", Message::typed(2u64), SOON) {
@@ -543,7 +543,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     rt.deploy_with("holder", on("svc.hold"), move || Probe {
         tx: held_tx.clone(),
     })?;
-    rt.deploy_with("asker", on("asker").mailbox(2), || Remote)?;
+    rt.deploy_with("asker", on("asker").mailbox_capacity(2), || Remote)?;
     rt.start()?;
     let asker = rt.reactor("asker").expect("deployed");
 
@@ -587,7 +587,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
 
 #[test]
 fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // A responder that takes requests and never answers them.
     let _silent = rt.bus().subscribe_inbox("svc.silent", 64)?;
     rt.deploy_with(
@@ -625,7 +625,7 @@ fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
 
 #[test]
 fn reply_queued_at_stop_reaches_its_continuation() -> Result<()> {
-    let rt = std::sync::Arc::new(Runtime::builder().workers(1).build()?);
+    let rt = std::sync::Arc::new(Runtime::builder().worker_threads(1).build()?);
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;

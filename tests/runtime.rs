@@ -91,7 +91,7 @@ impl Component for Slow {
 }
 
 fn rt_builder() -> reactorium::RuntimeBuilder {
-    Runtime::builder().workers(1)
+    Runtime::builder().worker_threads(1)
 }
 
 fn send(rt: &Runtime, topic: &str, msg: Message) -> Result<()> {
@@ -261,7 +261,9 @@ fn stop_slow_component(
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 1024)?;
     let reactor = rt.deploy_with(
         "slow",
-        ComponentOptions::new().mailbox(1024).subscribe("work"),
+        ComponentOptions::new()
+            .mailbox_capacity(1024)
+            .subscribe("work"),
         move || Slow {
             hold: hold.clone(),
             first_work,
@@ -376,7 +378,10 @@ fn stopped_runtime_answers_stopped_not_backpressure() -> Result<()> {
 #[test]
 fn stop_leaves_no_thread_behind() -> Result<()> {
     const PREFIX: &str = "Rd1-";
-    let rt = rt_builder().workers(2).thread_name_prefix(PREFIX).build()?;
+    let rt = rt_builder()
+        .worker_threads(2)
+        .thread_name_prefix(PREFIX)
+        .build()?;
     for name in ["alpha", "beta"] {
         rt.deploy_with(name, ComponentOptions::new().subscribe(name), || Sink)?;
     }
@@ -612,7 +617,7 @@ fn deploy_rejects_bad_names_capacities_patterns_and_duplicates() -> Result<()> {
         }
     }
     for opts in [
-        ComponentOptions::new().mailbox(0),
+        ComponentOptions::new().mailbox_capacity(0),
         ComponentOptions::new().max_pending(0),
     ] {
         match rt.deploy_with("zero", opts.clone(), || Sink) {
@@ -629,7 +634,7 @@ fn deploy_rejects_bad_names_capacities_patterns_and_duplicates() -> Result<()> {
     // The refused deploys left nothing behind: the names are free.
     assert!(rt.components().is_empty());
     assert_eq!(rt.bus().stats().subscriptions, 0);
-    rt.deploy_with("zero", ComponentOptions::new().mailbox(1), || Sink)?;
+    rt.deploy_with("zero", ComponentOptions::new().mailbox_capacity(1), || Sink)?;
     rt.deploy_with("topical", ComponentOptions::new().subscribe("a.b"), || Sink)?;
 
     match rt.deploy("zero", || Sink) {
@@ -860,7 +865,7 @@ fn calling_runtime(
 ) -> Result<(Arc<Runtime>, Receiver<String>)> {
     let rt = Arc::new(
         Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .drain_timeout(Duration::from_secs(60))
             .build()?,
     );
@@ -936,7 +941,7 @@ fn stop_from_a_component_does_not_wait_for_itself() -> Result<()> {
 fn dropping_the_last_runtime_handle_in_a_component_leaves_no_thread() -> Result<()> {
     const PREFIX: &str = "Rself-";
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix(PREFIX)
         .drain_timeout(Duration::from_secs(60))
         .build()?;

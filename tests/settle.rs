@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn reply_popped_with_a_message_past_the_deadline_still_reaches_its_continuation() -> Result<()> {
-    let rt = Arc::new(Runtime::builder().workers(1).build()?);
+    let rt = Arc::new(Runtime::builder().worker_threads(1).build()?);
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     let drain = Duration::from_millis(200);
     let options = ComponentOptions::new()
@@ -86,7 +86,7 @@ fn chain(ctx: &mut Context<'_, Remote>, asked: Arc<AtomicU64>, replied: Receiver
 
 #[test]
 fn stop_ends_while_continuations_keep_asking() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let inbox = rt.bus().subscribe_inbox("svc.echo", 16)?;
     let (replied_tx, replied) = channel::unbounded::<()>();
     let done = Arc::new(AtomicBool::new(false));
@@ -125,7 +125,7 @@ fn stop_ends_while_continuations_keep_asking() -> Result<()> {
 
 #[test]
 fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let inbox = rt.bus().subscribe_inbox("svc.retry", 1024)?;
     rt.deploy_with("retrier", support::on("retrier"), || Remote)?;
     rt.start()?;
@@ -174,7 +174,7 @@ impl Component for AskThenFail {
 
 #[test]
 fn a_failed_start_gives_back_its_reply_places() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     rt.deploy("starter", || AskThenFail)?;
     assert!(matches!(rt.start(), Err(Error::StartFailed { .. })));

@@ -95,7 +95,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
     const PRODUCERS: u64 = 4;
     let per_producer = scaled(20_000, 200_000);
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix("st-")
         .build()?;
     let (out_tx, out) = channel::unbounded();
@@ -106,7 +106,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
             rt.deploy_with(
                 &format!("rec{c}"),
                 ComponentOptions::new()
-                    .mailbox(8)
+                    .mailbox_capacity(8)
                     .subscribe("st.work")
                     .subscribe(format!("st.direct.{c}")),
                 move || Recorder {
@@ -298,15 +298,15 @@ fn stress_requests_each_end_exactly_once() -> Result<()> {
     const THREADS: u64 = 8;
     let per_thread = scaled(3_000, 30_000);
     let rt = Runtime::builder()
-        .workers(2)
-        .worker_queue(4)
+        .worker_threads(2)
+        .worker_queue_capacity(4)
         .thread_name_prefix("st-")
         .build()?;
     let (out_tx, out) = channel::unbounded();
     let echo = rt.deploy_with(
         "echo",
         ComponentOptions::new()
-            .mailbox(4)
+            .mailbox_capacity(4)
             .max_pending(2)
             .subscribe("st.echo"),
         move || Echo {
@@ -497,12 +497,14 @@ fn stress_context_requests_counts_match() -> Result<()> {
     const FRONTS: u64 = 2;
     let per_front = scaled(10_000, 100_000);
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix("st-")
         .build()?;
     let back = rt.deploy_with(
         "back",
-        ComponentOptions::new().mailbox(4).subscribe("st.back"),
+        ComponentOptions::new()
+            .mailbox_capacity(4)
+            .subscribe("st.back"),
         || Back,
     )?;
     let mut fronts = Vec::new();
@@ -512,7 +514,7 @@ fn stress_context_requests_counts_match() -> Result<()> {
         let reactor = rt.deploy_with(
             &format!("front{f}"),
             ComponentOptions::new()
-                .mailbox(8)
+                .mailbox_capacity(8)
                 .max_pending(3)
                 .subscribe(format!("st.front.{f}")),
             move || Front {
@@ -657,8 +659,8 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
     const COMPS: u64 = 2;
     let per_comp = scaled(10_000, 100_000);
     let rt = Runtime::builder()
-        .workers(2)
-        .worker_queue(4)
+        .worker_threads(2)
+        .worker_queue_capacity(4)
         .thread_name_prefix("st-")
         .build()?;
     let mut comps = Vec::new();
@@ -668,7 +670,7 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
         let reactor = rt.deploy_with(
             &format!("off{i}"),
             ComponentOptions::new()
-                .mailbox(8)
+                .mailbox_capacity(8)
                 .max_pending(6)
                 .subscribe(format!("st.off.{i}")),
             move || Offloader {

@@ -136,7 +136,7 @@ fn messages_queued_during_a_restart_reach_the_new_instance() -> Result<()> {
     let clock = ManualClock::new();
     let (journal, feed) = Journal::with_feed();
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .clock(clock.clock())
         .supervisor(
             SupervisorOptions::default().backoff(RestartBackoff::Fixed(Duration::from_secs(3600))),
@@ -383,7 +383,11 @@ fn backpressure_is_not_a_failure() -> Result<()> {
     let (journal, _feed) = Journal::with_feed();
     let rt = runtime_with(SupervisorOptions::default())?;
     // Not started: nothing drains the mailbox of 2.
-    rt.deploy_with("full", permanent().mailbox(2), life("full", &journal))?;
+    rt.deploy_with(
+        "full",
+        permanent().mailbox_capacity(2),
+        life("full", &journal),
+    )?;
     send_to(&rt, "full", "1");
     send_to(&rt, "full", "2");
     let refused = rt.bus().send_to("full", text("3")).unwrap_err();
@@ -409,7 +413,7 @@ fn exponential_backoff_waits_before_each_restart() -> Result<()> {
     assert_eq!(backoff.delay(2), Duration::from_secs(2));
     assert_eq!(backoff.delay(5), Duration::from_secs(4));
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .clock(clock.clock())
         .supervisor(
             SupervisorOptions::default()

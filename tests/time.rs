@@ -30,7 +30,7 @@ const MS: Duration = Duration::from_millis(1);
 
 fn manual_runtime(clock: &ManualClock) -> Result<Runtime> {
     Ok(Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .clock(clock.clock())
         .build()?)
@@ -319,12 +319,14 @@ fn send_after_reaches_the_components_own_handle_even_when_its_mailbox_is_full() 
     let rt = manual_runtime(&clock)?;
     let (tx, feed) = channel::unbounded();
     let (gate_tx, gate) = channel::unbounded();
-    let reactor = rt.deploy_with("scripted", ComponentOptions::new().mailbox(1), move || {
-        Scripted {
+    let reactor = rt.deploy_with(
+        "scripted",
+        ComponentOptions::new().mailbox_capacity(1),
+        move || Scripted {
             feed: tx.clone(),
             gate: gate.clone(),
-        }
-    })?;
+        },
+    )?;
     rt.start()?;
     let send = |s: &str| rt.bus().send_to("scripted", text(s));
 

@@ -409,7 +409,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     let clock = ManualClock::new();
     let (journal, feed) = Journal::with_feed();
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .clock(clock.clock())
         .supervisor(
@@ -530,7 +530,11 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     rt.deploy_with("quitter", temporary(), life("quitter", &journal))?;
     rt.deploy_with("remote", support::on("errand"), || Remote)?;
     // A mailbox of 1, nothing draining it until `start`.
-    rt.deploy_with("full", temporary().mailbox(1), life("full", &journal))?;
+    rt.deploy_with(
+        "full",
+        temporary().mailbox_capacity(1),
+        life("full", &journal),
+    )?;
 
     // Backpressure: nothing drains `full` before `start`.
     rt.bus()
@@ -654,7 +658,7 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
     const PRODUCERS: u64 = 3;
     const PER_PRODUCER: u64 = 2000;
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(5))
         .supervisor(SupervisorOptions::default().intensity(1000, Duration::from_secs(60)))
         .build()?;
@@ -671,7 +675,7 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
         );
         rt.deploy_with(
             "poisoned",
-            permanent().mailbox(64).subscribe("load"),
+            permanent().mailbox_capacity(64).subscribe("load"),
             move || Poisoned {
                 seen: seen.clone(),
                 duplicates: duplicates.clone(),

@@ -87,8 +87,8 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
 #[test]
 fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
     let rt = Runtime::builder()
-        .workers(1)
-        .worker_queue(1)
+        .worker_threads(1)
+        .worker_queue_capacity(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?;
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
@@ -379,7 +379,7 @@ fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
 #[test]
 fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
     let rt = Runtime::builder()
-        .workers(2)
+        .worker_threads(2)
         .thread_name_prefix("wr.")
         .build()?;
     rt.deploy_with("calc", on("calc"), || Remote)?;

@@ -60,10 +60,12 @@ impl Component for Auditor {
 
 /// Runs the tour, printing what each step did.
 pub(crate) fn run() -> Result<()> {
-    let rt = Runtime::builder().workers(2).build()?;
+    let rt = Runtime::builder().worker_threads(2).build()?;
     rt.deploy_with(
         "ledger",
-        ComponentOptions::new().mailbox(256).subscribe("orders.>"),
+        ComponentOptions::new()
+            .mailbox_capacity(256)
+            .subscribe("orders.>"),
         || Ledger {
             orders: 0,
             total: 0,

@@ -220,7 +220,7 @@ impl Runtime {
         }
         let (factory, parts) = IntervalAgent::factory(Arc::new(produce), topic, period);
         let options = ComponentOptions::new()
-            .mailbox(16)
+            .mailbox_capacity(16)
             .restart(Restart::Permanent);
         let reactor = self.deploy_with(name, options, factory)?;
         Ok(parts.into_agent(reactor))

@@ -74,7 +74,7 @@ struct State {
 ///     }
 /// }
 ///
-/// let rt = Runtime::builder().workers(1).build()?;
+/// let rt = Runtime::builder().worker_threads(1).build()?;
 /// rt.deploy_with("doubler", ComponentOptions::new().subscribe("math.double"), || Doubler)?;
 /// rt.start()?;
 /// let reply = rt.bus()

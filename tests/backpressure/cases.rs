@@ -19,12 +19,14 @@ use crate::support::{wait_until, DropCounter, Gated, SOON};
 /// partial fan-out, and the refused copy is the same message (same id).
 #[test]
 fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let (gate, gate_rx) = channel::unbounded::<()>();
     let (handled_tx, _handled) = channel::unbounded();
     rt.deploy_with(
         "full",
-        ComponentOptions::new().mailbox(1).subscribe("bp.fan"),
+        ComponentOptions::new()
+            .mailbox_capacity(1)
+            .subscribe("bp.fan"),
         move || Gated {
             gate: gate_rx.clone(),
             handled: handled_tx.clone(),
@@ -69,13 +71,15 @@ fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
 /// ("retry later" is the useful answer), and Stopped only when every subscriber has stopped.
 #[test]
 fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
-    let full = rt.deploy_with("full", ComponentOptions::new().mailbox(1), || Gated {
-        gate: channel::never(),
-        handled: channel::unbounded().0,
+    let rt = Runtime::builder().worker_threads(1).build()?;
+    let full = rt.deploy_with("full", ComponentOptions::new().mailbox_capacity(1), || {
+        Gated {
+            gate: channel::never(),
+            handled: channel::unbounded().0,
+        }
     })?;
     // A reactor of another runtime, stopped: it refuses with Stopped.
-    let other = Runtime::builder().workers(1).build()?;
+    let other = Runtime::builder().worker_threads(1).build()?;
     let gone = other.deploy_with("gone", ComponentOptions::new(), || Gated {
         gate: channel::never(),
         handled: channel::unbounded().0,
@@ -119,7 +123,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
 /// the place reserved for its reply is given back at once.
 #[test]
 fn context_request_to_full_responder_names_responder_and_frees_place() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let driver = rt.deploy_with("driver", ComponentOptions::new().max_pending(8), || {
         Driver {
             at_stop: Arc::default(),
@@ -129,7 +133,9 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
     let (handled_tx, handled) = channel::unbounded();
     let responder = rt.deploy_with(
         "responder",
-        ComponentOptions::new().mailbox(2).subscribe(ASK_TOPIC),
+        ComponentOptions::new()
+            .mailbox_capacity(2)
+            .subscribe(ASK_TOPIC),
         move || Gated {
             gate: gate_rx.clone(),
             handled: handled_tx.clone(),
@@ -180,7 +186,10 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
 /// names the component, and the job handed back still runs when called.
 #[test]
 fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
-    let rt = Runtime::builder().workers(1).worker_queue(64).build()?;
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .worker_queue_capacity(64)
+        .build()?;
     let driver = rt.deploy_with("driver", ComponentOptions::new().max_pending(2), || {
         Driver {
             at_stop: Arc::default(),
@@ -237,10 +246,12 @@ fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
 /// abandoned, and each dropped exactly once; a request among them is answered NoReply.
 #[test]
 fn queued_at_stop_of_unstarted_runtime_dead_lettered() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "idle",
-        ComponentOptions::new().mailbox(8).subscribe("bp.idle"),
+        ComponentOptions::new()
+            .mailbox_capacity(8)
+            .subscribe("bp.idle"),
         || Gated {
             gate: channel::never(),
             handled: channel::unbounded().0,
@@ -296,7 +307,7 @@ impl Component for HoldsUntilStop {
 fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     const N: u64 = 256;
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::ZERO)
         .build()?;
     let (seen_tx, seen) = channel::unbounded();
@@ -304,7 +315,7 @@ fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     let reactor = rt.deploy_with(
         "holds",
         ComponentOptions::new()
-            .mailbox(N as usize)
+            .mailbox_capacity(N as usize)
             .subscribe("bp.holds"),
         move || HoldsUntilStop {
             entered: entered_tx.clone(),

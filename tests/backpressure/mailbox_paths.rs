@@ -64,7 +64,7 @@ fn offer(
 impl GatedRuntime {
     pub(crate) fn new(via: Via) -> GatedRuntime {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();
@@ -73,7 +73,9 @@ impl GatedRuntime {
         let sink = rt
             .deploy_with(
                 "sink",
-                ComponentOptions::new().mailbox(CAP).subscribe(SINK_TOPIC),
+                ComponentOptions::new()
+                    .mailbox_capacity(CAP)
+                    .subscribe(SINK_TOPIC),
                 move || Gated {
                     gate: gate_rx.clone(),
                     handled: handled_tx.clone(),

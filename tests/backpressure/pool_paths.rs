@@ -114,8 +114,8 @@ pub(crate) struct ContextSpawn {
 impl ContextSpawn {
     pub(crate) fn new() -> ContextSpawn {
         let rt = Runtime::builder()
-            .workers(1)
-            .worker_queue(CAP)
+            .worker_threads(1)
+            .worker_queue_capacity(CAP)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();

@@ -33,7 +33,7 @@ pub(crate) struct ContextRequest {
 impl ContextRequest {
     pub(crate) fn new() -> ContextRequest {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();
@@ -51,7 +51,9 @@ impl ContextRequest {
         let (tx, asked) = channel::unbounded();
         rt.deploy_with(
             "responder",
-            ComponentOptions::new().mailbox(64).subscribe(ASK_TOPIC),
+            ComponentOptions::new()
+                .mailbox_capacity(64)
+                .subscribe(ASK_TOPIC),
             move || Probe { tx: tx.clone() },
         )
         .unwrap();

@@ -301,7 +301,9 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     let (rt, server) = serve(config().retry_after(Duration::from_secs(3)), routes, |rt| {
         rt.deploy_with(
             "busy",
-            ComponentOptions::new().subscribe("busy.get").mailbox(1),
+            ComponentOptions::new()
+                .subscribe("busy.get")
+                .mailbox_capacity(1),
             move || Blocked {
                 entered: entered_tx.clone(),
                 gate: gate.clone(),

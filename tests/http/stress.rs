@@ -35,7 +35,9 @@ fn stress_every_request_gets_one_response_and_the_counts_match() -> Result<()> {
     let (rt, server) = serve(config(), routes, |rt| {
         rt.deploy_with(
             "work",
-            ComponentOptions::new().subscribe("work.do").mailbox(4),
+            ComponentOptions::new()
+                .subscribe("work.do")
+                .mailbox_capacity(4),
             || Work,
         )?;
         Ok(())

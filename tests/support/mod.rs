@@ -138,7 +138,7 @@ pub fn run_on(
 /// A runtime with one worker and a 1 s drain deadline.
 pub fn runtime() -> anyhow::Result<Runtime> {
     Ok(Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?)
 }

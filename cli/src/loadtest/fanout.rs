@@ -69,14 +69,14 @@ impl Scenario for Fanout {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         let mut subs: HashMap<String, Reactor> = HashMap::new();
         for i in 0..self.subscribers {
             let name = format!("sub{i}");
             let r = rt.deploy_with(
                 &name,
                 ComponentOptions::new()
-                    .mailbox(self.mailbox)
+                    .mailbox_capacity(self.mailbox)
                     .subscribe(TOPIC),
                 || Sink,
             )?;

@@ -211,14 +211,14 @@ impl Scenario for Overload {
 
     fn ours(&self) -> Result<Run> {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .drain_timeout(Duration::from_secs(60))
             .build()?;
         let (out, hist) = mpsc::channel();
         let slow = rt.deploy_with(
             "slow",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             move || Slow {
                 latency: latency_histogram(),

@@ -129,7 +129,7 @@ impl Scenario for Relay {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         let (done, finished) = bounded::<Finish>(self.components + 1);
         let halt = Halt::default();
         for i in 0..self.components {
@@ -142,7 +142,7 @@ impl Scenario for Relay {
             rt.deploy_with(
                 &format!("station{i}"),
                 ComponentOptions::new()
-                    .mailbox(self.mailbox)
+                    .mailbox_capacity(self.mailbox)
                     .subscribe(topic(i)),
                 move || Station {
                     next: next.clone(),

@@ -82,11 +82,11 @@ impl Scenario for ReqReply {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.deploy_with(
             "echo",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             || Echo,
         )?;

@@ -106,13 +106,13 @@ impl Scenario for Spawn {
         let mut peak = Peak::start()?;
         let started = Instant::now();
         let handled = Arc::new(AtomicU64::new(0));
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         for i in 0..self.components {
             let count = handled.clone();
             rt.deploy_with(
                 &format!("c{i}"),
                 ComponentOptions::new()
-                    .mailbox(MAILBOX)
+                    .mailbox_capacity(MAILBOX)
                     .subscribe(format!("load.spawn.{i}")),
                 move || Once(count.clone()),
             )

@@ -79,8 +79,8 @@ impl Scenario for Workers {
 
     fn ours(&self) -> Result<Run> {
         let rt = Runtime::builder()
-            .workers(self.workers)
-            .worker_queue(self.queue)
+            .worker_threads(self.workers)
+            .worker_queue_capacity(self.queue)
             .build()?;
         let ran = Arc::new(AtomicU64::new(0));
         let barrier = Barrier::new(self.producers + 1);
