@@ -116,7 +116,7 @@ fn one_to_one(c: &mut Criterion) {
 
     let handled = Arc::new(AtomicU64::new(0));
     let rt = runtime(&handled);
-    let reactor = rt.reactor("count").expect("deployed");
+    let reactor = rt.component("count").expect("deployed").reactor;
     let send_refused = AtomicU64::new(0);
     g.bench_function("reactor_send", |b| {
         b.iter_custom(|iters| {
@@ -202,7 +202,7 @@ fn publish_fanout(c: &mut Criterion) {
     let reactors: HashMap<String, Reactor> = (0..FANOUT)
         .map(|i| {
             let name = format!("sub{i:02}");
-            let r = rt.reactor(&name).expect("deployed");
+            let r = rt.component(&name).expect("deployed").reactor;
             (name, r)
         })
         .collect();

@@ -202,7 +202,7 @@
 //!     .map_err(|e| e.without_payload())?.wait(); // `?` into `Error<()>` drops the message
 //! assert!(ask("oops").is_err());          // the instance panicked: NoReply, at once
 //! assert_eq!(ask("42")?.get::<u32>(), Some(&42)); // a new instance answers
-//! assert_eq!(rt.whois("parser").unwrap().restarts, 1);
+//! assert_eq!(rt.component("parser").unwrap().restarts, 1);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
@@ -230,8 +230,8 @@
 //! rt.bus().send_to("job", Message::empty())?;
 //! let down = watch.recv_timeout(Duration::from_secs(5))?;
 //! assert_eq!((&*down.name, &down.reason, down.restarting), ("job", &DownReason::Normal, false));
-//! # while !rt.whois("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
-//! let states: Vec<_> = rt.list().into_iter().map(|c| (c.name, c.state)).collect();
+//! # while !rt.component("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
+//! let states: Vec<_> = rt.components().into_iter().map(|c| (c.name, c.state)).collect();
 //! assert_eq!(states, [("job".into(), reactorium::ComponentState::Stopped)]);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -301,7 +301,7 @@
 //! let letter = letter.get::<DeadLetter>().unwrap();
 //! assert_eq!(letter.reason, DeadLetterReason::Overflow(Overflow::DropOldest));
 //! assert_eq!(letter.message.get::<i32>(), Some(&1));
-//! assert_eq!(rt.reactor("gauge").unwrap().stats().dropped, 1);
+//! assert_eq!(rt.component("gauge").unwrap().reactor.stats().dropped, 1);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
@@ -326,7 +326,7 @@
 //!     rt.bus().send("ping", Message::empty())?;
 //! }
 //! rt.start()?;
-//! # while rt.reactor("echo").unwrap().stats().handled < 3 { std::thread::yield_now() }
+//! # while rt.component("echo").unwrap().reactor.stats().handled < 3 { std::thread::yield_now() }
 //! let stats = rt.stats();
 //! let echo = stats.component("echo").unwrap();
 //! assert_eq!((echo.reactor.handled, echo.reactor.high_water), (3, 3));

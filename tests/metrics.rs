@@ -39,7 +39,7 @@ fn send(rt: &Runtime, topic: &str, msg: Message) -> Result<()> {
 }
 
 fn handled(rt: &Runtime, name: &str) -> u64 {
-    rt.reactor(name).map_or(0, |r| r.stats().handled)
+    rt.component(name).map_or(0, |c| c.reactor.stats().handled)
 }
 
 // ---- the snapshot --------------------------------------------------------------------------
@@ -109,7 +109,7 @@ fn high_water_mark_never_exceeds_capacity_under_concurrent_senders() -> Result<(
             });
         }
     });
-    let r = rt.reactor("sink").context("deployed")?.stats();
+    let r = rt.component("sink").context("deployed")?.reactor.stats();
     assert!(r.high_water >= 1 && r.high_water <= 8, "{r:?}");
     Ok(())
 }
@@ -158,7 +158,12 @@ fn handler_latency_counts_every_message_when_on_and_is_absent_when_off() -> Resu
     }
     assert!(a.component("untimed").unwrap().handler_latency.is_none());
     assert!(b.component("default").unwrap().handler_latency.is_none());
-    assert!(rt.reactor("untimed").unwrap().handler_latency().is_none());
+    assert!(rt
+        .component("untimed")
+        .unwrap()
+        .reactor
+        .handler_latency()
+        .is_none());
 
     let text = a.to_prometheus();
     assert!(text.contains("reactorium_handler_latency_seconds_count{component=\"timed\"} 100\n"));
@@ -297,7 +302,7 @@ fn readiness_follows_component_states() -> Result<()> {
     send(&rt, "fragile", Message::empty())?;
     watch.recv_timeout(SOON)?;
     wait_until("fragile down for good", || {
-        rt.whois("fragile")
+        rt.component("fragile")
             .is_some_and(|c| c.state.is_down_for_good())
     });
     assert!(

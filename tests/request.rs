@@ -327,7 +327,14 @@ fn component_request_continuation_runs_on_requesters_thread_with_reply() -> Resu
     let reply = outcome?;
     assert_eq!(reply.get::<u64>(), Some(&42));
     assert_eq!(reply.correlation(), Some(request_id));
-    assert_eq!(rt.reactor("asker").expect("deployed").stats().pending, 0);
+    assert_eq!(
+        rt.component("asker")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .pending,
+        0
+    );
     rt.stop()?;
     Ok(())
 }
@@ -343,7 +350,7 @@ fn component_request_timeout_reaches_continuation_and_late_reply_is_counted_on_r
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let timeout = Duration::from_millis(50);
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), timeout)?;
@@ -461,7 +468,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
     })?;
     rt.deploy_with("asker", on("asker").max_pending(2), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (answer_tx, answers) = channel::unbounded::<Answer>();
     let (asked_tx, asked) = channel::bounded(1);
@@ -545,7 +552,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     })?;
     rt.deploy_with("asker", on("asker").mailbox_capacity(2), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(5u64), SOON)?;
     let (_request, handle) = next_request(&held)?;
@@ -596,7 +603,7 @@ fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
         || Remote,
     )?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     // Five requests, one after another, each timing out: with max_pending 2, the third would
     // be refused if a timed-out request kept its place until its (never coming) reply.
@@ -629,7 +636,7 @@ fn reply_queued_at_stop_reaches_its_continuation() -> Result<()> {
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (tx, outcomes) = channel::unbounded();
     run_on(&rt, "asker", move |ctx| {

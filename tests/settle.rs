@@ -24,7 +24,7 @@ fn reply_popped_with_a_message_past_the_deadline_still_reaches_its_continuation(
         .drain_timeout(drain);
     rt.deploy_with("asker", options, || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (tx, outcomes) = channel::unbounded();
     run_on(&rt, "asker", move |ctx| {
@@ -179,7 +179,7 @@ fn a_failed_start_gives_back_its_reply_places() -> Result<()> {
     rt.deploy("starter", || AskThenFail)?;
     assert!(matches!(rt.start(), Err(Error::StartFailed { .. })));
     let held = service.recv_timeout(SOON)?;
-    let starter = rt.reactor("starter").expect("deployed");
+    let starter = rt.component("starter").expect("deployed").reactor;
     assert_eq!(
         starter.stats().pending,
         0,

@@ -348,7 +348,7 @@ fn send_after_reaches_the_components_own_handle_even_when_its_mailbox_is_full() 
     wait_until("4 messages counted as handled", || {
         reactor.stats().handled == 4
     });
-    let stats = rt.reactor("scripted").expect("deployed").stats();
+    let stats = rt.component("scripted").expect("deployed").reactor.stats();
     assert_eq!((stats.handled, stats.rejected, stats.failures), (4, 1, 0));
     Ok(())
 }
@@ -417,7 +417,7 @@ fn timers_belong_to_the_instance_a_restarted_one_runs_only_its_own() -> Result<(
             "beats in period {period} after the restart"
         );
     }
-    assert_eq!(rt.whois("beater").expect("deployed").restarts, 1);
+    assert_eq!(rt.component("beater").expect("deployed").restarts, 1);
     Ok(())
 }
 
@@ -576,10 +576,10 @@ fn an_idle_callback_error_fails_the_instance() -> Result<()> {
     );
     t.log_until("idle@30");
     assert_eq!(t.log, ["hello@0", "probe@30", "idle@30"]);
-    let stats = rt.reactor("sulky").expect("deployed").stats();
+    let stats = rt.component("sulky").expect("deployed").reactor.stats();
     assert_eq!((stats.failures, stats.restarts), (1, 0));
     wait_until("sulky is failed", || {
-        rt.whois("sulky").unwrap().state == ComponentState::Failed
+        rt.component("sulky").unwrap().state == ComponentState::Failed
     });
     assert!(rt
         .bus()
@@ -606,9 +606,16 @@ fn a_panicking_timer_callback_fails_the_instance() -> Result<()> {
         matches!(&down.reason, DownReason::Panicked(m) if m.contains("timer boom")),
         "{down}"
     );
-    assert_eq!(rt.reactor("fragile").expect("deployed").stats().failures, 1);
+    assert_eq!(
+        rt.component("fragile")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .failures,
+        1
+    );
     wait_until("fragile is failed", || {
-        rt.whois("fragile").unwrap().state == ComponentState::Failed
+        rt.component("fragile").unwrap().state == ComponentState::Failed
     });
     Ok(())
 }
@@ -713,7 +720,7 @@ fn deploy_interval_refuses_a_zero_period_and_a_wildcard_topic() -> Result<()> {
     assert!(matches!(zero, Err(Error::InvalidConfig { .. })), "{zero:?}");
     let wild = rt.deploy_interval("wild", PERIOD, "a.*", |n| Some(Message::typed(n)));
     assert!(matches!(wild, Err(Error::InvalidTopic { .. })), "{wild:?}");
-    assert!(rt.whois("zero").is_none() && rt.whois("wild").is_none());
+    assert!(rt.component("zero").is_none() && rt.component("wild").is_none());
     assert!(rt.components().is_empty());
     Ok(())
 }

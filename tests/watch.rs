@@ -1,5 +1,5 @@
 //! Watches, the registry and sending by name: the `Down` notices a plain thread and a component
-//! get (and when they stop getting them), the states `list` / `whois` report through a life and
+//! get (and when they stop getting them), the states `components` / `component` report through a life and
 //! a held-back restart, `send_to` and its refusals, and two supervision properties that the
 //! counters and journals must agree on under load: every accepted message accounted for across
 //! restarts, and never two instances of one component alive at once.
@@ -49,7 +49,7 @@ fn assert_ended(watch: &Watch, what: &str) {
 }
 
 fn state(rt: &Runtime, name: &str) -> ComponentState {
-    rt.whois(name).expect("registered").state
+    rt.component(name).expect("registered").state
 }
 
 fn wait_state(rt: &Runtime, name: &str, want: ComponentState) {
@@ -124,7 +124,7 @@ fn a_watch_on_a_permanent_component_persists_across_restarts() -> Result<()> {
     expect_line(&feed, "phoenix#3 start");
     wait_state(&rt, "phoenix", ComponentState::Running);
     assert!(watch.try_recv().is_none(), "one notice per instance only");
-    assert_eq!(rt.whois("phoenix").unwrap().restarts, 2);
+    assert_eq!(rt.component("phoenix").unwrap().restarts, 2);
 
     let report = rt.stop()?;
     assert_eq!(
@@ -422,7 +422,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     rt.deploy_with("gamma", temporary(), life("gamma", &journal))?;
 
     let listed = |rt: &Runtime| -> Vec<(String, ComponentState)> {
-        rt.list()
+        rt.components()
             .into_iter()
             .map(|c| (c.name.to_string(), c.state))
             .collect()
@@ -436,7 +436,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     };
     use ComponentState::{Deployed, Failed, Restarting, Running, Stopped};
     assert_eq!(listed(&rt), names([Deployed; 3]));
-    let infos = rt.list();
+    let infos = rt.components();
     assert_eq!(
         infos.iter().map(|c| c.restart).collect::<Vec<_>>(),
         [Restart::Permanent, Restart::Transient, Restart::Temporary]
@@ -444,8 +444,10 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     assert!(infos
         .iter()
         .all(|c| &*c.supervisor == "root" && c.restarts == 0 && c.last_down.is_none()));
-    assert!(infos[0].reactor.same(&rt.reactor("alpha").unwrap()));
-    assert!(rt.whois("nobody").is_none());
+    assert!(infos[0]
+        .reactor
+        .same(&rt.component("alpha").unwrap().reactor));
+    assert!(rt.component("nobody").is_none());
 
     rt.start()?;
     // `start` returns once every component's `start` has: all are running.
@@ -456,7 +458,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     send_to(&rt, "alpha", "boom");
     assert_eq!(next_down(&alpha)?, down("alpha", boom("alpha"), true));
     // The registry is updated before the watchers are told.
-    let info = rt.whois("alpha").unwrap();
+    let info = rt.component("alpha").unwrap();
     assert_eq!(info.state, Restarting);
     assert_eq!(info.last_down, Some(boom("alpha")));
     for i in 0..3 {
@@ -468,7 +470,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     send_to(&rt, "beta", "quit");
     wait_state(&rt, "beta", Stopped);
     assert_eq!(state(&rt, "alpha"), Restarting);
-    assert_eq!(rt.whois("alpha").unwrap().restarts, 0);
+    assert_eq!(rt.component("alpha").unwrap().restarts, 0);
 
     clock.advance(Duration::from_secs(3600));
     expect_line(&feed, "alpha#2 start");
@@ -476,10 +478,10 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
         expect_line(&feed, &format!("alpha#2 handled m{i}"));
     }
     wait_state(&rt, "alpha", Running);
-    assert_eq!(rt.whois("alpha").unwrap().restarts, 1);
+    assert_eq!(rt.component("alpha").unwrap().restarts, 1);
 
     // A transient that stopped itself: `Stopped`, for good, with a normal reason.
-    let beta = rt.whois("beta").unwrap();
+    let beta = rt.component("beta").unwrap();
     assert_eq!(
         (beta.last_down, beta.restarts),
         (Some(DownReason::Normal), 0)
@@ -488,7 +490,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     // A temporary that panicked: `Failed`.
     send_to(&rt, "gamma", "boom");
     wait_state(&rt, "gamma", Failed);
-    let gamma = rt.whois("gamma").unwrap();
+    let gamma = rt.component("gamma").unwrap();
     assert_eq!((gamma.last_down, gamma.restarts), (Some(boom("gamma")), 0));
 
     assert_eq!(listed(&rt), names([Running, Stopped, Failed]));
@@ -510,7 +512,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     assert!(!journal.lines().contains(&"alpha#3 start".to_owned()));
     assert_eq!(listed(&rt), names([Stopped, Stopped, Failed]));
     assert_eq!(
-        rt.whois("alpha").unwrap().last_down,
+        rt.component("alpha").unwrap().last_down,
         Some(DownReason::Shutdown)
     );
     Ok(())
@@ -860,7 +862,9 @@ fn an_all_for_one_group_never_runs_two_instances_of_a_component_at_once() -> Res
         send_to(&rt, "b", "boom");
         expect_line(&feed, "c start");
         wait_until(&format!("round {round}: all run"), || {
-            rt.list().iter().all(|c| c.state == ComponentState::Running)
+            rt.components()
+                .iter()
+                .all(|c| c.state == ComponentState::Running)
         });
         // The failed instance is gone before its siblings are stopped (in reverse order, each
         // dropped before the next is asked), and all restart in deploy order.

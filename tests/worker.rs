@@ -185,7 +185,11 @@ fn spawn_blocking_runs_job_on_worker_and_continuation_on_reactor() -> Result<()>
     assert_eq!(continuation_thread, "offloader");
     assert_eq!(value, 42);
     assert_eq!(
-        rt.reactor("offloader").expect("deployed").stats().pending,
+        rt.component("offloader")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .pending,
         0
     );
     rt.stop()?;
@@ -232,7 +236,11 @@ fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
         .expect("the pool has room");
     })?;
     assert_eq!(rx.recv_timeout(SOON)??, 1);
-    assert!(!rt.reactor("offloader").expect("deployed").is_stopped());
+    assert!(!rt
+        .component("offloader")
+        .expect("deployed")
+        .reactor
+        .is_stopped());
     rt.stop()?;
     Ok(())
 }
@@ -244,7 +252,7 @@ fn spawn_blocking_timeout_gives_timeout_and_discards_late_result() -> Result<()>
     let rt = runtime()?;
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
-    let offloader = rt.reactor("offloader").expect("deployed");
+    let offloader = rt.component("offloader").expect("deployed").reactor;
 
     // Generous enough that the idle worker surely starts the job before the deadline.
     let deadline = Duration::from_millis(250);
@@ -290,7 +298,7 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
     let rt = runtime()?; // one worker
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
-    let offloader = rt.reactor("offloader").expect("deployed");
+    let offloader = rt.component("offloader").expect("deployed").reactor;
     let gate = occupy_worker(rt.pool())?;
 
     let (ran_tx, ran) = channel::bounded::<()>(1);

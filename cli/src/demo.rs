@@ -77,7 +77,13 @@ pub(crate) fn run() -> Result<()> {
         || Auditor,
     )?;
     rt.start()?;
-    println!("deployed and started: {:?}", rt.components());
+    println!(
+        "deployed and started: {:?}",
+        rt.components()
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect::<Vec<_>>()
+    );
 
     // 1. A producer that outruns the ledger: every refusal hands the order back to us.
     let (mut accepted, mut refused) = (0u64, 0u64);

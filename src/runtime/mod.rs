@@ -31,8 +31,8 @@ pub use report::{ComponentReport, ShutdownReport};
 pub use stats::{ComponentStats, RuntimeStats};
 
 use crate::bus::Bus;
-use crate::reactor::{Reactor, WatchId, Watcher};
-use crate::types::{Error, Name};
+use crate::reactor::{WatchId, Watcher};
+use crate::types::Error;
 use crate::worker::WorkerPool;
 use registry::Registry;
 use supervisor::Supervision;
@@ -102,7 +102,7 @@ struct State {
 /// dropped runtime leaves no thread behind unless a handler or job never returns. Dropping one
 /// that was never started dead-letters whatever was queued for its components.
 ///
-/// A component may hold the runtime and call it. Reading it (`components`, `reactor`, `bus`)
+/// A component may hold the runtime and call it. Reading it (`component`, `components`, `bus`)
 /// always works; `deploy`, `start` and `stop` called on a reactor thread return
 /// [`Error::WouldDeadlock`] rather than wait while another of them is under way. `stop` (or
 /// the last handle's drop) on one of this runtime's own reactor threads stops every other
@@ -156,19 +156,38 @@ impl Runtime {
         &self.pool
     }
 
-    /// The reactor of the component named `name`.
-    pub fn reactor(&self, name: &str) -> Option<Reactor> {
-        self.registry.reactor(name)
-    }
-
-    /// What the registry knows of the component named `name`: its state, restarts, last
-    /// `Down` reason and reactor.
-    pub fn whois(&self, name: &str) -> Option<ComponentInfo> {
+    /// The component named `name`, as the registry knows it now: its state, restart mode,
+    /// supervisor, restarts, last `Down` reason, and its [`Reactor`](crate::Reactor) handle (to send to it
+    /// directly, or read its counters). `None` when no component has that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, ComponentState, Context, Message, Runtime};
+    ///
+    /// struct Quiet;
+    /// impl Component for Quiet {
+    ///     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy("quiet", || Quiet)?;
+    /// let quiet = rt.component("quiet").expect("deployed");
+    /// assert_eq!(quiet.state, ComponentState::Deployed);
+    /// quiet.reactor.send(Message::empty())?; // waits in the mailbox until `start`
+    /// assert_eq!(quiet.reactor.len(), 1);
+    /// assert!(rt.component("loud").is_none());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn component(&self, name: &str) -> Option<ComponentInfo> {
         self.registry.get(name).map(|e| e.info())
     }
 
-    /// Every deployed component, in deploy order, with its state.
-    pub fn list(&self) -> Vec<ComponentInfo> {
+    /// Every deployed component, in deploy order, as [`component`](Runtime::component) gives
+    /// each.
+    pub fn components(&self) -> Vec<ComponentInfo> {
         self.registry.entries().iter().map(|e| e.info()).collect()
     }
 
@@ -205,11 +224,6 @@ impl Runtime {
     /// component was then stopped. `None` while it has not.
     pub fn failure(&self) -> Option<String> {
         self.supervision.failure()
-    }
-
-    /// Names of the deployed components, in deploy order.
-    pub fn components(&self) -> Vec<Name> {
-        self.registry.names()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

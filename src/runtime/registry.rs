@@ -62,8 +62,8 @@ impl ComponentState {
     }
 }
 
-/// What the registry knows of one component ([`Runtime::whois`](crate::Runtime::whois),
-/// [`Runtime::list`](crate::Runtime::list)).
+/// What the registry knows of one component ([`Runtime::component`](crate::Runtime::component),
+/// [`Runtime::components`](crate::Runtime::components)): a snapshot, taken when asked.
 #[derive(Clone, Debug)]
 pub struct ComponentInfo {
     /// Its name.
@@ -238,12 +238,6 @@ impl ReactorProvider for Registry {
 impl Registry {
     fn table(&self) -> RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The reactor of the component named `name`.
-    pub(crate) fn reactor(&self, name: &str) -> Option<Reactor> {
-        let t = self.table();
-        t.index.get(name).map(|&i| t.entries[i].reactor.clone())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {

@@ -35,7 +35,7 @@ use crate::worker::{WorkerPool, WorkerPoolStats};
 /// rt.start()?;
 /// assert!(rt.is_ready());
 /// rt.bus().send("in", Message::empty()).map_err(|e| e.without_payload())?;
-/// # while rt.reactor("sink").unwrap().stats().handled < 1 { std::thread::yield_now() }
+/// # while rt.component("sink").unwrap().reactor.stats().handled < 1 { std::thread::yield_now() }
 ///
 /// let stats = rt.stats();
 /// let sink = stats.component("sink").unwrap();

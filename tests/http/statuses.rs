@@ -320,7 +320,7 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     entered.recv_timeout(SOON)?;
     let mut queued = Client::connect(addr)?;
     send(&mut queued)?;
-    let busy = rt.reactor("busy").expect("deployed");
+    let busy = rt.component("busy").expect("deployed").reactor;
     wait_until("the mailbox is full", || busy.stats().queued == 1);
 
     let r = get(addr, "/busy")?;

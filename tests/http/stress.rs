@@ -90,7 +90,7 @@ fn stress_every_request_gets_one_response_and_the_counts_match() -> Result<()> {
     println!("stress: {sent} requests: {ok} answered 200, {busy} refused 503");
     assert_eq!(ok + busy, sent);
     assert_eq!(server.stats().requests, sent);
-    let work = rt.reactor("work").expect("deployed");
+    let work = rt.component("work").expect("deployed").reactor;
     wait_until("the component counts what it answered", || {
         work.stats().handled >= ok
     });
