@@ -209,8 +209,8 @@ fn subscribe_names_a_deployed_component_and_a_valid_pattern() -> Result<()> {
     let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy("real", || Sink)?;
     match rt.bus().subscribe("x", "ghost") {
-        Err(Error::NotFound { name }) => assert_eq!(name, "ghost"),
-        other => panic!("expected NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "ghost"),
+        other => panic!("expected NoComponent, got {other:?}"),
     }
     assert!(matches!(
         rt.bus().subscribe("a..b", "real"),
@@ -219,7 +219,7 @@ fn subscribe_names_a_deployed_component_and_a_valid_pattern() -> Result<()> {
     // A bus outside any runtime knows no components.
     assert!(matches!(
         Bus::new().subscribe("x", "real"),
-        Err(Error::NotFound { .. })
+        Err(Error::NoComponent { .. })
     ));
     assert_eq!(rt.bus().stats().subscriptions, 0);
     Ok(())

@@ -195,13 +195,15 @@ fn reply_handle_fail_reaches_plain_waiter_as_that_error() -> Result<()> {
 
     let mut request = service.recv_timeout(SOON)?;
     let handle = request.take_reply_handle().expect("a request");
-    handle.fail(Error::NotFound {
-        name: "sku-42".into(),
+    // The responder fails with an error of its own: here, a component it relies on is gone.
+    handle.fail(Error::NoComponent {
+        name: "stock-eu".into(),
+        rejected: (),
     })?;
 
     match pending.wait() {
-        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
-        other => panic!("expected the responder's NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "stock-eu"),
+        other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     Ok(())
 }
@@ -398,15 +400,17 @@ fn reply_handle_fail_reaches_continuation_as_that_error() -> Result<()> {
 
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), LONG)?;
     let (_request, handle) = next_request(&held)?;
-    handle.fail(Error::NotFound {
-        name: "sku-42".into(),
+    // The responder fails with an error of its own: here, a component it relies on is gone.
+    handle.fail(Error::NoComponent {
+        name: "stock-eu".into(),
+        rejected: (),
     })?;
 
     let (thread, outcome) = answers.recv_timeout(SOON)?;
     assert_eq!(thread, "asker");
     match outcome {
-        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
-        other => panic!("expected the responder's NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "stock-eu"),
+        other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     rt.stop()?;
     Ok(())

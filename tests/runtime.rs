@@ -760,7 +760,7 @@ fn a_failed_deploy_leaves_no_trace_and_frees_its_name() -> Result<()> {
         "a failed entry left behind would not be running"
     );
     assert!(rt.component("broken").is_none());
-    assert!(matches!(rt.watch("broken"), Err(Error::NotFound { .. })));
+    assert!(matches!(rt.watch("broken"), Err(Error::NoComponent { .. })));
     assert_eq!(rt.bus().stats().subscriptions, subscriptions);
     assert!(matches!(
         rt.bus().send_to("broken", Message::empty()),

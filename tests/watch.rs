@@ -232,8 +232,8 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
     assert!(!rt.unwatch(w.id()));
 
     match rt.watch("nobody") {
-        Err(Error::NotFound { name }) => assert_eq!(name, "nobody"),
-        other => panic!("expected NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "nobody"),
+        other => panic!("expected NoComponent, got {other:?}"),
     }
 
     // A component's watch on what is down for good: `down` runs at once, on its reactor.
@@ -252,15 +252,15 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
         other => panic!("expected the Down of `crashed`, got {other:?}"),
     }
 
-    // And from a component, an unknown name is `NotFound` too.
+    // And from a component, an unknown name is `NoComponent` too.
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |ctx| {
         let _ = tx.send(ctx.watch("nobody"));
     })
     .map_err(|e| e.without_payload())?;
     match rx.recv_timeout(SOON)? {
-        Err(Error::NotFound { name }) => assert_eq!(name, "nobody"),
-        other => panic!("expected NotFound from Context::watch, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "nobody"),
+        other => panic!("expected NoComponent from Context::watch, got {other:?}"),
     }
 
     // A plain watch's blocking wait refuses to run on a reactor thread.

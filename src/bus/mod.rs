@@ -320,8 +320,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NotFound`] when no component
-    /// of that name is deployed in the runtime this bus belongs to.
+    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NoComponent`] when no
+    /// component of that name is deployed in the runtime this bus belongs to.
     pub fn subscribe(&self, pattern: &str, component: &str) -> Result<SubscriptionId, Error> {
         let mailbox = self
             .inner
@@ -329,8 +329,9 @@ impl Bus {
             .get()
             .and_then(Weak::upgrade)
             .and_then(|p| p.mailbox(component))
-            .ok_or_else(|| Error::NotFound {
+            .ok_or_else(|| Error::NoComponent {
                 name: component.to_owned(),
+                rejected: (),
             })?;
         self.subscribe_mailbox(pattern, mailbox)
     }

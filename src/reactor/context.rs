@@ -554,7 +554,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no component has that name.
+    /// [`Error::NoComponent`] when no component has that name.
     pub fn watch(&self, name: &str) -> Result<WatchId, Error> {
         self.core
             .system

@@ -208,7 +208,7 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no component has that name.
+    /// [`Error::NoComponent`] when no component has that name.
     pub fn watch(&self, name: &str) -> Result<Watch, Error> {
         let (tx, rx) = channel::unbounded();
         let id = self.registry.watch(name, Watcher::Channel(tx))?;

@@ -314,8 +314,9 @@ impl Registry {
     /// Adds a watch on `target`. A target down for good gets its `Down` delivered at once and
     /// no watch is kept.
     pub(crate) fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error> {
-        let entry = self.get(target).ok_or_else(|| Error::NotFound {
+        let entry = self.get(target).ok_or_else(|| Error::NoComponent {
             name: target.to_owned(),
+            rejected: (),
         })?;
         let by = match &watcher {
             Watcher::Reactor(r) => Some(Name::from(r.name())),

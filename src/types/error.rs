@@ -55,12 +55,14 @@ pub enum Error<T = ()> {
         /// The refused message or job.
         rejected: T,
     },
-    /// A send to a component by name ([`Bus::send_to`](crate::Bus::send_to)) found no
-    /// component of that name.
+    /// No component has this name: a send to it by name
+    /// ([`Bus::send_to`](crate::Bus::send_to)), a subscription for it
+    /// ([`Bus::subscribe`](crate::Bus::subscribe)) or a watch on it
+    /// ([`Runtime::watch`](crate::Runtime::watch), [`Context::watch`](crate::Context::watch)).
     NoComponent {
-        /// The name sent to.
+        /// The name given.
         name: String,
-        /// The refused message.
+        /// The refused message, when a send named the component (`()` otherwise).
         rejected: T,
     },
     /// No subscription matches the topic.
@@ -108,11 +110,6 @@ pub enum Error<T = ()> {
     AlreadyDeployed {
         /// The name.
         name: Name,
-    },
-    /// No component with this name is deployed.
-    NotFound {
-        /// The name.
-        name: String,
     },
     /// A component's factory or `start` failed, so the runtime did not start.
     StartFailed {
@@ -203,7 +200,6 @@ impl<T> Error<T> {
             ),
             Error::InvalidConfig { reason } => (Error::InvalidConfig { reason }, None),
             Error::AlreadyDeployed { name } => (Error::AlreadyDeployed { name }, None),
-            Error::NotFound { name } => (Error::NotFound { name }, None),
             Error::StartFailed { component, reason } => {
                 (Error::StartFailed { component, reason }, None)
             }
@@ -274,7 +270,6 @@ impl Error {
             Error::WouldDeadlock => Error::WouldDeadlock,
             Error::InvalidConfig { reason } => Error::InvalidConfig { reason },
             Error::AlreadyDeployed { name } => Error::AlreadyDeployed { name },
-            Error::NotFound { name } => Error::NotFound { name },
             Error::StartFailed { component, reason } => Error::StartFailed { component, reason },
             Error::Spawn { thread, source } => Error::Spawn { thread, source },
             Error::Io { context, source } => Error::Io { context, source },
@@ -333,7 +328,6 @@ impl<T> fmt::Debug for Error<T> {
                 .debug_struct("AlreadyDeployed")
                 .field("name", name)
                 .finish(),
-            Error::NotFound { name } => f.debug_struct("NotFound").field("name", name).finish(),
             Error::StartFailed { component, reason } => f
                 .debug_struct("StartFailed")
                 .field("component", component)
@@ -377,7 +371,6 @@ impl<T> fmt::Display for Error<T> {
             }
             Error::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
             Error::AlreadyDeployed { name } => write!(f, "component `{name}` is deployed already"),
-            Error::NotFound { name } => write!(f, "no component named `{name}`"),
             Error::StartFailed { component, reason } => {
                 write!(f, "component `{component}` failed to start: {reason}")
             }
