@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use super::error::Name;
 use super::message::Message;
+use super::name::Name;
 use super::overflow::Overflow;
 
 /// The topic on which the bus publishes a [`DeadLetter`] for every accepted message that could

@@ -1,11 +1,9 @@
 //! The crate's error type.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// The name of a component, a reactor, an inbox or a worker pool.
-pub type Name = Arc<str>;
+use super::name::Name;
 
 /// An error from a reactorium call.
 ///
