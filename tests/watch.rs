@@ -323,6 +323,30 @@ fn an_unwatched_watch_hears_nothing_more() -> Result<()> {
     Ok(())
 }
 
+/// Dropping a `Watch` ends it, as dropping an `Inbox` unsubscribes: the registry lets go of
+/// it at once (so `unwatch` finds nothing), and the other watches on the same component go on.
+#[test]
+fn dropping_a_watch_ends_it() -> Result<()> {
+    let (journal, feed) = Journal::with_feed();
+    let rt = runtime_with(SupervisorOptions::default())?;
+    rt.deploy_with("target", permanent(), life("target", &journal))?;
+    let dropped = rt.watch("target")?;
+    let dropped_id = dropped.id();
+    let kept = rt.watch("target")?;
+    rt.start()?;
+    expect_line(&feed, "target#1 start");
+
+    drop(dropped);
+    assert!(!rt.unwatch(dropped_id), "the drop ended the watch");
+
+    send_to(&rt, "target", "boom");
+    assert_eq!(next_down(&kept)?, down("target", boom("target"), true));
+    assert!(rt.unwatch(kept.id()), "the other watch was kept");
+    drop(kept); // after `unwatch`: nothing left to end
+    rt.stop()?;
+    Ok(())
+}
+
 // ---- 5. a component's watch belongs to its instance ------------------------------------------
 
 #[test]

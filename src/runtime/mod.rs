@@ -204,7 +204,8 @@ impl Runtime {
 
     /// Watches the component named `name` from a plain thread: each time an instance of it
     /// goes down, the returned [`Watch`] gets a [`Down`](crate::Down). Watching a component
-    /// that is down for good delivers its `Down` at once.
+    /// that is down for good delivers its `Down` at once. The watch lasts until the `Watch` is
+    /// dropped, [`unwatch`](Runtime::unwatch) ends it, or the component is down for good.
     ///
     /// # Errors
     ///
@@ -212,7 +213,7 @@ impl Runtime {
     pub fn watch(&self, name: &str) -> Result<Watch, Error> {
         let (tx, rx) = channel::unbounded();
         let id = self.registry.watch(name, Watcher::Channel(tx))?;
-        Ok(Watch { id, rx })
+        Ok(Watch::new(id, rx, &self.registry))
     }
 
     /// Ends a watch (made here or by a component); `false` if it had ended already.

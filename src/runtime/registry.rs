@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -402,7 +402,7 @@ impl Registry {
 fn deliver(watcher: &Watcher, down: Down) {
     match watcher {
         Watcher::Reactor(r) => r.command(Control::Down(down)),
-        // A dropped `Watch` handle: nobody to tell.
+        // A `Watch` being dropped (its drop has not unwatched yet): nobody to tell.
         Watcher::Channel(tx) => {
             let _ = tx.send(down);
         }
@@ -412,15 +412,42 @@ fn deliver(watcher: &Watcher, down: Down) {
 /// A plain thread's watch on a component ([`Runtime::watch`](crate::Runtime::watch)): its
 /// [`Down`] notices, in order.
 ///
-/// Dropping it does not end the watch by itself (use [`Runtime::unwatch`](crate::Runtime::unwatch));
-/// notices for a dropped handle are discarded.
-#[derive(Debug)]
+/// Dropping it ends the watch, as dropping an [`Inbox`](crate::Inbox) unsubscribes it;
+/// [`Runtime::unwatch`](crate::Runtime::unwatch) ends it earlier, and the watch also ends with
+/// the final notice of a component down for good.
 pub struct Watch {
-    pub(crate) id: WatchId,
-    pub(crate) rx: Receiver<Down>,
+    id: WatchId,
+    rx: Receiver<Down>,
+    // Held weakly: a watch does not keep a dropped runtime's registry alive.
+    registry: Weak<Registry>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("id", &self.id)
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.unwatch(self.id);
+        }
+    }
 }
 
 impl Watch {
+    pub(crate) fn new(id: WatchId, rx: Receiver<Down>, registry: &Arc<Registry>) -> Watch {
+        Watch {
+            id,
+            rx,
+            registry: Arc::downgrade(registry),
+        }
+    }
+
     /// The watch's id, for [`Runtime::unwatch`](crate::Runtime::unwatch).
     pub fn id(&self) -> WatchId {
         self.id
