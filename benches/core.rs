@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam::channel;
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, Error, Message, Reactor, Runtime, WorkerPool,
+    BoxError, Component, ComponentOptions, Context, Message, Reactor, Runtime, SendError,
+    WorkerPool,
 };
 
 const BATCH: u64 = 10_000;
@@ -59,10 +60,10 @@ fn runtime(handled: &Arc<AtomicU64>) -> Runtime {
 
 /// Hands `item` to `send` until it is accepted. A refusal must be Backpressure (anything else
 /// would never clear); it hands the item back, is counted in `refused`, and is retried.
-fn retry<T>(mut item: T, refused: &AtomicU64, mut send: impl FnMut(T) -> Result<(), Error<T>>) {
+fn retry<T>(mut item: T, refused: &AtomicU64, mut send: impl FnMut(T) -> Result<(), SendError<T>>) {
     while let Err(e) = send(item) {
         assert!(e.is_backpressure(), "only Backpressure is retried: {e:?}");
-        item = e.into_inner().expect("a refusal hands the message back");
+        item = e.into_inner();
         refused.fetch_add(1, Ordering::Relaxed);
         thread::yield_now();
     }
@@ -80,7 +81,7 @@ fn drive(
     n: u64,
     handled: &AtomicU64,
     refused: &AtomicU64,
-    mut send: impl FnMut(Message) -> Result<(), Error<Message>>,
+    mut send: impl FnMut(Message) -> Result<(), SendError<Message>>,
 ) {
     let target = handled.load(Ordering::Acquire) + n;
     for _ in 0..n {
@@ -90,8 +91,8 @@ fn drive(
 }
 
 /// A crossbeam `try_send` refusal in reactorium's shape, so the floors share `retry`.
-fn floor_refusal<T>(e: channel::TrySendError<T>) -> Error<T> {
-    Error::Backpressure {
+fn floor_refusal<T>(e: channel::TrySendError<T>) -> SendError<T> {
+    SendError::Backpressure {
         target: "floor".into(),
         capacity: CAPACITY,
         rejected: e.into_inner(),
@@ -221,11 +222,11 @@ fn publish_fanout(c: &mut Criterion) {
                     for e in report.expect("published").refused {
                         assert!(e.is_backpressure(), "only Backpressure is retried: {e:?}");
                         let reactor = match &e {
-                            Error::Backpressure { target, .. } => &reactors[&**target],
+                            SendError::Backpressure { target, .. } => &reactors[&**target],
                             _ => unreachable!(),
                         };
                         publish_refused.fetch_add(1, Ordering::Relaxed);
-                        let copy = e.into_inner().expect("a refusal hands the copy back");
+                        let copy = e.into_inner();
                         retry(copy, &publish_refused, |m| reactor.send(m));
                     }
                 }
@@ -303,8 +304,8 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("bus_request_wait", |b| {
         b.iter(|| {
             bus.request("bench.count", Message::empty(), Duration::from_secs(5))
-                .map_err(Error::without_payload)
-                .and_then(|p| p.wait())
+                .expect("sent")
+                .wait()
                 .expect("reply")
         })
     });

@@ -106,7 +106,7 @@ impl StreamProtocol for Lines {
                 conn.waiting = Some((token, ticket));
             }
             Err(e) => {
-                self.error(io, &e.without_payload().to_string());
+                self.error(io, &e.to_string());
                 self.idle(io);
             }
         }

@@ -3,7 +3,7 @@
 //! Each deployed [`Component`] gets its own reactor thread and a bounded mailbox: its state is
 //! touched by that thread alone, so business logic needs no locks. Components talk only
 //! through the [`Bus`] of hierarchical topics. Delivery never waits: a full mailbox answers
-//! [`Error::Backpressure`] and hands the message back. Blocking work goes to a fixed-size
+//! [`SendError::Backpressure`] and hands the message back. Blocking work goes to a fixed-size
 //! [`WorkerPool`] whose results come back on the component's own reactor. A [`Runtime`]
 //! deploys, starts and stops it all.
 //!
@@ -43,11 +43,12 @@
 //!
 //! ## Backpressure
 //!
-//! Sending never blocks. When a mailbox is full the error says who is full and hands the
-//! message back, so the caller can retry, reroute or drop it knowingly.
+//! Sending never blocks. When a mailbox is full the [`SendError`] says who is full and hands
+//! the message back, so the caller can retry, reroute or drop it knowingly; a `match` on it
+//! needs no wildcard arm. `?` takes it into [`Error`] or `anyhow::Error` as it is.
 //!
 //! ```
-//! use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 //!
 //! struct Slow(crossbeam::channel::Receiver<()>);
 //! impl Component for Slow {
@@ -64,7 +65,7 @@
 //! rt.bus().send("work", Message::typed(1))?;
 //! rt.bus().send("work", Message::typed(2))?;
 //! match rt.bus().send("work", Message::typed(3)) {
-//!     Err(Error::Backpressure { target, capacity, rejected }) => {
+//!     Err(SendError::Backpressure { target, capacity, rejected }) => {
 //!         assert_eq!((&*target, capacity), ("slow", 2));
 //!         assert_eq!(rejected.get::<i32>(), Some(&3)); // our message, back in our hands
 //!     }
@@ -198,8 +199,8 @@
 //!     || Parser { parsed: 0 })?;
 //! rt.start()?;
 //!
-//! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))
-//!     .map_err(|e| e.without_payload())?.wait(); // `?` into `Error<()>` drops the message
+//! // `?` takes a refused request's `SendError` into `reactorium::Error` (dropping the message).
+//! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))?.wait();
 //! assert!(ask("oops").is_err());          // the instance panicked: NoReply, at once
 //! assert_eq!(ask("42")?.get::<u32>(), Some(&42)); // a new instance answers
 //! assert_eq!(rt.component("parser").unwrap().restarts, 1);
@@ -356,7 +357,7 @@
 //! # Delivery
 //!
 //! In one process delivery is at-most-once, and every message is accounted for: handled,
-//! returned to the caller inside an [`Error`], or sent to the dead-letter topic
+//! returned to the caller inside a [`SendError`], or sent to the dead-letter topic
 //! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, dropped
 //! by an overflow policy, late reply). Messages from one thread to one component arrive in the
 //! order sent, across restarts too.
@@ -396,7 +397,8 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, Typed, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, SendError, Topic, Typed,
+    DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 
@@ -416,7 +418,7 @@ mod thread_safety {
         send_sync::<Message>();
         send_sync::<ReplyHandle>();
         // `?` into anyhow needs the error with its message to be `Send + Sync + 'static`.
-        send_sync::<Error<Message>>();
+        send_sync::<SendError<Message>>();
         send_sync::<Error>();
         send::<PendingReply>();
         send::<Inbox>();

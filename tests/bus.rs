@@ -11,13 +11,13 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Message, Runtime, SubscriptionId, DEAD_LETTER_TOPIC,
+    Message, Runtime, SendError, SubscriptionId, DEAD_LETTER_TOPIC,
 };
 use serde_json::{json, Value};
 use support::{Probe, SOON};
 
 fn send(bus: &Bus, topic: &str, msg: Message) -> Result<()> {
-    bus.send(topic, msg).map_err(Error::without_payload)?;
+    bus.send(topic, msg)?;
     Ok(())
 }
 
@@ -37,9 +37,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
     let middle = bus.subscribe_inbox("*.b.*", 8)?;
 
     let publish = |topic: &str| -> Result<usize> {
-        let report = bus
-            .publish(topic, Message::empty())
-            .map_err(Error::without_payload)?;
+        let report = bus.publish(topic, Message::empty())?;
         assert!(report.is_complete());
         Ok(report.delivered)
     };
@@ -63,7 +61,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
     // `a.>` needs at least one segment after `a`.
     assert!(matches!(
         bus.publish("a", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     Ok(())
 }
@@ -107,19 +105,15 @@ fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()
             .subscribe("news"),
         || Sink,
     )?;
-    full.send(Message::empty())
-        .map_err(Error::without_payload)?;
+    full.send(Message::empty())?;
     let first = rt.bus().subscribe_inbox("news", 4)?;
     let second = rt.bus().subscribe_inbox("news", 4)?;
 
-    let report = rt
-        .bus()
-        .publish("news", Message::typed(7u32))
-        .map_err(Error::without_payload)?;
+    let report = rt.bus().publish("news", Message::typed(7u32))?;
     assert_eq!(report.delivered, 2);
     assert!(!report.is_complete());
     match &report.refused[..] {
-        [Error::Backpressure {
+        [SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -159,11 +153,11 @@ fn one_sender_to_one_component_keeps_order() -> Result<()> {
         loop {
             match rt.bus().send("seq", msg) {
                 Ok(()) => break,
-                Err(Error::Backpressure { rejected, .. }) => {
+                Err(SendError::Backpressure { rejected, .. }) => {
                     msg = rejected;
                     thread::yield_now();
                 }
-                Err(e) => return Err(e.without_payload().into()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -185,7 +179,7 @@ fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
     let bus = rt.bus();
     assert!(matches!(
         bus.send("late.in", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
 
     let id = bus.subscribe("late.*", "late")?;
@@ -198,7 +192,9 @@ fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
     assert!(bus.unsubscribe(id));
     assert!(!bus.unsubscribe(id), "a second unsubscribe finds nothing");
     match bus.send("late.in", Message::typed(2u32)) {
-        Err(Error::NoSubscriber { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        Err(SendError::NoSubscriber { rejected, .. }) => {
+            assert_eq!(rejected.get::<u32>(), Some(&2))
+        }
         other => panic!("expected NoSubscriber, got {other:?}"),
     }
     Ok(())
@@ -274,15 +270,12 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
     )?;
     let bus = rt.bus();
     let ask = |topic: &str| -> Result<Message> {
-        let reply = bus
-            .request(topic, Message::empty(), SOON)
-            .map_err(Error::without_payload)?
-            .wait()?;
+        let reply = bus.request(topic, Message::empty(), SOON)?.wait()?;
         Ok(reply)
     };
     assert!(matches!(
         bus.send("joiner.at.start", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     rt.start()?;
     send(bus, "joiner.at.start", Message::empty())?;
@@ -290,7 +283,7 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
 
     assert!(matches!(
         bus.send("joiner.in.handle", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     ask("joiner.join")?;
     send(bus, "joiner.in.handle", Message::empty())?;
@@ -299,7 +292,7 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
     assert_eq!(ask("joiner.leave")?.get::<bool>(), Some(&true));
     assert!(matches!(
         bus.send("joiner.in.handle", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     Ok(())
 }
@@ -308,18 +301,20 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
 fn no_subscriber_hands_the_message_back() -> Result<()> {
     let bus = Bus::new();
     match bus.send("nobody.home", Message::typed(1u32)) {
-        Err(Error::NoSubscriber { topic, rejected }) => {
+        Err(SendError::NoSubscriber { topic, rejected }) => {
             assert_eq!(topic, "nobody.home");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
         other => panic!("send: expected NoSubscriber, got {other:?}"),
     }
     match bus.publish("nobody.home", Message::typed(2u32)) {
-        Err(Error::NoSubscriber { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        Err(SendError::NoSubscriber { rejected, .. }) => {
+            assert_eq!(rejected.get::<u32>(), Some(&2))
+        }
         other => panic!("publish: expected NoSubscriber, got {other:?}"),
     }
     match bus.request("nobody.home", Message::typed(3u32), SOON) {
-        Err(Error::NoSubscriber { rejected, .. }) => {
+        Err(SendError::NoSubscriber { rejected, .. }) => {
             assert_eq!(rejected.get::<u32>(), Some(&3));
             assert!(!rejected.expects_reply(), "the reply handle was withdrawn");
         }
@@ -339,7 +334,7 @@ fn invalid_topic_hands_the_message_back() -> Result<()> {
             .transpose()?;
         for bad in ["a..b", "a.*", "a.>", "", "a b"] {
             match bus.send(bad, Message::typed(1u32)) {
-                Err(Error::InvalidTopic {
+                Err(SendError::InvalidTopic {
                     topic, rejected, ..
                 }) => {
                     assert_eq!(topic, bad);
@@ -348,13 +343,13 @@ fn invalid_topic_hands_the_message_back() -> Result<()> {
                 other => panic!("send {bad:?}: expected InvalidTopic, got {other:?}"),
             }
             match bus.publish(bad, Message::typed(2u32)) {
-                Err(Error::InvalidTopic { rejected, .. }) => {
+                Err(SendError::InvalidTopic { rejected, .. }) => {
                     assert_eq!(rejected.get::<u32>(), Some(&2));
                 }
                 other => panic!("publish {bad:?}: expected InvalidTopic, got {other:?}"),
             }
             match bus.request(bad, Message::typed(3u32), SOON) {
-                Err(Error::InvalidTopic { rejected, .. }) => {
+                Err(SendError::InvalidTopic { rejected, .. }) => {
                     assert_eq!(rejected.get::<u32>(), Some(&3));
                 }
                 other => panic!("request {bad:?}: expected InvalidTopic, got {other:?}"),
@@ -372,7 +367,7 @@ struct Relay;
 
 impl Component for Relay {
     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        ctx.send("relay.out", msg).map_err(Error::without_payload)?;
+        ctx.send("relay.out", msg)?;
         Ok(())
     }
 }
@@ -467,15 +462,13 @@ fn dropping_an_inbox_unsubscribes_it() -> Result<()> {
     let inbox = bus.subscribe_inbox("x", 4)?;
     assert_eq!(bus.stats().subscriptions, 1);
     send(&bus, "x", Message::empty())?;
-    let pending = bus
-        .request("x", Message::empty(), SOON)
-        .map_err(Error::without_payload)?;
+    let pending = bus.request("x", Message::empty(), SOON)?;
     drop(inbox);
 
     assert_eq!(bus.stats().subscriptions, 0);
     assert!(matches!(
         bus.send("x", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     // The request queued in the dropped inbox is answered at once.
     assert!(matches!(pending.wait(), Err(Error::NoReply { .. })));
@@ -496,8 +489,7 @@ fn dropping_an_inbox_dead_letters_what_it_never_read() -> Result<()> {
     let dead = bus.subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
     let inbox = bus.subscribe_inbox("jobs.*", 8)?;
     for n in 0..3u32 {
-        bus.send("jobs.new", Message::typed(n))
-            .map_err(Error::without_payload)?;
+        bus.send("jobs.new", Message::typed(n))?;
     }
     drop(inbox);
     let mut got = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _, Result};
 use crossbeam::channel;
 use reactorium::{
-    BoxError, Component, ComponentState, Context, Error, Message, Runtime, RuntimeStats,
+    BoxError, Component, ComponentState, Context, Error, Message, Runtime, RuntimeStats, SendError,
 };
 use support::{occupy_worker, on, run_on, runtime, wait_until, Gated, Probe, Remote, SOON};
 
@@ -34,7 +34,7 @@ impl Component for Fragile {
 }
 
 fn send(rt: &Runtime, topic: &str, msg: Message) -> Result<()> {
-    rt.bus().send(topic, msg).map_err(Error::without_payload)?;
+    rt.bus().send(topic, msg)?;
     Ok(())
 }
 
@@ -60,7 +60,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
     }
     assert!(matches!(
         rt.bus().send("work", Message::typed(4)),
-        Err(Error::Backpressure { capacity: 4, .. })
+        Err(SendError::Backpressure { capacity: 4, .. })
     ));
     let stats = rt.stats();
     assert!(!stats.started && !stats.ready);
@@ -191,37 +191,30 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
     for i in 0..3 {
         send(&rt, "probe", Message::typed(i))?;
     }
-    bus.send_to("probe", Message::empty())
-        .map_err(Error::without_payload)?;
+    bus.send_to("probe", Message::empty())?;
     assert!(matches!(
         bus.send("nobody", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     for _ in 0..4 {
         probed.recv_timeout(SOON)?;
     }
     // Publishes: two, each reaching two inboxes (counted once each).
     for _ in 0..2 {
-        let report = bus
-            .publish("news", Message::empty())
-            .map_err(Error::without_payload)?;
+        let report = bus.publish("news", Message::empty())?;
         assert_eq!(report.delivered, 2);
     }
     assert_eq!((news.len(), more_news.len()), (2, 2));
 
     // A plain thread's request answered, and one left unanswered until it times out.
-    let answered = bus
-        .request("svc", Message::typed(1), SOON)
-        .map_err(Error::without_payload)?;
+    let answered = bus.request("svc", Message::typed(1), SOON)?;
     service
         .recv_timeout(SOON)?
         .take_reply_handle()
         .context("a request")?
         .send(Message::typed(2))?;
     assert_eq!(answered.wait()?.get::<i32>(), Some(&2));
-    let unanswered = bus
-        .request("svc", Message::typed(3), Duration::from_millis(20))
-        .map_err(Error::without_payload)?;
+    let unanswered = bus.request("svc", Message::typed(3), Duration::from_millis(20))?;
     assert!(matches!(unanswered.wait(), Err(Error::Timeout { .. })));
     let _held = service.recv_timeout(SOON)?; // keeps the request unanswered
 
@@ -238,8 +231,7 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
             },
         );
         assert!(asked.is_ok());
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     let _held_too = service.recv_timeout(SOON)?;
     assert!(matches!(
         outcome.recv_timeout(SOON)?,
@@ -263,11 +255,10 @@ fn pool_stats_count_busy_queued_rejected_and_panics() -> Result<()> {
         .build()?;
     let pool = rt.pool().clone();
     let gate = occupy_worker(&pool)?;
-    pool.execute(|| panic!("a job that panics (expected in this test)"))
-        .map_err(Error::without_payload)?;
+    pool.execute(|| panic!("a job that panics (expected in this test)"))?;
     assert!(matches!(
         pool.execute(|| ()),
-        Err(Error::Backpressure { capacity: 1, .. })
+        Err(SendError::Backpressure { capacity: 1, .. })
     ));
     let p = rt.stats().pool;
     assert_eq!((p.threads, p.busy, p.queued, p.capacity), (1, 1, 1, 1));

@@ -21,7 +21,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, Context, DeadLetter, DeadLetterReason, Error, Inbox, Message, Overflow,
-    Payload, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
+    Payload, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, runtime, wait_until, DropCounter, Tracked, SOON};
 
@@ -146,7 +146,7 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     send(&rt, "work", Message::typed(0u64))?;
     send(&rt, "work", Message::typed(1u64))?;
     match rt.bus().send("work", Message::typed(2u64)) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -160,7 +160,9 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     assert_eq!((stats.rejected, stats.dropped, stats.queued), (1, 0, 2));
     // The direct path refuses the same way.
     match sink.send(Message::typed(3u64)) {
-        Err(Error::Backpressure { rejected, .. }) => assert_eq!(rejected.get::<u64>(), Some(&3)),
+        Err(SendError::Backpressure { rejected, .. }) => {
+            assert_eq!(rejected.get::<u64>(), Some(&3))
+        }
         other => panic!("expected Backpressure from Reactor::send, got {other:?}"),
     }
     let stats = sink.stats();

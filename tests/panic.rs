@@ -11,7 +11,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error, Inbox,
-    Message, MessageId, Payload, Reactor, Runtime, ShutdownReport, DEAD_LETTER_TOPIC,
+    Message, MessageId, Payload, Reactor, Runtime, SendError, ShutdownReport, DEAD_LETTER_TOPIC,
 };
 use support::{wait_until, DropCounter, Tracked, SOON};
 
@@ -57,11 +57,7 @@ impl Component for Echo {
 }
 
 fn echo_answers(rt: &Runtime, n: u32) -> Result<()> {
-    let reply = rt
-        .bus()
-        .request("echo", Message::typed(n), SOON)
-        .map_err(Error::without_payload)?
-        .wait()?;
+    let reply = rt.bus().request("echo", Message::typed(n), SOON)?.wait()?;
     assert_eq!(reply.get::<u32>(), Some(&n), "echo still answers");
     Ok(())
 }
@@ -101,12 +97,10 @@ fn armed(blow: Blow, queued: u64, dead_letter_capacity: Option<usize>) -> Result
     rt.start()?;
     let m0 = counter.message(0);
     let first = m0.id();
-    rt.bus().send("bomb", m0).map_err(Error::without_payload)?;
+    rt.bus().send("bomb", m0)?;
     wait_until("the bomb takes message 0", || bomb.is_empty());
     for seq in 1..=queued {
-        rt.bus()
-            .send("bomb", counter.message(seq))
-            .map_err(Error::without_payload)?;
+        rt.bus().send("bomb", counter.message(seq))?;
     }
     assert_eq!(bomb.len() as u64, queued);
     Ok(Armed {
@@ -168,14 +162,14 @@ fn handler_panic_stops_only_that_component() -> Result<()> {
     assert!(a.bomb.is_stopped());
     assert_eq!(a.bomb.stats().failures, 1);
     match a.rt.bus().send("bomb", Message::typed(1u32)) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "bomb");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
         other => panic!("expected Stopped from send, got {other:?}"),
     }
     match a.bomb.send(Message::typed(2u32)) {
-        Err(Error::Stopped { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        Err(SendError::Stopped { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
         other => panic!("expected Stopped from Reactor::send, got {other:?}"),
     }
     // The rest of the runtime keeps running.
@@ -194,8 +188,7 @@ fn handler_panic_dead_letters_its_message_and_the_rest_of_the_mailbox() -> Resul
     // A request among the queued messages is told at once that no reply will come.
     let pending =
         a.rt.bus()
-            .request("bomb", a.counter.message(QUEUED + 1), SOON)
-            .map_err(Error::without_payload)?;
+            .request("bomb", a.counter.message(QUEUED + 1), SOON)?;
     drop(a.fuse);
 
     let (letters, keep) =
@@ -294,8 +287,7 @@ impl Component for Asker {
             ctx.spawn_blocking(
                 || 6 * 7,
                 |_this: &mut Self, _ctx, r| panic!("job continuation exploded on {r:?}"),
-            )
-            .map_err(Error::without_payload)?;
+            )?;
         } else {
             ctx.request(
                 "echo",
@@ -304,8 +296,7 @@ impl Component for Asker {
                 |_this: &mut Self, _ctx, r| {
                     panic!("reply continuation exploded on {:?}", r.map(|m| m.id()))
                 },
-            )
-            .map_err(Error::without_payload)?;
+            )?;
         }
         Ok(())
     }
@@ -320,15 +311,13 @@ fn continuation_panic_fails_only_the_asker(job: bool, text: &str) -> Result<()> 
         move || Asker { job },
     )?;
     rt.start()?;
-    rt.bus()
-        .send("ask", Message::empty())
-        .map_err(Error::without_payload)?;
+    rt.bus().send("ask", Message::empty())?;
     wait_until("the continuation panics", || asker.is_stopped());
 
     assert_eq!(asker.stats().failures, 1);
     assert!(matches!(
         rt.bus().send("ask", Message::empty()),
-        Err(Error::Stopped { .. })
+        Err(SendError::Stopped { .. })
     ));
     echo_answers(&rt, 9)?;
     let report = rt.stop()?;

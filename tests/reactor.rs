@@ -4,7 +4,7 @@ mod support;
 
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 /// Tells the test it is inside `handle`, then blocks until the gate closes.
 struct Blocked {
@@ -35,9 +35,7 @@ fn extra_admitted_while_blocked(capacity: usize) -> Result<usize> {
         },
     )?;
     for _ in 0..capacity {
-        reactor
-            .send(Message::empty())
-            .map_err(Error::without_payload)?;
+        reactor.send(Message::empty())?;
     }
     assert!(reactor
         .send(Message::empty())
@@ -87,9 +85,7 @@ fn handler_owns_its_message_payload() -> Result<()> {
     let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy("taker", move || Taker(tx.clone()))?;
     rt.start()?;
-    reactor
-        .send(Message::typed(String::from("mine")))
-        .map_err(Error::without_payload)?;
+    reactor.send(Message::typed(String::from("mine")))?;
     assert_eq!(took.recv_timeout(support::SOON)?.as_deref(), Some("mine"));
     rt.stop()?;
     Ok(())

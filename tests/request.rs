@@ -9,7 +9,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
+    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, runtime, thread_name, Probe, Remote, SOON};
 
@@ -153,7 +153,7 @@ fn plain_thread_request_times_out_and_late_reply_is_counted_and_dead_lettered() 
 fn request_without_subscriber_returns_no_subscriber_with_message() -> Result<()> {
     let bus = Bus::new();
     match bus.request("nobody.home", Message::typed(7u64), SOON) {
-        Err(Error::NoSubscriber { topic, rejected }) => {
+        Err(SendError::NoSubscriber { topic, rejected }) => {
             assert_eq!(topic, "nobody.home");
             assert_eq!(rejected.get::<u64>(), Some(&7));
             // The reply slot was released: the handed-back message is no longer a request.
@@ -173,7 +173,7 @@ fn request_to_full_responder_is_refused_naming_responder_with_message() -> Resul
     // Not started: nothing leaves the mailbox, so one message fills it.
     rt.bus().send("math.double", Message::typed(1u64))?;
     match rt.bus().request("math.double", Message::typed(2u64), SOON) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -198,11 +198,10 @@ fn reply_handle_fail_reaches_plain_waiter_as_that_error() -> Result<()> {
     // The responder fails with an error of its own: here, a component it relies on is gone.
     handle.fail(Error::NoComponent {
         name: "stock-eu".into(),
-        rejected: (),
     })?;
 
     match pending.wait() {
-        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "stock-eu"),
+        Err(Error::NoComponent { name }) => assert_eq!(name, "stock-eu"),
         other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     Ok(())
@@ -315,7 +314,7 @@ fn component_request_continuation_runs_on_requesters_thread_with_reply() -> Resu
                 let _ = tx.send((thread_name(), r));
             },
         );
-        let _ = asked_tx.send((thread_name(), id.map_err(Error::without_payload)));
+        let _ = asked_tx.send((thread_name(), id));
     })?;
 
     let (asking_thread, request_id) = asked.recv_timeout(SOON)?;
@@ -403,13 +402,12 @@ fn reply_handle_fail_reaches_continuation_as_that_error() -> Result<()> {
     // The responder fails with an error of its own: here, a component it relies on is gone.
     handle.fail(Error::NoComponent {
         name: "stock-eu".into(),
-        rejected: (),
     })?;
 
     let (thread, outcome) = answers.recv_timeout(SOON)?;
     assert_eq!(thread, "asker");
     match outcome {
-        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "stock-eu"),
+        Err(Error::NoComponent { name }) => assert_eq!(name, "stock-eu"),
         other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     rt.stop()?;
@@ -497,7 +495,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
     let second = outcomes.next().expect("three outcomes")?;
     assert_ne!(first, second);
     match outcomes.next().expect("three outcomes") {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -531,7 +529,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
         let id = ctx.request("svc.hold", Message::typed(4u64), SOON, move |_, _, r| {
             let _ = answer_tx.send((thread_name(), r));
         });
-        let _ = asked_tx.send(id.map_err(Error::without_payload));
+        let _ = asked_tx.send(id);
     })?;
     asked.recv_timeout(SOON)??;
     let (request, handle) = next_request(&held)?;
@@ -572,7 +570,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     run_on(&rt, "asker", |_ctx| {})?;
     run_on(&rt, "asker", |_ctx| {})?;
     match run_on(&rt, "asker", |_ctx| {}) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target, capacity, ..
         }) => assert_eq!((&*target, capacity), ("asker", 2)),
         other => panic!("the mailbox should be full, got {other:?}"),

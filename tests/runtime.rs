@@ -12,7 +12,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, ComponentState, Context, DeadLetter, DeadLetterReason,
-    Error, Inbox, Message, Reactor, Runtime, DEAD_LETTER_TOPIC,
+    Error, Inbox, Message, Reactor, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
 use support::{threads_named, wait_until, DropCounter, Gated, Probe, Tracked, SOON};
 
@@ -348,25 +348,22 @@ fn stopped_runtime_answers_stopped_not_backpressure() -> Result<()> {
 
     assert!(reactor.is_stopped() && reactor.is_finished());
     match reactor.send(Message::typed(1u32)) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "probe");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
         other => panic!("expected Stopped from Reactor::send, got {other:?}"),
     }
     match rt.bus().send("p", Message::typed(2u32)) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "probe");
             assert_eq!(rejected.get::<u32>(), Some(&2));
         }
         other => panic!("expected Stopped from send, got {other:?}"),
     }
-    let report = rt
-        .bus()
-        .publish("p", Message::typed(3u32))
-        .map_err(Error::without_payload)?;
+    let report = rt.bus().publish("p", Message::typed(3u32))?;
     assert_eq!(report.delivered, 0);
-    assert!(matches!(&report.refused[..], [Error::Stopped { .. }]));
+    assert!(matches!(&report.refused[..], [SendError::Stopped { .. }]));
     assert_eq!(
         reactor.stats().rejected,
         0,
@@ -686,7 +683,7 @@ fn deploy_into_a_running_runtime_starts_the_component_at_once() -> Result<()> {
     assert!(rt.component("broken").is_none());
     assert!(matches!(
         rt.bus().send("broken", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
 
     rt.stop()?;
@@ -764,11 +761,11 @@ fn a_failed_deploy_leaves_no_trace_and_frees_its_name() -> Result<()> {
     assert_eq!(rt.bus().stats().subscriptions, subscriptions);
     assert!(matches!(
         rt.bus().send_to("broken", Message::empty()),
-        Err(Error::NoComponent { .. })
+        Err(SendError::NoComponent { .. })
     ));
     assert!(matches!(
         rt.bus().send("broken.x", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     // `in` still has one subscriber: round robin never lands on the failed component.
     for _ in 0..2 {

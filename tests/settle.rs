@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, SendError,
+};
 use support::{run_on, wait_until, Remote, SOON};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -129,7 +131,7 @@ fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
     let inbox = rt.bus().subscribe_inbox("svc.retry", 1024)?;
     rt.deploy_with("retrier", support::on("retrier"), || Remote)?;
     rt.start()?;
-    let (told_tx, told) = channel::unbounded::<Result<(), Error<Message>>>();
+    let (told_tx, told) = channel::unbounded::<Result<(), SendError<Message>>>();
     run_on(&rt, "retrier", move |ctx| {
         let asked = ctx.request("svc.retry", Message::empty(), LONG, move |_, ctx, r| {
             assert!(matches!(r, Err(Error::Stopped { .. })), "{r:?}");
@@ -143,7 +145,7 @@ fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
 
     rt.stop()?;
     match told.recv_timeout(SOON)? {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "retrier");
             assert!(
                 !rejected.expects_reply(),
@@ -162,8 +164,7 @@ struct AskThenFail;
 
 impl Component for AskThenFail {
     fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        ctx.request("svc.held", Message::empty(), LONG, |_, _, _| {})
-            .map_err(Error::without_payload)?;
+        ctx.request("svc.held", Message::empty(), LONG, |_, _, _| {})?;
         Err("cannot start".into())
     }
 

@@ -16,7 +16,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, Error, Message, ReplyHandle, Runtime,
-    WorkerPool,
+    SendError, WorkerPool,
 };
 use support::{wait_until, DropCounter, Tracked, SOON};
 
@@ -137,7 +137,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
                                     sent.accepted += 1;
                                     break;
                                 }
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     assert_eq!(seq_of(&rejected), seq, "the same message back");
                                     match direct {
                                         Some(_) => sent.direct_refused += 1,
@@ -275,7 +275,7 @@ impl Component for Echo {
             Ok(_) => self.offloaded += 1,
             Err(e) => {
                 assert!(e.is_backpressure(), "{e:?}");
-                let job = e.into_inner().expect("the job comes back");
+                let job = e.into_inner();
                 assert_eq!(job(), 2 * n + 1, "the job handed back is the one given");
                 let handle = slot.take().expect("a refused continuation never ran");
                 self.late += u64::from(answer(handle, n));
@@ -351,7 +351,7 @@ fn stress_requests_each_end_exactly_once() -> Result<()> {
                                 }
                                 Err(other) => panic!("unexpected {other:?}"),
                             },
-                            Err(Error::Backpressure {
+                            Err(SendError::Backpressure {
                                 target,
                                 capacity,
                                 rejected,
@@ -456,7 +456,7 @@ impl Component for Front {
                     counts.asked_no_wait.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -536,7 +536,7 @@ fn stress_context_requests_counts_match() -> Result<()> {
                     loop {
                         match bus.send(&topic, msg) {
                             Ok(()) => break,
-                            Err(Error::Backpressure { rejected, .. }) => {
+                            Err(SendError::Backpressure { rejected, .. }) => {
                                 msg = rejected;
                                 thread::yield_now();
                             }
@@ -631,7 +631,7 @@ impl Component for Offloader {
             Ok(_) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -691,7 +691,7 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
                     let mut msg = drops.message(n);
                     while let Err(e) = bus.send(&topic, msg) {
                         assert!(e.is_backpressure(), "{e:?}");
-                        msg = e.into_inner().unwrap();
+                        msg = e.into_inner();
                         thread::yield_now();
                     }
                 }
@@ -766,11 +766,11 @@ fn stress_pool_shutdown_runs_every_accepted_job() {
                                 ran.fetch_add(1, Ordering::SeqCst);
                             }) {
                                 Ok(()) => accepted += 1,
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     drop(rejected);
                                     thread::yield_now();
                                 }
-                                Err(Error::Stopped { rejected, .. }) => {
+                                Err(SendError::Stopped { rejected, .. }) => {
                                     drop(rejected);
                                     return accepted;
                                 }

@@ -16,7 +16,8 @@ use anyhow::{bail, ensure, Result};
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, ComponentState, Context, Down, DownReason, Error,
-    ManualClock, Message, Restart, RestartBackoff, Runtime, Strategy, SupervisorOptions, Watch,
+    ManualClock, Message, Restart, RestartBackoff, Runtime, SendError, Strategy, SupervisorOptions,
+    Watch,
 };
 use support::life::{
     expect_line, life, permanent, runtime_with, send_to, temporary, text, Journal,
@@ -256,8 +257,7 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |ctx| {
         let _ = tx.send(ctx.watch("nobody"));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     match rx.recv_timeout(SOON)? {
         Err(Error::NoComponent { name, .. }) => assert_eq!(name, "nobody"),
         other => panic!("expected NoComponent from Context::watch, got {other:?}"),
@@ -268,8 +268,7 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |_ctx| {
         let _ = tx.send(w.recv_timeout(SOON));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     assert!(matches!(rx.recv_timeout(SOON)?, Err(Error::WouldDeadlock)));
     Ok(())
 }
@@ -392,9 +391,7 @@ fn a_component_watch_runs_on_its_reactor_and_ends_with_its_instance() -> Result<
     // after the batch that holds it, so by the second pong every notice has reached `down`.
     let mut events = Vec::new();
     for n in [1u64, 2] {
-        rt.bus()
-            .send_to("watcher", Message::typed(n))
-            .map_err(|e| e.without_payload())?;
+        rt.bus().send_to("watcher", Message::typed(n))?;
         loop {
             match next_seen(&seen)? {
                 Seen::Pong(p) if p == n => break,
@@ -486,9 +483,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     assert_eq!(info.state, Restarting);
     assert_eq!(info.last_down, Some(boom("alpha")));
     for i in 0..3 {
-        rt.bus()
-            .send_to("alpha", text(&format!("m{i}")))
-            .map_err(|e| e.without_payload())?;
+        rt.bus().send_to("alpha", text(&format!("m{i}")))?;
     }
     // A round trip through the supervisor (another component's Down) shows it still waits.
     send_to(&rt, "beta", "quit");
@@ -563,11 +558,9 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     )?;
 
     // Backpressure: nothing drains `full` before `start`.
-    rt.bus()
-        .send_to("full", text("first"))
-        .map_err(|e| e.without_payload())?;
+    rt.bus().send_to("full", text("first"))?;
     match rt.bus().send_to("full", text("second")) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -579,7 +572,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     }
     // An unknown name: the message comes back.
     match rt.bus().send_to("ghost", text("lost")) {
-        Err(Error::NoComponent { name, rejected }) => {
+        Err(SendError::NoComponent { name, rejected }) => {
             assert_eq!(name, "ghost");
             assert_eq!(rejected.as_json().and_then(|v| v.as_str()), Some("lost"));
         }
@@ -592,9 +585,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
 
     rt.start()?;
     expect_line(&feed, "full#1 handled first");
-    rt.bus()
-        .send_to("sink", text("direct"))
-        .map_err(|e| e.without_payload())?;
+    rt.bus().send_to("sink", text("direct"))?;
     let (msg, thread) = probed.recv_timeout(SOON)?;
     assert_eq!(msg.as_json().and_then(|v| v.as_str()), Some("direct"));
     assert_eq!(thread, "sink");
@@ -607,7 +598,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
         down("quitter", DownReason::Normal, false)
     );
     match rt.bus().send_to("quitter", text("late")) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "quitter");
             assert_eq!(rejected.as_json().and_then(|v| v.as_str()), Some("late"));
         }
@@ -617,19 +608,18 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     // From inside a component: the same, stamped with the sender's name.
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |ctx| {
-        let sent = ctx
-            .send_to("sink", text("from remote"))
-            .map_err(|e| e.without_payload());
+        let sent = ctx.send_to("sink", text("from remote"));
         let ghost = match ctx.send_to("ghost", text("lost")) {
-            Err(Error::NoComponent { name, rejected }) => Some((name, rejected.as_json().cloned())),
+            Err(SendError::NoComponent { name, rejected }) => {
+                Some((name, rejected.as_json().cloned()))
+            }
             _ => None,
         };
         let stopped = ctx
             .send_to("quitter", text("late"))
             .is_err_and(|e| e.is_stopped());
         let _ = tx.send((sent, ghost, stopped));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     let (sent, ghost, stopped) = rx.recv_timeout(SOON)?;
     sent?;
     assert_eq!(ghost, Some(("ghost".to_owned(), Some("lost".into()))));
@@ -727,13 +717,13 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
                                     sent.accepted += 1;
                                     break;
                                 }
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     sent.backpressure += 1;
                                     assert!(Instant::now() < deadline, "no room for too long");
                                     msg = rejected;
                                     thread::yield_now();
                                 }
-                                Err(Error::Stopped { .. }) => {
+                                Err(SendError::Stopped { .. }) => {
                                     sent.stopped += 1;
                                     break;
                                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
-use reactorium::{Error, PoolShutdown, Runtime, WorkerPool};
+use reactorium::{Error, PoolShutdown, Runtime, SendError, WorkerPool};
 use support::{
     occupy_worker, on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON,
 };
@@ -38,8 +38,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
         let ran_tx = ran_tx.clone();
         pool.execute(move || {
             let _ = ran_tx.send((i, thread_name()));
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
     assert_eq!(pool.stats().queued, 3);
 
@@ -47,7 +46,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     match pool.execute(move || {
         let _ = refused.send((99, thread_name()));
     }) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -71,8 +70,7 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     // With room again, the pool accepts.
     pool.execute(move || {
         let _ = ran_tx.send((4, thread_name()));
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     assert_eq!(ran.recv_timeout(SOON)?.0, 4);
     assert_eq!(
         pool.shutdown(SOON),
@@ -94,7 +92,7 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
     let gate = occupy_worker(rt.pool())?;
-    rt.pool().execute(|| {}).map_err(Error::without_payload)?;
+    rt.pool().execute(|| {})?;
 
     let (called_tx, called) = channel::bounded::<()>(1);
     let (tx, refusal) = channel::bounded(1);
@@ -105,7 +103,7 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
                 let _ = called_tx.send(());
             },
         ) {
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -138,13 +136,11 @@ fn panicking_job_does_not_kill_its_worker() -> Result<()> {
         .queue_capacity(4)
         .thread_name("wpanic")
         .build()?;
-    pool.execute(|| panic!("job exploded"))
-        .map_err(Error::without_payload)?;
+    pool.execute(|| panic!("job exploded"))?;
     let (tx, rx) = channel::bounded(1);
     pool.execute(move || {
         let _ = tx.send(thread_name());
-    })
-    .map_err(Error::without_payload)?;
+    })?;
 
     // The only worker ran the next job after the panic.
     assert_eq!(rx.recv_timeout(SOON)?, "wpanic-0");
@@ -172,7 +168,6 @@ fn spawn_blocking_runs_job_on_worker_and_continuation_on_reactor() -> Result<()>
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
 
@@ -210,7 +205,6 @@ fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
 
@@ -232,7 +226,6 @@ fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
                 let _ = tx.send(result);
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     assert_eq!(rx.recv_timeout(SOON)??, 1);
@@ -271,7 +264,6 @@ fn spawn_blocking_timeout_gives_timeout_and_discards_late_result() -> Result<()>
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     started.recv_timeout(SOON)?;
@@ -313,7 +305,6 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
                 let _ = tx.send(result);
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     match rx.recv_timeout(SOON)? {
@@ -323,11 +314,9 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
 
     // Free the worker. A marker queued behind the expired job tells when the worker is past it.
     let (marker_tx, marker) = channel::bounded(1);
-    rt.pool()
-        .execute(move || {
-            let _ = marker_tx.send(());
-        })
-        .map_err(Error::without_payload)?;
+    rt.pool().execute(move || {
+        let _ = marker_tx.send(());
+    })?;
     drop(gate);
     marker.recv_timeout(SOON)?;
     assert!(
@@ -368,8 +357,7 @@ fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
         let tx = tx.clone();
         pool.execute(move || {
             let _ = tx.send(thread_name());
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
     assert_eq!(pool.stats().queued, 60);
     assert_eq!(threads_named("wfix-").len(), 3);
@@ -407,7 +395,6 @@ fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
         ctx.spawn_blocking(thread_name, move |_, _, job_thread| {
             let _ = tx.send((job_thread, thread_name()));
         })
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     let (job_thread, continuation_thread) = rx.recv_timeout(SOON)?;
@@ -436,8 +423,7 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
         let ran_tx = ran_tx.clone();
         pool.execute(move || {
             let _ = ran_tx.send(i);
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
 
     let closer = {
@@ -447,11 +433,11 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     // The queue is full, so a probe is refused as full until shutdown closes the pool, and as
     // stopped after: none is ever queued.
     wait_until("shutdown closes the pool", || match pool.execute(|| {}) {
-        Err(Error::Stopped { target, .. }) => {
+        Err(SendError::Stopped { target, .. }) => {
             assert_eq!(&*target, "wshut");
             true
         }
-        Err(Error::Backpressure { .. }) => false,
+        Err(SendError::Backpressure { .. }) => false,
         other => panic!("unexpected {other:?}"),
     });
     assert!(
@@ -474,7 +460,7 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     match pool.execute(move || {
         let _ = ran_tx.send(99);
     }) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "wshut");
             rejected();
         }
@@ -543,8 +529,8 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
                             ran.fetch_add(1, Ordering::SeqCst);
                         }) {
                             Ok(()) => accepted += 1,
-                            Err(Error::Backpressure { .. }) => thread::yield_now(),
-                            Err(Error::Stopped { .. }) => return accepted,
+                            Err(SendError::Backpressure { .. }) => thread::yield_now(),
+                            Err(SendError::Stopped { .. }) => return accepted,
                             Err(e) => panic!("unexpected {e:?}"),
                         }
                     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 
 /// Counts orders and keeps a running total; slow on purpose so its mailbox fills.
 struct Ledger {
@@ -52,8 +52,7 @@ impl Component for Auditor {
                 debug_assert_eq!(std::thread::current().name(), Some(ctx.name()));
                 let _ = reply.send(answer);
             },
-        )
-        .map_err(Error::without_payload)?;
+        )?;
         Ok(())
     }
 }
@@ -96,7 +95,7 @@ pub(crate) fn run() -> Result<()> {
                     accepted += 1;
                     break;
                 }
-                Err(Error::Backpressure { rejected, .. }) => {
+                Err(SendError::Backpressure { rejected, .. }) => {
                     refused += 1;
                     msg = rejected;
                     std::thread::yield_now();
@@ -114,8 +113,7 @@ pub(crate) fn run() -> Result<()> {
     // 2. Request/reply from a plain thread.
     let summary = rt
         .bus()
-        .request("orders.summary", Message::empty(), Duration::from_secs(5))
-        .map_err(Error::without_payload)?
+        .request("orders.summary", Message::empty(), Duration::from_secs(5))?
         .wait()?;
     println!(
         "ledger summary (request/reply): {}",
@@ -125,14 +123,13 @@ pub(crate) fn run() -> Result<()> {
     // 3. Offloading to the worker pool, result back on the component's reactor.
     let audit = rt
         .bus()
-        .request("audit", Message::typed(1_000u64), Duration::from_secs(5))
-        .map_err(Error::without_payload)?
+        .request("audit", Message::typed(1_000u64), Duration::from_secs(5))?
         .wait()?;
     println!("audit (computed on a worker): {:?}", audit.get::<u64>());
 
     // 4. Nobody listens on this topic: the error says so and hands the message back.
     match rt.bus().send("nobody.listens", Message::empty()) {
-        Err(e @ Error::NoSubscriber { .. }) => println!("send to an unknown topic: {e}"),
+        Err(e @ SendError::NoSubscriber { .. }) => println!("send to an unknown topic: {e}"),
         other => bail!("expected NoSubscriber, got {other:?}"),
     }
 

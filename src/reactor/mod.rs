@@ -37,7 +37,7 @@ use mailbox::{Mailbox, CLOSED, DEAD};
 
 use crate::bus::{Bus, Deliver, SubscriptionId};
 use crate::metrics::HistogramSnapshot;
-use crate::types::{Down, DownReason, Error, Message, Name};
+use crate::types::{Down, DownReason, Error, Message, Name, SendError};
 
 /// What a component's handler returning `Err` means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -159,13 +159,13 @@ impl Reactor {
     ///
     /// # Errors
     ///
-    /// - [`Error::Backpressure`] when `capacity` messages are waiting and the overflow policy
+    /// - [`SendError::Backpressure`] when `capacity` messages are waiting and the overflow policy
     ///   is [`Overflow::Reject`](crate::Overflow::Reject); `msg` is handed back. (Under
     ///   `DropOldest` / `DropNewest` a message is dropped and dead-lettered instead, and this
     ///   returns `Ok`.)
-    /// - [`Error::Stopped`] once the component is stopping, has stopped or has failed; `msg`
+    /// - [`SendError::Stopped`] once the component is stopping, has stopped or has failed; `msg`
     ///   is handed back.
-    pub fn send(&self, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
         self.mailbox.push(msg)
     }
 

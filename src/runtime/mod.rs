@@ -78,8 +78,7 @@ struct State {
 /// rt.deploy_with("doubler", ComponentOptions::new().subscribe("math.double"), || Doubler)?;
 /// rt.start()?;
 /// let reply = rt.bus()
-///     .request("math.double", Message::typed(21u64), Duration::from_secs(1))
-///     .map_err(|e| e.without_payload())?
+///     .request("math.double", Message::typed(21u64), Duration::from_secs(1))?
 ///     .wait()?;
 /// assert_eq!(reply.get::<u64>(), Some(&42));
 /// let report = rt.stop()?;
@@ -90,9 +89,9 @@ struct State {
 /// # Shutdown
 ///
 /// [`stop`](Runtime::stop) stops components in reverse deploy order. Each reactor first
-/// refuses new messages ([`Error::Stopped`]), then drains its mailbox until it is empty or its
-/// drain deadline passes, gives pending continuations [`Error::Stopped`], calls the
-/// component's `stop`, and exits; messages left are dead-lettered and counted as abandoned.
+/// refuses new messages ([`SendError::Stopped`](crate::SendError::Stopped)), then drains its
+/// mailbox until it is empty or its drain deadline passes, gives pending continuations
+/// [`Error::Stopped`], calls the component's `stop`, and exits; messages left are dead-lettered and counted as abandoned.
 /// `stop` waits for each thread up to its drain deadline plus one second: a handler that never
 /// returns cannot be interrupted, so such a thread is left running and reported with
 /// `joined: false`. The worker pool goes last: queued jobs finish, then its threads are joined

@@ -316,7 +316,6 @@ impl Registry {
     pub(crate) fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error> {
         let entry = self.get(target).ok_or_else(|| Error::NoComponent {
             name: target.to_owned(),
-            rejected: (),
         })?;
         let by = match &watcher {
             Watcher::Reactor(r) => Some(Name::from(r.name())),
@@ -472,7 +471,6 @@ impl Watch {
             RecvTimeoutError::Timeout => Error::Timeout { after: timeout },
             RecvTimeoutError::Disconnected => Error::Stopped {
                 target: "watch".into(),
-                rejected: (),
             },
         })
     }

@@ -34,7 +34,7 @@ use crate::worker::{WorkerPool, WorkerPoolStats};
 /// assert!(!rt.is_ready()); // deployed, not started
 /// rt.start()?;
 /// assert!(rt.is_ready());
-/// rt.bus().send("in", Message::empty()).map_err(|e| e.without_payload())?;
+/// rt.bus().send("in", Message::empty())?;
 /// # while rt.component("sink").unwrap().reactor.stats().handled < 1 { std::thread::yield_now() }
 ///
 /// let stats = rt.stats();

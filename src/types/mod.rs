@@ -12,6 +12,7 @@ mod message;
 mod name;
 mod overflow;
 mod payload;
+mod send_error;
 mod thread;
 mod topic;
 
@@ -23,6 +24,7 @@ pub use message::{Message, MessageId, ReplyHandle};
 pub use name::Name;
 pub use overflow::Overflow;
 pub use payload::{Payload, Typed};
+pub use send_error::SendError;
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, Error, Inbox, Message, PendingReply,
-    Reactor, Runtime, WorkerPool, DEAD_LETTER_TOPIC,
+    Reactor, Runtime, SendError, WorkerPool, DEAD_LETTER_TOPIC,
 };
 
 use crate::helpers::{block_worker, dead_letters, on_driver, seq_of, sorted, Driver, Job};
@@ -44,7 +44,7 @@ fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
     assert!(!report.is_complete());
     assert_eq!(report.refused.len(), 1);
     match report.refused.pop().unwrap() {
-        Error::Backpressure {
+        SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -97,7 +97,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
     for seq in 0..4 {
         // every starting point of the round robin gives the same answer
         match bus.send("bp.mixed", drops.message(seq)) {
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -108,7 +108,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
             other => panic!("expected Backpressure, got {other:?}"),
         }
         match bus.send("bp.dead", drops.message(100 + seq)) {
-            Err(Error::Stopped { target, rejected }) => {
+            Err(SendError::Stopped { target, rejected }) => {
                 assert_eq!(&*target, "gone");
                 assert_eq!(seq_of(&rejected), 100 + seq);
             }
@@ -160,7 +160,7 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
         (r.err(), ctx.pending())
     });
     match err {
-        Some(Error::Backpressure {
+        Some(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -219,7 +219,7 @@ fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
     assert_eq!(refused.len(), 2);
     for (i, e) in refused {
         match e {
-            Error::Backpressure {
+            SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -262,10 +262,7 @@ fn queued_at_stop_of_unstarted_runtime_dead_lettered() -> Result<()> {
     for seq in 0..7 {
         rt.bus().send("bp.idle", drops.message(seq))?;
     }
-    let pending = rt
-        .bus()
-        .request("bp.idle", drops.message(7), SOON)
-        .map_err(Error::without_payload)?;
+    let pending = rt.bus().request("bp.idle", drops.message(7), SOON)?;
     let report = rt.stop()?;
     let c = report.component("idle").unwrap();
     assert_eq!((c.handled, c.abandoned), (0, 8));
@@ -349,11 +346,12 @@ fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     Ok(())
 }
 
-/// `without_payload` turns a refusal carrying a job (not `Sync`) into an error that `?`
-/// carries into `anyhow`; a refusal carrying a message goes into `anyhow` as it is, and the
-/// message can even be taken back out.
+/// `Error::from` turns a refusal carrying a job that is not `Sync` (so `?` alone could not
+/// take it into `anyhow`) into the payload-free `Error`, with the same case and text; a
+/// refusal carrying a message goes into `anyhow` as it is, and the message can even be taken
+/// back out.
 #[test]
-fn without_payload_converts_into_anyhow() {
+fn send_errors_convert_into_anyhow() {
     let pool = WorkerPool::builder()
         .num_threads(1)
         .queue_capacity(1)
@@ -364,8 +362,9 @@ fn without_payload_converts_into_anyhow() {
     let (tx, rx) = channel::unbounded();
     let submit = |n: u32| -> Result<()> {
         let tx = tx.clone();
-        pool.execute(move || tx.send(n).unwrap())
-            .map_err(Error::without_payload)?;
+        let n = std::cell::Cell::new(n); // `Send`, not `Sync`: so is the job
+        pool.execute(move || tx.send(n.get()).unwrap())
+            .map_err(Error::from)?;
         Ok(())
     };
     submit(1).expect("the queue has room for one");
@@ -389,7 +388,7 @@ fn without_payload_converts_into_anyhow() {
     let bus = Bus::new();
     let _inbox = bus.subscribe_inbox("bp.full", 1).unwrap();
     let send = |m: Message| -> Result<()> {
-        bus.send("bp.full", m)?; // Error<Message> is Send + Sync: `?` as it is
+        bus.send("bp.full", m)?; // SendError<Message> is Send + Sync: `?` as it is
         Ok(())
     };
     send(Message::empty()).unwrap();
@@ -397,10 +396,9 @@ fn without_payload_converts_into_anyhow() {
     let id = msg.id();
     let err = send(msg).expect_err("the inbox is full");
     let back = err
-        .downcast::<Error<Message>>()
+        .downcast::<SendError<Message>>()
         .expect("the original error")
-        .into_inner()
-        .expect("with the message");
+        .into_inner();
     assert_eq!(back.id(), id);
 }
 
@@ -412,8 +410,8 @@ fn handles_and_errors_cross_threads() {
     send_sync::<Reactor>();
     send_sync::<Bus>();
     send_sync::<WorkerPool>();
-    send_sync::<Error<Message>>();
-    send::<Error<Job>>();
+    send_sync::<SendError<Message>>();
+    send::<SendError<Job>>();
     send::<PendingReply>();
     send::<Inbox>();
 }

@@ -5,8 +5,8 @@ use std::thread;
 
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    ComponentOptions, Error, Inbox, Message, PendingReply, Reactor, Runtime, ShutdownReport,
-    DEAD_LETTER_TOPIC,
+    ComponentOptions, Error, Inbox, Message, PendingReply, Reactor, Runtime, SendError,
+    ShutdownReport, DEAD_LETTER_TOPIC,
 };
 
 use crate::helpers::{dead_letters, publish_one, sorted, Messages};
@@ -45,7 +45,7 @@ fn offer(
     sink: &Reactor,
     pending: &mut Vec<PendingReply>,
     msg: Message,
-) -> Result<(), Error<Message>> {
+) -> Result<(), SendError<Message>> {
     let bus = rt.bus();
     match via {
         Via::ReactorSend => sink.send(msg),
@@ -123,7 +123,7 @@ impl EnqueuePath for GatedRuntime {
         self.msgs.identify(item)
     }
 
-    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         offer(self.via, &self.rt, &self.sink, &mut self.pending, msg)
     }
 
@@ -136,7 +136,7 @@ impl EnqueuePath for GatedRuntime {
         });
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         // Stop while the handler is held, so the stopping mailbox still holds its messages
         // (full, in the stop case): the refusal must say Stopped, not Backpressure.
         let queued = self.sink.len();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Error, Reactor, Runtime, WorkerPool};
+use reactorium::{ComponentOptions, Reactor, Runtime, SendError, WorkerPool};
 
 use crate::helpers::{block_worker, on_driver, sorted, Driver, Job, Jobs};
 use crate::support::{wait_until, DropCounter, SOON};
@@ -60,7 +60,7 @@ impl EnqueuePath for PoolExecute {
         (self.jobs.identify(job), None)
     }
 
-    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn try_one(&mut self, job: Job) -> Result<(), SendError<Job>> {
         self.pool.execute(job)
     }
 
@@ -71,7 +71,7 @@ impl EnqueuePath for PoolExecute {
         });
     }
 
-    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn stop_then_try(&mut self, job: Job) -> Result<(), SendError<Job>> {
         // Shut down without waiting: the worker may still be held, the queue still full.
         self.pool.shutdown(Duration::ZERO);
         let r = self.try_one(job);
@@ -166,7 +166,7 @@ impl EnqueuePath for ContextSpawn {
         (self.jobs.identify(job), None)
     }
 
-    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn try_one(&mut self, job: Job) -> Result<(), SendError<Job>> {
         let out = self.outcomes_tx.clone();
         self.commands += 1;
         on_driver(&self.driver, move |ctx| {
@@ -189,7 +189,7 @@ impl EnqueuePath for ContextSpawn {
         });
     }
 
-    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn stop_then_try(&mut self, job: Job) -> Result<(), SendError<Job>> {
         self.rt.pool().shutdown(Duration::ZERO);
         let r = self.try_one(job);
         self.gate = None;

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime, ShutdownReport};
+use reactorium::{ComponentOptions, Message, Reactor, Runtime, SendError, ShutdownReport};
 
 use crate::helpers::{on_driver, seq_of, sorted, Cmd, Driver, Messages};
 use crate::support::{wait_until, DropCounter, Probe, SOON};
@@ -122,7 +122,7 @@ impl EnqueuePath for ContextRequest {
         self.msgs.identify(item)
     }
 
-    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         let out = self.outcomes_tx.clone();
         self.commands += 1;
         let r = on_driver(&self.driver, move |ctx| {
@@ -153,7 +153,7 @@ impl EnqueuePath for ContextRequest {
         });
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         // Asked from the driver's own `stop`: a stopping component makes no new request,
         // whatever its free places or the responder's state.
         self.drop_unanswered();

@@ -12,7 +12,7 @@ pub mod http;
 pub mod life;
 
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, WorkerPool,
+    BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError, WorkerPool,
 };
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
@@ -129,7 +129,7 @@ pub fn run_on(
     rt: &Runtime,
     topic: &str,
     f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
-) -> Result<(), Error<Message>> {
+) -> Result<(), SendError<Message>> {
     let errand: Errand = Box::new(f);
     rt.bus()
         .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
@@ -161,8 +161,7 @@ pub fn occupy_worker(pool: &WorkerPool) -> anyhow::Result<crossbeam::channel::Se
     pool.execute(move || {
         let _ = started_tx.send(());
         let _ = gate.recv();
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     started.recv_timeout(SOON)?;
     Ok(gate_tx)
 }

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime};
+use reactorium::{ComponentOptions, Message, Reactor, Runtime, SendError};
 
 use super::fanin::Sink;
 use super::measure::{Backoff, Budget};
@@ -89,18 +89,15 @@ impl Scenario for Fanout {
         let (mut published, mut refused) = (0u64, 0u64);
         let backoff = Backoff::new();
         while quota.next() {
-            let report = rt
-                .bus()
-                .publish(TOPIC, Message::new(payload.clone()))
-                .map_err(Error::without_payload)?;
+            let report = rt.bus().publish(TOPIC, Message::new(payload.clone()))?;
             for refusal in report.refused {
-                let Error::Backpressure {
+                let SendError::Backpressure {
                     target,
                     mut rejected,
                     ..
                 } = refusal
                 else {
-                    bail!("publish refused: {}", refusal.without_payload());
+                    bail!("publish refused: {}", refusal);
                 };
                 let to = subs
                     .get(&*target)
@@ -110,8 +107,8 @@ impl Scenario for Fanout {
                     backoff.snooze();
                     match to.send(rejected) {
                         Ok(()) => break,
-                        Err(Error::Backpressure { rejected: r, .. }) => rejected = r,
-                        Err(e) => bail!("send failed: {}", e.without_payload()),
+                        Err(SendError::Backpressure { rejected: r, .. }) => rejected = r,
+                        Err(e) => bail!("send failed: {}", e),
                     }
                 }
                 backoff.reset();

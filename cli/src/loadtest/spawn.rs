@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use crossbeam::channel::bounded;
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 use super::measure::{peak_rss_bytes, reset_peak_rss, rss_bytes, wait_for_count};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -121,8 +121,7 @@ impl Scenario for Spawn {
         rt.start()?;
         for i in 0..self.components {
             rt.bus()
-                .send(&format!("load.spawn.{i}"), Message::empty())
-                .map_err(Error::without_payload)?;
+                .send(&format!("load.spawn.{i}"), Message::empty())?;
         }
         wait_for_count(
             &handled,

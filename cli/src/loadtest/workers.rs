@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use crossbeam::channel::bounded;
-use reactorium::{Error, Runtime};
+use reactorium::{Runtime, SendError};
 
 use super::measure::{wait_for_count, Backoff, Budget};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit};
@@ -100,12 +100,12 @@ impl Scenario for Workers {
                             loop {
                                 match pool.execute(work) {
                                     Ok(()) => break,
-                                    Err(Error::Backpressure { rejected, .. }) => {
+                                    Err(SendError::Backpressure { rejected, .. }) => {
                                         refused += 1;
                                         work = rejected;
                                         backoff.snooze();
                                     }
-                                    Err(e) => bail!("submit failed: {}", e.without_payload()),
+                                    Err(e) => bail!("submit failed: {}", e),
                                 }
                             }
                             backoff.reset();

@@ -162,7 +162,6 @@ impl Routes {
             return Err(Error::InvalidTopic {
                 topic: topic.to_owned(),
                 reason: "a route's topic must not contain wildcards",
-                rejected: (),
             });
         }
         self.push(
