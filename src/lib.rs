@@ -361,6 +361,24 @@
 //! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, dropped
 //! by an overflow policy, late reply). Messages from one thread to one component arrive in the
 //! order sent, across restarts too.
+//!
+//! # Names
+//!
+//! One concept, one name, across every type. New API follows these rules.
+//!
+//! | Concept | The name | The rule |
+//! |---|---|---|
+//! | Hand over work without waiting | [`send`](Reactor::send) (to one component or subscriber), [`send_to`](Bus::send_to) (to a component by name), [`publish`](Bus::publish) (to every subscriber), [`request`](Bus::request) (one reply expected), [`WorkerPool::execute`] (a fire-and-forget job) | An enqueue never blocks, so it has no `try_` prefix, and its documentation begins "Never blocks." It answers a [`SendError`], which hands the work back. |
+//! | Run blocking work, result back on the reactor | [`Context::spawn_blocking`] (and `_timeout`) | tokio's word. A job with a continuation is another concept than a fire-and-forget job, hence another name than `execute`. |
+//! | Receive | `recv` blocks, `try_recv` never blocks, `recv_timeout` waits at most so long ([`Inbox`], [`Watch`]) | `try_` only where the plain form blocks. A bounded wait takes a `Duration` (`_timeout`) or an `Instant` (`_deadline`). [`PendingReply::wait`] waits up to its request's own timeout. |
+//! | A request's id | `request_id()` on [`PendingReply`], [`ReplyTicket`] and [`ReplyHandle`] | The same name on the requester's and the responder's side. [`Message::correlation`] is the reply's view: the id of the request it answers. |
+//! | A bound on queued items | `_capacity`: [`RuntimeBuilder::mailbox_capacity`], [`ComponentOptions::mailbox_capacity`], [`WorkerPoolBuilder::queue_capacity`], [`RuntimeBuilder::worker_queue_capacity`] | One word per knob. A runtime-wide default and its per-component override have the same name (`mailbox_capacity`, `max_pending`, `drain_timeout`, `handler_latency`). |
+//! | A number of threads | `_threads`: [`WorkerPoolBuilder::num_threads`] (rayon's word), [`RuntimeBuilder::worker_threads`] (tokio's) | On the runtime's builder the pool's knobs carry a `worker_` prefix: `worker_threads`, `worker_queue_capacity`. |
+//! | Find components | [`Runtime::component`] (one, by name), [`Runtime::components`] (all, in deploy order) | Both give a [`ComponentInfo`], which carries the component's [`Reactor`]. |
+//! | No component of that name | [`Error::NoComponent`] ([`SendError::NoComponent`] from a send) | One answer, whichever call was given the name. |
+//! | What went wrong | [`SendError`] from an enqueue, [`Error`] from anything else | A `match` on a `SendError` is exhaustive; `?` turns it into an `Error` (dropping the work). |
+//! | Ending a subscription or a watch | drop the [`Inbox`] or the [`Watch`] | Dropping the handle ends it; [`Bus::unsubscribe`] and [`Runtime::unwatch`] end it earlier. |
+//! | A component's (or pool's, or inbox's) name | [`Name`] | Cheap to clone, used as a string (`&*name`, `name == "x"`); its representation is private. |
 
 // The modules, bottom-up; each depends only on modules before it in this order:
 //
