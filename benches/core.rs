@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam::channel;
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, Error, Message, Reactor, Runtime, WorkerPool,
+    BoxError, Component, ComponentOptions, Context, Message, Reactor, Runtime, SendError,
+    WorkerPool,
 };
 
 const BATCH: u64 = 10_000;
@@ -40,12 +41,15 @@ impl Component for Count {
 }
 
 fn runtime(handled: &Arc<AtomicU64>) -> Runtime {
-    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
     let h = Arc::clone(handled);
     rt.deploy_with(
         "count",
         ComponentOptions::new()
-            .mailbox(CAPACITY)
+            .mailbox_capacity(CAPACITY)
             .subscribe("bench.count"),
         move || Count(Arc::clone(&h)),
     )
@@ -56,10 +60,10 @@ fn runtime(handled: &Arc<AtomicU64>) -> Runtime {
 
 /// Hands `item` to `send` until it is accepted. A refusal must be Backpressure (anything else
 /// would never clear); it hands the item back, is counted in `refused`, and is retried.
-fn retry<T>(mut item: T, refused: &AtomicU64, mut send: impl FnMut(T) -> Result<(), Error<T>>) {
+fn retry<T>(mut item: T, refused: &AtomicU64, mut send: impl FnMut(T) -> Result<(), SendError<T>>) {
     while let Err(e) = send(item) {
         assert!(e.is_backpressure(), "only Backpressure is retried: {e:?}");
-        item = e.into_inner().expect("a refusal hands the message back");
+        item = e.into_inner();
         refused.fetch_add(1, Ordering::Relaxed);
         thread::yield_now();
     }
@@ -77,7 +81,7 @@ fn drive(
     n: u64,
     handled: &AtomicU64,
     refused: &AtomicU64,
-    mut send: impl FnMut(Message) -> Result<(), Error<Message>>,
+    mut send: impl FnMut(Message) -> Result<(), SendError<Message>>,
 ) {
     let target = handled.load(Ordering::Acquire) + n;
     for _ in 0..n {
@@ -87,8 +91,8 @@ fn drive(
 }
 
 /// A crossbeam `try_send` refusal in reactorium's shape, so the floors share `retry`.
-fn floor_refusal<T>(e: channel::TrySendError<T>) -> Error<T> {
-    Error::Backpressure {
+fn floor_refusal<T>(e: channel::TrySendError<T>) -> SendError<T> {
+    SendError::Backpressure {
         target: "floor".into(),
         capacity: CAPACITY,
         rejected: e.into_inner(),
@@ -113,13 +117,13 @@ fn one_to_one(c: &mut Criterion) {
 
     let handled = Arc::new(AtomicU64::new(0));
     let rt = runtime(&handled);
-    let reactor = rt.reactor("count").expect("deployed");
-    let execute_refused = AtomicU64::new(0);
-    g.bench_function("reactor_execute", |b| {
+    let reactor = rt.component("count").expect("deployed").reactor;
+    let send_refused = AtomicU64::new(0);
+    g.bench_function("reactor_send", |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
-                drive(BATCH, &handled, &execute_refused, |m| reactor.execute(m));
+                drive(BATCH, &handled, &send_refused, |m| reactor.send(m));
             }
             t.elapsed()
         })
@@ -166,7 +170,7 @@ fn one_to_one(c: &mut Criterion) {
     report_refusals(
         "one_producer_one_consumer",
         &[
-            ("reactor_execute", &execute_refused),
+            ("reactor_send", &send_refused),
             ("bus_send", &send_refused),
             ("crossbeam_floor", &floor_refused),
         ],
@@ -179,13 +183,16 @@ fn publish_fanout(c: &mut Criterion) {
 
     // 64 components (64 reactor threads) subscribed to one topic.
     let handled = Arc::new(AtomicU64::new(0));
-    let rt = Runtime::builder().workers(1).build().expect("runtime");
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
     for i in 0..FANOUT {
         let h = Arc::clone(&handled);
         rt.deploy_with(
             &format!("sub{i:02}"),
             ComponentOptions::new()
-                .mailbox(CAPACITY)
+                .mailbox_capacity(CAPACITY)
                 .subscribe("bench.fanout"),
             move || Count(Arc::clone(&h)),
         )
@@ -196,7 +203,7 @@ fn publish_fanout(c: &mut Criterion) {
     let reactors: HashMap<String, Reactor> = (0..FANOUT)
         .map(|i| {
             let name = format!("sub{i:02}");
-            let r = rt.reactor(&name).expect("deployed");
+            let r = rt.component(&name).expect("deployed").reactor;
             (name, r)
         })
         .collect();
@@ -215,12 +222,12 @@ fn publish_fanout(c: &mut Criterion) {
                     for e in report.expect("published").refused {
                         assert!(e.is_backpressure(), "only Backpressure is retried: {e:?}");
                         let reactor = match &e {
-                            Error::Backpressure { target, .. } => &reactors[&**target],
+                            SendError::Backpressure { target, .. } => &reactors[&**target],
                             _ => unreachable!(),
                         };
                         publish_refused.fetch_add(1, Ordering::Relaxed);
-                        let copy = e.into_inner().expect("a refusal hands the copy back");
-                        retry(copy, &publish_refused, |m| reactor.execute(m));
+                        let copy = e.into_inner();
+                        retry(copy, &publish_refused, |m| reactor.send(m));
                     }
                 }
                 wait_for(&handled, target);
@@ -297,8 +304,8 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("bus_request_wait", |b| {
         b.iter(|| {
             bus.request("bench.count", Message::empty(), Duration::from_secs(5))
-                .map_err(Error::without_payload)
-                .and_then(|p| p.wait())
+                .expect("sent")
+                .wait()
                 .expect("reply")
         })
     });
@@ -341,7 +348,7 @@ fn worker_submit(c: &mut Criterion) {
         .build()
         .expect("pool");
     let pool_refused = AtomicU64::new(0);
-    g.bench_function("pool_try_execute", |b| {
+    g.bench_function("pool_execute", |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
@@ -350,7 +357,7 @@ fn worker_submit(c: &mut Criterion) {
                     let job = move || {
                         done.fetch_add(1, Ordering::Release);
                     };
-                    retry(job, &pool_refused, |j| pool.try_execute(j));
+                    retry(job, &pool_refused, |j| pool.execute(j));
                 }
                 wait_for(done, target);
             }
@@ -401,7 +408,7 @@ fn worker_submit(c: &mut Criterion) {
     report_refusals(
         "worker_submit",
         &[
-            ("pool_try_execute", &pool_refused),
+            ("pool_execute", &pool_refused),
             ("crossbeam_floor", &floor_refused),
         ],
     );

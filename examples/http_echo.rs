@@ -39,11 +39,11 @@ fn main() -> anyhow::Result<()> {
         .map_or(Ok(1), |s| s.parse())
         .context("the second argument is the number of I/O threads")?;
 
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "echo",
         ComponentOptions::new()
-            .mailbox(1024)
+            .mailbox_capacity(1024)
             .subscribe("bench.echo"),
         || Echo,
     )?;

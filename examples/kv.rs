@@ -93,10 +93,12 @@ fn main() -> anyhow::Result<()> {
         .parse()
         .context("the argument is the address to listen on, such as 127.0.0.1:8080")?;
 
-    let rt = Runtime::builder().workers(2).build()?;
+    let rt = Runtime::builder().worker_threads(2).build()?;
     rt.deploy_with(
         "store",
-        ComponentOptions::new().mailbox(1024).subscribe("kv.>"),
+        ComponentOptions::new()
+            .mailbox_capacity(1024)
+            .subscribe("kv.>"),
         Store::default,
     )?;
     let (stop_tx, stop_rx) = crossbeam::channel::bounded(1);

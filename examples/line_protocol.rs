@@ -106,7 +106,7 @@ impl StreamProtocol for Lines {
                 conn.waiting = Some((token, ticket));
             }
             Err(e) => {
-                self.error(io, &e.without_payload().to_string());
+                self.error(io, &e.to_string());
                 self.idle(io);
             }
         }
@@ -326,7 +326,7 @@ mod tests {
     const SOON: Duration = Duration::from_secs(5);
 
     fn runtime() -> anyhow::Result<Runtime> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.deploy_with(
             "greeter",
             ComponentOptions::new().subscribe("greet"),
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn a_client_that_resets_with_a_request_in_flight_is_closed_and_its_reply_counted(
     ) -> anyhow::Result<()> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.start()?;
         let service = rt.bus().subscribe_inbox("held", 8)?;
         let server = LineServer::start(&rt, local(), |_| {})?;
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn a_stop_answers_the_request_in_flight_first() -> anyhow::Result<()> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.start()?;
         let service = rt.bus().subscribe_inbox("held", 8)?;
         let server = LineServer::start(&rt, local(), |_| {})?;

@@ -177,7 +177,7 @@ mod tests {
     }
 
     fn start() -> anyhow::Result<(Runtime, Arc<UdpIngest>, reactorium::Inbox)> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.start()?;
         let inbox = rt.bus().subscribe_inbox("ingest.udp", 1024)?;
         let ingest = UdpIngest::start(&rt, "127.0.0.1:0".parse()?, "ingest.udp")?;
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn datagrams_nobody_subscribes_to_are_counted_undelivered() -> anyhow::Result<()> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.start()?;
         let ingest = UdpIngest::start(&rt, "127.0.0.1:0".parse()?, "nobody.listens")?;
         let client = UdpSocket::bind("127.0.0.1:0")?;

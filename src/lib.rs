@@ -3,7 +3,7 @@
 //! Each deployed [`Component`] gets its own reactor thread and a bounded mailbox: its state is
 //! touched by that thread alone, so business logic needs no locks. Components talk only
 //! through the [`Bus`] of hierarchical topics. Delivery never waits: a full mailbox answers
-//! [`Error::Backpressure`] and hands the message back. Blocking work goes to a fixed-size
+//! [`SendError::Backpressure`] and hands the message back. Blocking work goes to a fixed-size
 //! [`WorkerPool`] whose results come back on the component's own reactor. A [`Runtime`]
 //! deploys, starts and stops it all.
 //!
@@ -49,11 +49,12 @@
 //!
 //! ## Backpressure
 //!
-//! Sending never blocks. When a mailbox is full the error says who is full and hands the
-//! message back, so the caller can retry, reroute or drop it knowingly.
+//! Sending never blocks. When a mailbox is full the [`SendError`] says who is full and hands
+//! the message back, so the caller can retry, reroute or drop it knowingly; a `match` on it
+//! needs no wildcard arm. `?` takes it into [`Error`] or `anyhow::Error` as it is.
 //!
 //! ```
-//! use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 //!
 //! struct Slow(crossbeam::channel::Receiver<()>);
 //! impl Component for Slow {
@@ -65,12 +66,12 @@
 //!
 //! let (release, gate) = crossbeam::channel::unbounded();
 //! let rt = Runtime::new()?;
-//! rt.deploy_with("slow", ComponentOptions::new().mailbox(2).subscribe("work"), move || Slow(gate.clone()))?;
+//! rt.deploy_with("slow", ComponentOptions::new().mailbox_capacity(2).subscribe("work"), move || Slow(gate.clone()))?;
 //! // Not started yet, so nothing is taken out of the mailbox: two fit, the third is refused.
 //! rt.bus().send("work", Message::typed(1))?;
 //! rt.bus().send("work", Message::typed(2))?;
 //! match rt.bus().send("work", Message::typed(3)) {
-//!     Err(Error::Backpressure { target, capacity, rejected }) => {
+//!     Err(SendError::Backpressure { target, capacity, rejected }) => {
 //!         assert_eq!((&*target, capacity), ("slow", 2));
 //!         assert_eq!(rejected.get::<i32>(), Some(&3)); // our message, back in our hands
 //!     }
@@ -133,7 +134,7 @@
 //!     }
 //! }
 //!
-//! let rt = Runtime::builder().workers(2).build()?;
+//! let rt = Runtime::builder().worker_threads(2).build()?;
 //! rt.deploy_with("sums", ComponentOptions::new().subscribe("sum"), Checksums::default)?;
 //! rt.start()?;
 //! let sum = rt.bus().request("sum", Message::bytes(vec![1, 2, 3]), Duration::from_secs(5))?
@@ -207,11 +208,11 @@
 //!     || Parser { parsed: 0 })?;
 //! rt.start()?;
 //!
-//! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))
-//!     .map_err(|e| e.without_payload())?.wait(); // `?` into `Error<()>` drops the message
+//! // `?` takes a refused request's `SendError` into `reactorium::Error` (dropping the message).
+//! let ask = |s: &str| rt.bus().request("parse", Message::json(s.into()), Duration::from_secs(5))?.wait();
 //! assert!(ask("oops").is_err());          // the instance panicked: NoReply, at once
 //! assert_eq!(ask("42")?.get::<u32>(), Some(&42)); // a new instance answers
-//! assert_eq!(rt.whois("parser").unwrap().restarts, 1);
+//! assert_eq!(rt.component("parser").unwrap().restarts, 1);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
@@ -239,8 +240,8 @@
 //! rt.bus().send_to("job", Message::empty())?;
 //! let down = watch.recv_timeout(Duration::from_secs(5))?;
 //! assert_eq!((&*down.name, &down.reason, down.restarting), ("job", &DownReason::Normal, false));
-//! # while !rt.whois("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
-//! let states: Vec<_> = rt.list().into_iter().map(|c| (c.name, c.state)).collect();
+//! # while !rt.component("job").unwrap().state.is_down_for_good() { std::thread::yield_now() }
+//! let states: Vec<_> = rt.components().into_iter().map(|c| (c.name, c.state)).collect();
 //! assert_eq!(states, [("job".into(), reactorium::ComponentState::Stopped)]);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
@@ -301,7 +302,7 @@
 //!
 //! let rt = Runtime::new()?;
 //! let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
-//! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox(2)
+//! rt.deploy_with("gauge", ComponentOptions::new().subscribe("temp").mailbox_capacity(2)
 //!     .overflow(Overflow::DropOldest), || Gauge)?;
 //! for reading in 1..=3 { // not started: the third reading pushes out the first
 //!     rt.bus().send("temp", Message::typed(reading))?;
@@ -310,7 +311,7 @@
 //! let letter = letter.get::<DeadLetter>().unwrap();
 //! assert_eq!(letter.reason, DeadLetterReason::Overflow(Overflow::DropOldest));
 //! assert_eq!(letter.message.get::<i32>(), Some(&1));
-//! assert_eq!(rt.reactor("gauge").unwrap().stats().dropped, 1);
+//! assert_eq!(rt.component("gauge").unwrap().reactor.stats().dropped, 1);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
@@ -330,12 +331,12 @@
 //! }
 //!
 //! let rt = Runtime::builder().handler_latency(true).build()?; // two clock reads per message
-//! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox(8), || Echo)?;
+//! rt.deploy_with("echo", ComponentOptions::new().subscribe("ping").mailbox_capacity(8), || Echo)?;
 //! for _ in 0..3 { // not started: they wait in the mailbox
 //!     rt.bus().send("ping", Message::empty())?;
 //! }
 //! rt.start()?;
-//! # while rt.reactor("echo").unwrap().stats().handled < 3 { std::thread::yield_now() }
+//! # while rt.component("echo").unwrap().reactor.stats().handled < 3 { std::thread::yield_now() }
 //! let stats = rt.stats();
 //! let echo = stats.component("echo").unwrap();
 //! assert_eq!((echo.reactor.handled, echo.reactor.high_water), (3, 3));
@@ -358,17 +359,35 @@
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
-//! thread, one at a time. Every sending call ([`Reactor::execute`], [`Bus::send`],
-//! [`Bus::publish`], [`Bus::request`], [`WorkerPool::try_execute`]) returns at once. Blocking
+//! thread, one at a time. Every sending call ([`Reactor::send`], [`Bus::send`],
+//! [`Bus::publish`], [`Bus::request`], [`WorkerPool::execute`]) returns at once. Blocking
 //! waits ([`PendingReply::wait`], [`Inbox::recv`]) refuse to run on a reactor thread.
 //!
 //! # Delivery
 //!
 //! In one process delivery is at-most-once, and every message is accounted for: handled,
-//! returned to the caller inside an [`Error`], or sent to the dead-letter topic
+//! returned to the caller inside a [`SendError`], or sent to the dead-letter topic
 //! [`DEAD_LETTER_TOPIC`] with the reason (component failed or stopped with it queued, dropped
 //! by an overflow policy, late reply). Messages from one thread to one component arrive in the
 //! order sent, across restarts too.
+//!
+//! # Names
+//!
+//! One concept, one name, across every type. New API follows these rules.
+//!
+//! | Concept | The name | The rule |
+//! |---|---|---|
+//! | Hand over work without waiting | [`send`](Reactor::send) (to one component or subscriber), [`send_to`](Bus::send_to) (to a component by name), [`publish`](Bus::publish) (to every subscriber), [`request`](Bus::request) (one reply expected), [`WorkerPool::execute`] (a fire-and-forget job) | An enqueue never blocks, so it has no `try_` prefix, and its documentation begins "Never blocks." It answers a [`SendError`], which hands the work back. |
+//! | Run blocking work, result back on the reactor | [`Context::spawn_blocking`] (and `_timeout`) | tokio's word. A job with a continuation is another concept than a fire-and-forget job, hence another name than `execute`. |
+//! | Receive | `recv` blocks, `try_recv` never blocks, `recv_timeout` waits at most so long ([`Inbox`], [`Watch`]) | `try_` only where the plain form blocks. A bounded wait takes a `Duration` (`_timeout`) or an `Instant` (`_deadline`). [`PendingReply::wait`] waits up to its request's own timeout. |
+//! | A request's id | `request_id()` on [`PendingReply`], [`ReplyTicket`] and [`ReplyHandle`] | The same name on the requester's and the responder's side. [`Message::correlation`] is the reply's view: the id of the request it answers. |
+//! | A bound on queued items | `_capacity`: [`RuntimeBuilder::mailbox_capacity`], [`ComponentOptions::mailbox_capacity`], [`WorkerPoolBuilder::queue_capacity`], [`RuntimeBuilder::worker_queue_capacity`] | One word per knob. A runtime-wide default and its per-component override have the same name (`mailbox_capacity`, `max_pending`, `drain_timeout`, `handler_latency`). |
+//! | A number of threads | `_threads`: [`WorkerPoolBuilder::num_threads`] (rayon's word), [`RuntimeBuilder::worker_threads`] (tokio's) | On the runtime's builder the pool's knobs carry a `worker_` prefix: `worker_threads`, `worker_queue_capacity`. |
+//! | Find components | [`Runtime::component`] (one, by name), [`Runtime::components`] (all, in deploy order) | Both give a [`ComponentInfo`], which carries the component's [`Reactor`]. |
+//! | No component of that name | [`Error::NoComponent`] ([`SendError::NoComponent`] from a send) | One answer, whichever call was given the name. |
+//! | What went wrong | [`SendError`] from an enqueue, [`Error`] from anything else | A `match` on a `SendError` is exhaustive; `?` turns it into an `Error` (dropping the work). |
+//! | Ending a subscription or a watch | drop the [`Inbox`] or the [`Watch`] | Dropping the handle ends it; [`Bus::unsubscribe`] and [`Runtime::unwatch`] end it earlier. |
+//! | A component's (or pool's, or inbox's) name | [`Name`] | Cheap to clone, used as a string (`&*name`, `name == "x"`); its representation is private. |
 
 // The modules, bottom-up; each depends only on modules before it in this order:
 //
@@ -410,8 +429,8 @@ pub use runtime::{
 };
 pub use types::{
     BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, Topic, TypeMismatch, Typed,
-    Unhandled, DEAD_LETTER_TOPIC,
+    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, SendError, Topic, TypeMismatch,
+    Typed, Unhandled, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 
@@ -431,7 +450,7 @@ mod thread_safety {
         send_sync::<Message>();
         send_sync::<ReplyHandle>();
         // `?` into anyhow needs the error with its message to be `Send + Sync + 'static`.
-        send_sync::<Error<Message>>();
+        send_sync::<SendError<Message>>();
         send_sync::<Error>();
         send::<PendingReply>();
         send::<Inbox>();

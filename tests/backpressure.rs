@@ -3,17 +3,18 @@
 //!
 //! Each path implements [`EnqueuePath`]; the three contract cases below run on every one:
 //!
-//! - full: admits exactly `capacity`, then `Error::Backpressure { target, capacity, rejected }`
-//!   with the very item that was refused (a message's sequence number, or a job that still runs
-//!   when called), never `Stopped`; once room is made the item is accepted;
-//! - stopped: after the target stops, `Error::Stopped` with the item, never `Backpressure`,
+//! - full: admits exactly `capacity`, then
+//!   `SendError::Backpressure { target, capacity, rejected }` with the very item that was
+//!   refused (a message's sequence number, or a job that still runs when called), never
+//!   `Stopped`; once room is made the item is accepted;
+//! - stopped: after the target stops, `SendError::Stopped` with the item, never `Backpressure`,
 //!   even while the stopping mailbox or closed pool queue is still full;
 //! - every item made is dropped exactly once by the end, wherever it ended: handled, run,
 //!   handed back, drained or dead-lettered at stop, or dropped with its queue.
 //!
-//! The paths: `Reactor::execute`, `Bus::send`, `Bus::publish` (the refusal is in
+//! The paths: `Reactor::send`, `Bus::send`, `Bus::publish` (the refusal is in
 //! `PublishReport::refused`), `Bus::request` from a plain thread, `Context::request` (bounded
-//! by the requester's `max_pending`), `WorkerPool::try_execute`, `Context::spawn_blocking`
+//! by the requester's `max_pending`), `WorkerPool::execute`, `Context::spawn_blocking`
 //! (bounded by the pool's queue), and a bus `Inbox` subscriber.
 
 mod support;
@@ -33,7 +34,7 @@ mod pool_paths;
 #[path = "backpressure/request_paths.rs"]
 mod request_paths;
 
-use reactorium::Error;
+use reactorium::SendError;
 use support::DropCounter;
 
 // The paths the contract runs on (the `contract!` modules reach them through `super::*`).
@@ -50,9 +51,9 @@ const CAP: usize = 3;
 /// How a refused item comes back once its target has gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gone {
-    /// `Error::Stopped` naming this target.
+    /// `SendError::Stopped` naming this target.
     Stopped(&'static str),
-    /// `Error::NoSubscriber` for this topic (an `Inbox` unsubscribes when dropped, so a
+    /// `SendError::NoSubscriber` for this topic (an `Inbox` unsubscribes when dropped, so a
     /// stopped inbox has no subscription left to refuse with `Stopped`).
     NoSubscriber(&'static str),
 }
@@ -73,11 +74,11 @@ trait EnqueuePath {
     /// (on this thread), which proves it is the job that was submitted, and so is consumed.
     fn identify(&mut self, item: Self::Item) -> (u64, Option<Self::Item>);
     /// One attempt on the path. Never blocks.
-    fn try_one(&mut self, item: Self::Item) -> Result<(), Error<Self::Item>>;
+    fn try_one(&mut self, item: Self::Item) -> Result<(), SendError<Self::Item>>;
     /// Lets the target take at least one item out of its full queue, and waits until it has.
     fn make_room(&mut self);
     /// Stops the target (the runtime, the pool, the inbox), then makes one attempt.
-    fn stop_then_try(&mut self, item: Self::Item) -> Result<(), Error<Self::Item>>;
+    fn stop_then_try(&mut self, item: Self::Item) -> Result<(), SendError<Self::Item>>;
     /// Stops whatever still runs and checks that every accepted item ended exactly once, and
     /// that the target's own counters agree with `tally`.
     fn finish(self, tally: &Tally);
@@ -118,7 +119,7 @@ impl<P: EnqueuePath> Contract<P> {
     }
 
     /// Offers fresh items until one is refused; returns its sequence number and the error.
-    fn fill_until_full(&mut self) -> (u64, Error<P::Item>) {
+    fn fill_until_full(&mut self) -> (u64, SendError<P::Item>) {
         loop {
             let (seq, item) = self.item();
             match self.path.try_one(item) {
@@ -136,20 +137,26 @@ impl<P: EnqueuePath> Contract<P> {
     }
 
     /// Checks a refusal is `Backpressure` naming the target and its capacity, and that the
-    /// refused item is item `seq`; gives the item back when it can be reused.
-    fn expect_full(&mut self, seq: u64, err: Error<P::Item>) -> Option<P::Item> {
+    /// refused item is item `seq`; gives the item back when it can be reused. The match names
+    /// every case of `SendError`: a case added to it must be placed in the contract here.
+    fn expect_full(&mut self, seq: u64, err: SendError<P::Item>) -> Option<P::Item> {
         assert!(err.is_backpressure(), "full, yet reported as {err:?}");
         assert!(!err.is_stopped(), "full reported as stopped: {err:?}");
-        let Error::Backpressure {
-            target,
-            capacity,
-            rejected,
-        } = err
-        else {
-            unreachable!("checked above")
+        let rejected = match err {
+            SendError::Backpressure {
+                target,
+                capacity,
+                rejected,
+            } => {
+                assert_eq!(&*target, self.path.full_target());
+                assert_eq!(capacity, CAP);
+                rejected
+            }
+            other @ (SendError::Stopped { .. }
+            | SendError::NoSubscriber { .. }
+            | SendError::NoComponent { .. }
+            | SendError::InvalidTopic { .. }) => panic!("full, yet reported as {other:?}"),
         };
-        assert_eq!(&*target, self.path.full_target());
-        assert_eq!(capacity, CAP);
         self.tally.full += 1;
         let (got, back) = self.path.identify(rejected);
         assert_eq!(got, seq, "the refused item is the one offered");
@@ -157,21 +164,29 @@ impl<P: EnqueuePath> Contract<P> {
     }
 
     /// Checks a refusal is the path's "gone" answer, and that the refused item is item `seq`.
-    fn expect_gone(&mut self, seq: u64, err: Error<P::Item>) {
+    /// As in `expect_full`, every case of `SendError` is named.
+    fn expect_gone(&mut self, seq: u64, err: SendError<P::Item>) {
         assert!(
             !err.is_backpressure(),
             "stopped, yet reported as full: {err:?}"
         );
         let rejected = match (self.path.gone(), err) {
-            (Gone::Stopped(want), Error::Stopped { target, rejected }) => {
-                assert_eq!(&*target, want);
+            (Gone::Stopped(want), SendError::Stopped { target, rejected }) if target == want => {
                 rejected
             }
-            (Gone::NoSubscriber(want), Error::NoSubscriber { topic, rejected }) => {
-                assert_eq!(topic, want);
+            (Gone::NoSubscriber(want), SendError::NoSubscriber { topic, rejected })
+                if topic == want =>
+            {
                 rejected
             }
-            (want, err) => panic!("expected {want:?}, got {err:?}"),
+            (
+                want,
+                other @ (SendError::Stopped { .. }
+                | SendError::NoSubscriber { .. }
+                | SendError::Backpressure { .. }
+                | SendError::NoComponent { .. }
+                | SendError::InvalidTopic { .. }),
+            ) => panic!("expected {want:?}, got {other:?}"),
         };
         let (got, _) = self.path.identify(rejected);
         assert_eq!(got, seq, "the refused item is the one offered");
@@ -217,10 +232,7 @@ fn check_full<P: EnqueuePath>(path: P) {
         Some(item) => (seq, item),
         None => c.item(),
     };
-    c.path
-        .try_one(retry)
-        .map_err(Error::without_payload)
-        .expect("accepted once there is room");
+    c.path.try_one(retry).expect("accepted once there is room");
     c.tally.accepted.push(retry_seq);
     c.finish();
 }
@@ -250,10 +262,7 @@ fn check_nothing_lost<P: EnqueuePath>(path: P) {
     drop(back);
     c.path.make_room();
     let (seq, item) = c.item();
-    c.path
-        .try_one(item)
-        .map_err(Error::without_payload)
-        .expect("accepted once there is room");
+    c.path.try_one(item).expect("accepted once there is room");
     c.tally.accepted.push(seq);
     let (seq, item) = c.item();
     let err = c.path.stop_then_try(item).expect_err("stopped");
@@ -286,8 +295,8 @@ macro_rules! contract {
 }
 
 contract! {
-    /// `Reactor::execute` on a component's handle.
-    reactor_execute => GatedRuntime::new(Via::Execute);
+    /// `Reactor::send` on a component's handle.
+    reactor_send => GatedRuntime::new(Via::ReactorSend);
     /// `Bus::send` to a component's exact topic.
     bus_send => GatedRuntime::new(Via::Send);
     /// `Bus::publish` to a topic with one component subscribed.
@@ -296,8 +305,8 @@ contract! {
     bus_request => GatedRuntime::new(Via::Request);
     /// `Context::request` inside a component: bounded by its `max_pending`.
     context_request => ContextRequest::new();
-    /// `WorkerPool::try_execute`.
-    pool_try_execute => PoolExecute::new();
+    /// `WorkerPool::execute`.
+    pool_execute => PoolExecute::new();
     /// `Context::spawn_blocking`: bounded by the pool's queue.
     context_spawn_blocking => ContextSpawn::new();
     /// `Bus::send` to a plain thread's `Inbox`.

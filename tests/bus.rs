@@ -11,13 +11,13 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Message, OnError, Runtime, SubscriptionId, DEAD_LETTER_TOPIC,
+    Message, OnError, Runtime, SendError, SubscriptionId, DEAD_LETTER_TOPIC,
 };
 use serde_json::{json, Value};
 use support::{Probe, SOON};
 
 fn send(bus: &Bus, topic: &str, msg: Message) -> Result<()> {
-    bus.send(topic, msg).map_err(Error::without_payload)?;
+    bus.send(topic, msg)?;
     Ok(())
 }
 
@@ -37,9 +37,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
     let middle = bus.subscribe_inbox("*.b.*", 8)?;
 
     let publish = |topic: &str| -> Result<usize> {
-        let report = bus
-            .publish(topic, Message::empty())
-            .map_err(Error::without_payload)?;
+        let report = bus.publish(topic, Message::empty())?;
         assert!(report.is_complete());
         Ok(report.delivered)
     };
@@ -63,7 +61,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
     // `a.>` needs at least one segment after `a`.
     assert!(matches!(
         bus.publish("a", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     Ok(())
 }
@@ -72,7 +70,7 @@ fn patterns_route_exact_single_and_multi_segment() -> Result<()> {
 fn send_round_robins_among_subscribers() -> Result<()> {
     const PER: usize = 100;
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     for name in ["w0", "w1", "w2"] {
         let tx = tx.clone();
         rt.deploy_with(name, ComponentOptions::new().subscribe("work"), move || {
@@ -98,26 +96,24 @@ fn send_round_robins_among_subscribers() -> Result<()> {
 
 #[test]
 fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // Not started: its one-message mailbox stays full.
     let full = rt.deploy_with(
         "full",
-        ComponentOptions::new().mailbox(1).subscribe("news"),
+        ComponentOptions::new()
+            .mailbox_capacity(1)
+            .subscribe("news"),
         || Sink,
     )?;
-    full.execute(Message::empty())
-        .map_err(Error::without_payload)?;
+    full.send(Message::empty())?;
     let first = rt.bus().subscribe_inbox("news", 4)?;
     let second = rt.bus().subscribe_inbox("news", 4)?;
 
-    let report = rt
-        .bus()
-        .publish("news", Message::typed(7u32))
-        .map_err(Error::without_payload)?;
+    let report = rt.bus().publish("news", Message::typed(7u32))?;
     assert_eq!(report.delivered, 2);
     assert!(!report.is_complete());
     match &report.refused[..] {
-        [Error::Backpressure {
+        [SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -141,12 +137,14 @@ fn publish_reaches_every_subscriber_and_reports_a_partial_fan_out() -> Result<()
 fn one_sender_to_one_component_keeps_order() -> Result<()> {
     let n: u64 = if cfg!(miri) { 200 } else { 10_000 };
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // A small mailbox, so the sender meets backpressure and must retry with the message it
     // got back.
     rt.deploy_with(
         "ordered",
-        ComponentOptions::new().mailbox(16).subscribe("seq"),
+        ComponentOptions::new()
+            .mailbox_capacity(16)
+            .subscribe("seq"),
         move || Probe { tx: tx.clone() },
     )?;
     rt.start()?;
@@ -155,11 +153,11 @@ fn one_sender_to_one_component_keeps_order() -> Result<()> {
         loop {
             match rt.bus().send("seq", msg) {
                 Ok(()) => break,
-                Err(Error::Backpressure { rejected, .. }) => {
+                Err(SendError::Backpressure { rejected, .. }) => {
                     msg = rejected;
                     thread::yield_now();
                 }
-                Err(e) => return Err(e.without_payload().into()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -175,13 +173,13 @@ fn one_sender_to_one_component_keeps_order() -> Result<()> {
 #[test]
 fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy("late", move || Probe { tx: tx.clone() })?;
     rt.start()?;
     let bus = rt.bus();
     assert!(matches!(
         bus.send("late.in", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
 
     let id = bus.subscribe("late.*", "late")?;
@@ -194,7 +192,9 @@ fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
     assert!(bus.unsubscribe(id));
     assert!(!bus.unsubscribe(id), "a second unsubscribe finds nothing");
     match bus.send("late.in", Message::typed(2u32)) {
-        Err(Error::NoSubscriber { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        Err(SendError::NoSubscriber { rejected, .. }) => {
+            assert_eq!(rejected.get::<u32>(), Some(&2))
+        }
         other => panic!("expected NoSubscriber, got {other:?}"),
     }
     Ok(())
@@ -202,11 +202,11 @@ fn subscriptions_from_outside_take_effect_at_once() -> Result<()> {
 
 #[test]
 fn subscribe_names_a_deployed_component_and_a_valid_pattern() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy("real", || Sink)?;
     match rt.bus().subscribe("x", "ghost") {
-        Err(Error::NotFound { name }) => assert_eq!(name, "ghost"),
-        other => panic!("expected NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "ghost"),
+        other => panic!("expected NoComponent, got {other:?}"),
     }
     assert!(matches!(
         rt.bus().subscribe("a..b", "real"),
@@ -215,7 +215,7 @@ fn subscribe_names_a_deployed_component_and_a_valid_pattern() -> Result<()> {
     // A bus outside any runtime knows no components.
     assert!(matches!(
         Bus::new().subscribe("x", "real"),
-        Err(Error::NotFound { .. })
+        Err(Error::NoComponent { .. })
     ));
     assert_eq!(rt.bus().stats().subscriptions, 0);
     Ok(())
@@ -257,7 +257,7 @@ impl Component for Joiner {
 #[test]
 fn components_subscribe_from_start_and_handle() -> Result<()> {
     let (tx, rx) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "joiner",
         ComponentOptions::new()
@@ -270,15 +270,12 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
     )?;
     let bus = rt.bus();
     let ask = |topic: &str| -> Result<Message> {
-        let reply = bus
-            .request(topic, Message::empty(), SOON)
-            .map_err(Error::without_payload)?
-            .wait()?;
+        let reply = bus.request(topic, Message::empty(), SOON)?.wait()?;
         Ok(reply)
     };
     assert!(matches!(
         bus.send("joiner.at.start", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     rt.start()?;
     send(bus, "joiner.at.start", Message::empty())?;
@@ -286,7 +283,7 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
 
     assert!(matches!(
         bus.send("joiner.in.handle", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     ask("joiner.join")?;
     send(bus, "joiner.in.handle", Message::empty())?;
@@ -295,7 +292,7 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
     assert_eq!(ask("joiner.leave")?.get::<bool>(), Some(&true));
     assert!(matches!(
         bus.send("joiner.in.handle", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     Ok(())
 }
@@ -304,18 +301,20 @@ fn components_subscribe_from_start_and_handle() -> Result<()> {
 fn no_subscriber_hands_the_message_back() -> Result<()> {
     let bus = Bus::new();
     match bus.send("nobody.home", Message::typed(1u32)) {
-        Err(Error::NoSubscriber { topic, rejected }) => {
+        Err(SendError::NoSubscriber { topic, rejected }) => {
             assert_eq!(topic, "nobody.home");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
         other => panic!("send: expected NoSubscriber, got {other:?}"),
     }
     match bus.publish("nobody.home", Message::typed(2u32)) {
-        Err(Error::NoSubscriber { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        Err(SendError::NoSubscriber { rejected, .. }) => {
+            assert_eq!(rejected.get::<u32>(), Some(&2))
+        }
         other => panic!("publish: expected NoSubscriber, got {other:?}"),
     }
     match bus.request("nobody.home", Message::typed(3u32), SOON) {
-        Err(Error::NoSubscriber { rejected, .. }) => {
+        Err(SendError::NoSubscriber { rejected, .. }) => {
             assert_eq!(rejected.get::<u32>(), Some(&3));
             assert!(!rejected.expects_reply(), "the reply handle was withdrawn");
         }
@@ -335,7 +334,7 @@ fn invalid_topic_hands_the_message_back() -> Result<()> {
             .transpose()?;
         for bad in ["a..b", "a.*", "a.>", "", "a b"] {
             match bus.send(bad, Message::typed(1u32)) {
-                Err(Error::InvalidTopic {
+                Err(SendError::InvalidTopic {
                     topic, rejected, ..
                 }) => {
                     assert_eq!(topic, bad);
@@ -344,13 +343,13 @@ fn invalid_topic_hands_the_message_back() -> Result<()> {
                 other => panic!("send {bad:?}: expected InvalidTopic, got {other:?}"),
             }
             match bus.publish(bad, Message::typed(2u32)) {
-                Err(Error::InvalidTopic { rejected, .. }) => {
+                Err(SendError::InvalidTopic { rejected, .. }) => {
                     assert_eq!(rejected.get::<u32>(), Some(&2));
                 }
                 other => panic!("publish {bad:?}: expected InvalidTopic, got {other:?}"),
             }
             match bus.request(bad, Message::typed(3u32), SOON) {
-                Err(Error::InvalidTopic { rejected, .. }) => {
+                Err(SendError::InvalidTopic { rejected, .. }) => {
                     assert_eq!(rejected.get::<u32>(), Some(&3));
                 }
                 other => panic!("request {bad:?}: expected InvalidTopic, got {other:?}"),
@@ -368,14 +367,14 @@ struct Relay;
 
 impl Component for Relay {
     fn handle(&mut self, msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        ctx.send("relay.out", msg).map_err(Error::without_payload)?;
+        ctx.send("relay.out", msg)?;
         Ok(())
     }
 }
 
 #[test]
 fn envelope_carries_topic_source_headers_and_payload() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "relay",
         ComponentOptions::new().subscribe("relay.in"),
@@ -463,15 +462,13 @@ fn dropping_an_inbox_unsubscribes_it() -> Result<()> {
     let inbox = bus.subscribe_inbox("x", 4)?;
     assert_eq!(bus.stats().subscriptions, 1);
     send(&bus, "x", Message::empty())?;
-    let pending = bus
-        .request("x", Message::empty(), SOON)
-        .map_err(Error::without_payload)?;
+    let pending = bus.request("x", Message::empty(), SOON)?;
     drop(inbox);
 
     assert_eq!(bus.stats().subscriptions, 0);
     assert!(matches!(
         bus.send("x", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     // The request queued in the dropped inbox is answered at once.
     assert!(matches!(pending.wait(), Err(Error::NoReply { .. })));
@@ -492,8 +489,7 @@ fn dropping_an_inbox_dead_letters_what_it_never_read() -> Result<()> {
     let dead = bus.subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
     let inbox = bus.subscribe_inbox("jobs.*", 8)?;
     for n in 0..3u32 {
-        bus.send("jobs.new", Message::typed(n))
-            .map_err(Error::without_payload)?;
+        bus.send("jobs.new", Message::typed(n))?;
     }
     drop(inbox);
     let mut got = Vec::new();
@@ -549,7 +545,7 @@ fn a_payload_of_the_wrong_type_is_named_with_both_types() -> Result<()> {
 
     // In a handler, `?` turns the mismatch into a visible failure: the dead letter says
     // which types, and the sum does not silently stay 0.
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
     let (tx, sums) = channel::unbounded();
     rt.deploy_with(

@@ -51,7 +51,7 @@ impl FrontEnd for Asker {
         let reply = self
             .rt_bus
             .request("echo.x", Message::empty(), Duration::from_secs(5))
-            .map_err(|e| e.without_payload())
+            .map_err(Error::from)
             .and_then(|p| p.wait());
         *self.answer.lock().unwrap() = Some(format!("{:?}", reply.map(|_| "answered")));
         let mut r = FrontEndReport::new(self.name.clone(), "asker");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context as _, Result};
 use crossbeam::channel;
 use reactorium::{
-    BoxError, Component, ComponentState, Context, Error, Message, Runtime, RuntimeStats,
+    BoxError, Component, ComponentState, Context, Error, Message, Runtime, RuntimeStats, SendError,
 };
 use support::{occupy_worker, on, run_on, runtime, wait_until, Gated, Probe, Remote, SOON};
 
@@ -34,12 +34,12 @@ impl Component for Fragile {
 }
 
 fn send(rt: &Runtime, topic: &str, msg: Message) -> Result<()> {
-    rt.bus().send(topic, msg).map_err(Error::without_payload)?;
+    rt.bus().send(topic, msg)?;
     Ok(())
 }
 
 fn handled(rt: &Runtime, name: &str) -> u64 {
-    rt.reactor(name).map_or(0, |r| r.stats().handled)
+    rt.component(name).map_or(0, |c| c.reactor.stats().handled)
 }
 
 // ---- the snapshot --------------------------------------------------------------------------
@@ -49,7 +49,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
     let rt = runtime()?;
     let (gate_tx, gate) = channel::unbounded::<()>();
     let (done_tx, done) = channel::unbounded();
-    rt.deploy_with("gated", on("work").mailbox(4), move || Gated {
+    rt.deploy_with("gated", on("work").mailbox_capacity(4), move || Gated {
         gate: gate.clone(),
         handled: done_tx.clone(),
     })?;
@@ -60,7 +60,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
     }
     assert!(matches!(
         rt.bus().send("work", Message::typed(4)),
-        Err(Error::Backpressure { capacity: 4, .. })
+        Err(SendError::Backpressure { capacity: 4, .. })
     ));
     let stats = rt.stats();
     assert!(!stats.started && !stats.ready);
@@ -96,7 +96,7 @@ fn stats_count_handled_rejected_and_the_high_water_mark() -> Result<()> {
 #[test]
 fn high_water_mark_never_exceeds_capacity_under_concurrent_senders() -> Result<()> {
     let rt = runtime()?;
-    rt.deploy_with("sink", on("many").mailbox(8), || Sink)?;
+    rt.deploy_with("sink", on("many").mailbox_capacity(8), || Sink)?;
     rt.start()?;
     let per = if cfg!(miri) { 50 } else { 5_000 };
     std::thread::scope(|s| {
@@ -109,7 +109,7 @@ fn high_water_mark_never_exceeds_capacity_under_concurrent_senders() -> Result<(
             });
         }
     });
-    let r = rt.reactor("sink").context("deployed")?.stats();
+    let r = rt.component("sink").context("deployed")?.reactor.stats();
     assert!(r.high_water >= 1 && r.high_water <= 8, "{r:?}");
     Ok(())
 }
@@ -120,7 +120,7 @@ fn handler_latency_counts_every_message_when_on_and_is_absent_when_off() -> Resu
     // On for the whole runtime, off for one component; on for one component of a runtime
     // where it is off.
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .handler_latency(true)
         .build()?;
     rt.deploy_with("timed", on("a"), || Sink)?;
@@ -158,7 +158,12 @@ fn handler_latency_counts_every_message_when_on_and_is_absent_when_off() -> Resu
     }
     assert!(a.component("untimed").unwrap().handler_latency.is_none());
     assert!(b.component("default").unwrap().handler_latency.is_none());
-    assert!(rt.reactor("untimed").unwrap().handler_latency().is_none());
+    assert!(rt
+        .component("untimed")
+        .unwrap()
+        .reactor
+        .handler_latency()
+        .is_none());
 
     let text = a.to_prometheus();
     assert!(text.contains("reactorium_handler_latency_seconds_count{component=\"timed\"} 100\n"));
@@ -186,37 +191,30 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
     for i in 0..3 {
         send(&rt, "probe", Message::typed(i))?;
     }
-    bus.send_to("probe", Message::empty())
-        .map_err(Error::without_payload)?;
+    bus.send_to("probe", Message::empty())?;
     assert!(matches!(
         bus.send("nobody", Message::empty()),
-        Err(Error::NoSubscriber { .. })
+        Err(SendError::NoSubscriber { .. })
     ));
     for _ in 0..4 {
         probed.recv_timeout(SOON)?;
     }
     // Publishes: two, each reaching two inboxes (counted once each).
     for _ in 0..2 {
-        let report = bus
-            .publish("news", Message::empty())
-            .map_err(Error::without_payload)?;
+        let report = bus.publish("news", Message::empty())?;
         assert_eq!(report.delivered, 2);
     }
     assert_eq!((news.len(), more_news.len()), (2, 2));
 
     // A plain thread's request answered, and one left unanswered until it times out.
-    let answered = bus
-        .request("svc", Message::typed(1), SOON)
-        .map_err(Error::without_payload)?;
+    let answered = bus.request("svc", Message::typed(1), SOON)?;
     service
         .recv_timeout(SOON)?
         .take_reply_handle()
         .context("a request")?
         .send(Message::typed(2))?;
     assert_eq!(answered.wait()?.get::<i32>(), Some(&2));
-    let unanswered = bus
-        .request("svc", Message::typed(3), Duration::from_millis(20))
-        .map_err(Error::without_payload)?;
+    let unanswered = bus.request("svc", Message::typed(3), Duration::from_millis(20))?;
     assert!(matches!(unanswered.wait(), Err(Error::Timeout { .. })));
     let _held = service.recv_timeout(SOON)?; // keeps the request unanswered
 
@@ -233,8 +231,7 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
             },
         );
         assert!(asked.is_ok());
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     let _held_too = service.recv_timeout(SOON)?;
     assert!(matches!(
         outcome.recv_timeout(SOON)?,
@@ -252,14 +249,16 @@ fn bus_counts_sends_publishes_requests_and_timeouts() -> Result<()> {
 
 #[test]
 fn pool_stats_count_busy_queued_rejected_and_panics() -> Result<()> {
-    let rt = Runtime::builder().workers(1).worker_queue(1).build()?;
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .worker_queue_capacity(1)
+        .build()?;
     let pool = rt.pool().clone();
     let gate = occupy_worker(&pool)?;
-    pool.try_execute(|| panic!("a job that panics (expected in this test)"))
-        .map_err(Error::without_payload)?;
+    pool.execute(|| panic!("a job that panics (expected in this test)"))?;
     assert!(matches!(
-        pool.try_execute(|| ()),
-        Err(Error::Backpressure { capacity: 1, .. })
+        pool.execute(|| ()),
+        Err(SendError::Backpressure { capacity: 1, .. })
     ));
     let p = rt.stats().pool;
     assert_eq!((p.threads, p.busy, p.queued, p.capacity), (1, 1, 1, 1));
@@ -294,7 +293,7 @@ fn readiness_follows_component_states() -> Result<()> {
     send(&rt, "fragile", Message::empty())?;
     watch.recv_timeout(SOON)?;
     wait_until("fragile down for good", || {
-        rt.whois("fragile")
+        rt.component("fragile")
             .is_some_and(|c| c.state.is_down_for_good())
     });
     assert!(
@@ -329,11 +328,15 @@ const AWKWARD: &str = r#"we"ird\name"#;
 /// A runtime that has done a little of everything, and its rendering.
 fn busy_runtime() -> Result<(Runtime, RuntimeStats)> {
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?;
     rt.deploy_with("timed", on("a").handler_latency(true), || Sink)?;
-    rt.deploy_with(AWKWARD, on("b").handler_latency(true).mailbox(2), || Sink)?;
+    rt.deploy_with(
+        AWKWARD,
+        on("b").handler_latency(true).mailbox_capacity(2),
+        || Sink,
+    )?;
     rt.deploy_with("plain", on("c"), || Sink)?;
     for _ in 0..2 {
         send(&rt, "b", Message::empty())?;

@@ -21,7 +21,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, Context, DeadLetter, DeadLetterReason, Error, Inbox, Message, Overflow,
-    Payload, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
+    Payload, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, runtime, wait_until, DropCounter, Tracked, SOON};
 
@@ -141,12 +141,12 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     let rt = runtime()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
     let (factory, handled) = recorder();
-    let sink = rt.deploy_with("sink", on("work").mailbox(2), factory)?;
+    let sink = rt.deploy_with("sink", on("work").mailbox_capacity(2), factory)?;
 
     send(&rt, "work", Message::typed(0u64))?;
     send(&rt, "work", Message::typed(1u64))?;
     match rt.bus().send("work", Message::typed(2u64)) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -159,9 +159,11 @@ fn reject_is_the_default_and_hands_the_message_back() -> Result<()> {
     let stats = sink.stats();
     assert_eq!((stats.rejected, stats.dropped, stats.queued), (1, 0, 2));
     // The direct path refuses the same way.
-    match sink.execute(Message::typed(3u64)) {
-        Err(Error::Backpressure { rejected, .. }) => assert_eq!(rejected.get::<u64>(), Some(&3)),
-        other => panic!("expected Backpressure from execute, got {other:?}"),
+    match sink.send(Message::typed(3u64)) {
+        Err(SendError::Backpressure { rejected, .. }) => {
+            assert_eq!(rejected.get::<u64>(), Some(&3))
+        }
+        other => panic!("expected Backpressure from Reactor::send, got {other:?}"),
     }
     let stats = sink.stats();
     assert_eq!(
@@ -189,7 +191,9 @@ fn drop_newest_accepts_drops_the_arrival_and_dead_letters_it() -> Result<()> {
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(2).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(2)
+            .overflow(Overflow::DropNewest),
         factory,
     )?;
 
@@ -239,7 +243,9 @@ fn drop_oldest_makes_room_for_the_arrival_and_dead_letters_the_oldest() -> Resul
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(3).overflow(Overflow::DropOldest),
+        on("work")
+            .mailbox_capacity(3)
+            .overflow(Overflow::DropOldest),
         factory,
     )?;
 
@@ -309,7 +315,9 @@ fn request_dropped_as_newest_gets_no_reply_at_once() -> Result<()> {
     let (factory, _handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         factory,
     )?;
     send(&rt, "work", Message::typed(0u64))?;
@@ -327,7 +335,9 @@ fn request_dropped_as_oldest_gets_no_reply_at_once() -> Result<()> {
     let (factory, handled) = recorder();
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(2).overflow(Overflow::DropOldest),
+        on("work")
+            .mailbox_capacity(2)
+            .overflow(Overflow::DropOldest),
         factory,
     )?;
     let pending = rt.bus().request("work", Message::typed(0u64), LONG)?;
@@ -355,7 +365,7 @@ fn every_message_ends_once(policy: Overflow, start: bool) -> Result<()> {
     let (factory, handled) = recorder();
     rt.deploy_with(
         "sink",
-        on("work").mailbox(CAP as usize).overflow(policy),
+        on("work").mailbox_capacity(CAP as usize).overflow(policy),
         factory,
     )?;
     for seq in 0..SENT {
@@ -447,7 +457,11 @@ fn concurrent_producers(policy: Overflow) -> Result<()> {
         .bus()
         .subscribe_inbox(DEAD_LETTER_TOPIC, TOTAL as usize + 16)?;
     let (factory, handled) = recorder();
-    let sink = rt.deploy_with("sink", on("work").mailbox(8).overflow(policy), factory)?;
+    let sink = rt.deploy_with(
+        "sink",
+        on("work").mailbox_capacity(8).overflow(policy),
+        factory,
+    )?;
     rt.start()?;
 
     std::thread::scope(|s| {
@@ -563,7 +577,9 @@ fn dead_letter_subscriber_overflow_is_counted_not_republished() -> Result<()> {
     // The source of dead letters: keeps one message, drops the rest.
     let source = rt.deploy_with(
         "source",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         || Quiet,
     )?;
     // A dead-letter subscriber that keeps one letter and drops the rest. Never started.
@@ -571,7 +587,7 @@ fn dead_letter_subscriber_overflow_is_counted_not_republished() -> Result<()> {
     let dlq = rt.deploy_with(
         "dlq",
         on(DEAD_LETTER_TOPIC)
-            .mailbox(1)
+            .mailbox_capacity(1)
             .overflow(Overflow::DropNewest),
         factory,
     )?;
@@ -640,7 +656,9 @@ fn dead_letters_are_counted_without_any_subscriber() -> Result<()> {
     let rt = runtime()?;
     let sink = rt.deploy_with(
         "sink",
-        on("work").mailbox(1).overflow(Overflow::DropNewest),
+        on("work")
+            .mailbox_capacity(1)
+            .overflow(Overflow::DropNewest),
         || Quiet,
     )?;
     assert_eq!(rt.bus().stats().dead_letters, 0);
@@ -918,7 +936,11 @@ fn dead_letter_for_overflow_names_component_and_policy() -> Result<()> {
     for policy in [Overflow::DropOldest, Overflow::DropNewest] {
         let rt = runtime()?;
         let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
-        rt.deploy_with("sink", on("work").mailbox(1).overflow(policy), || Quiet)?;
+        rt.deploy_with(
+            "sink",
+            on("work").mailbox_capacity(1).overflow(policy),
+            || Quiet,
+        )?;
         send(&rt, "work", Message::typed(0u64))?;
         send(&rt, "work", Message::typed(1u64))?;
         let dropped = if policy == Overflow::DropOldest { 0 } else { 1 };

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error, Inbox,
-    Message, MessageId, Payload, Reactor, Restart, Runtime, ShutdownReport, Unhandled,
+    Message, MessageId, Payload, Reactor, Restart, Runtime, SendError, ShutdownReport, Unhandled,
     DEAD_LETTER_TOPIC,
 };
 use support::{wait_until, DropCounter, Tracked, SOON};
@@ -58,11 +58,7 @@ impl Component for Echo {
 }
 
 fn echo_answers(rt: &Runtime, n: u32) -> Result<()> {
-    let reply = rt
-        .bus()
-        .request("echo", Message::typed(n), SOON)
-        .map_err(Error::without_payload)?
-        .wait()?;
+    let reply = rt.bus().request("echo", Message::typed(n), SOON)?.wait()?;
     assert_eq!(reply.get::<u32>(), Some(&n), "echo still answers");
     Ok(())
 }
@@ -85,7 +81,7 @@ fn armed(blow: Blow, queued: u64, dead_letter_capacity: Option<usize>) -> Result
     let (fuse, gate) = channel::unbounded::<()>();
     let stops = Arc::new(AtomicUsize::new(0));
     let bomb_stops = Arc::clone(&stops);
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let dead = dead_letter_capacity
         .map(|cap| rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, cap))
         .transpose()?;
@@ -102,12 +98,10 @@ fn armed(blow: Blow, queued: u64, dead_letter_capacity: Option<usize>) -> Result
     rt.start()?;
     let m0 = counter.message(0);
     let first = m0.id();
-    rt.bus().send("bomb", m0).map_err(Error::without_payload)?;
+    rt.bus().send("bomb", m0)?;
     wait_until("the bomb takes message 0", || bomb.is_empty());
     for seq in 1..=queued {
-        rt.bus()
-            .send("bomb", counter.message(seq))
-            .map_err(Error::without_payload)?;
+        rt.bus().send("bomb", counter.message(seq))?;
     }
     assert_eq!(bomb.len() as u64, queued);
     Ok(Armed {
@@ -169,15 +163,15 @@ fn handler_panic_stops_only_that_component() -> Result<()> {
     assert!(a.bomb.is_stopped());
     assert_eq!(a.bomb.stats().failures, 1);
     match a.rt.bus().send("bomb", Message::typed(1u32)) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "bomb");
             assert_eq!(rejected.get::<u32>(), Some(&1));
         }
         other => panic!("expected Stopped from send, got {other:?}"),
     }
-    match a.bomb.execute(Message::typed(2u32)) {
-        Err(Error::Stopped { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
-        other => panic!("expected Stopped from execute, got {other:?}"),
+    match a.bomb.send(Message::typed(2u32)) {
+        Err(SendError::Stopped { rejected, .. }) => assert_eq!(rejected.get::<u32>(), Some(&2)),
+        other => panic!("expected Stopped from Reactor::send, got {other:?}"),
     }
     // The rest of the runtime keeps running.
     echo_answers(&a.rt, 7)?;
@@ -195,8 +189,7 @@ fn handler_panic_dead_letters_its_message_and_the_rest_of_the_mailbox() -> Resul
     // A request among the queued messages is told at once that no reply will come.
     let pending =
         a.rt.bus()
-            .request("bomb", a.counter.message(QUEUED + 1), SOON)
-            .map_err(Error::without_payload)?;
+            .request("bomb", a.counter.message(QUEUED + 1), SOON)?;
     drop(a.fuse);
 
     let (letters, keep) =
@@ -295,8 +288,7 @@ impl Component for Asker {
             ctx.spawn_blocking(
                 || 6 * 7,
                 |_this: &mut Self, _ctx, r| panic!("job continuation exploded on {r:?}"),
-            )
-            .map_err(Error::without_payload)?;
+            )?;
         } else {
             ctx.request(
                 "echo",
@@ -305,15 +297,14 @@ impl Component for Asker {
                 |_this: &mut Self, _ctx, r| {
                     panic!("reply continuation exploded on {:?}", r.map(|m| m.id()))
                 },
-            )
-            .map_err(Error::without_payload)?;
+            )?;
         }
         Ok(())
     }
 }
 
 fn continuation_panic_fails_only_the_asker(job: bool, text: &str) -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with("echo", ComponentOptions::new().subscribe("echo"), || Echo)?;
     let asker = rt.deploy_with(
         "asker",
@@ -321,15 +312,13 @@ fn continuation_panic_fails_only_the_asker(job: bool, text: &str) -> Result<()> 
         move || Asker { job },
     )?;
     rt.start()?;
-    rt.bus()
-        .send("ask", Message::empty())
-        .map_err(Error::without_payload)?;
+    rt.bus().send("ask", Message::empty())?;
     wait_until("the continuation panics", || asker.is_stopped());
 
     assert_eq!(asker.stats().failures, 1);
     assert!(matches!(
         rt.bus().send("ask", Message::empty()),
-        Err(Error::Stopped { .. })
+        Err(SendError::Stopped { .. })
     ));
     echo_answers(&rt, 9)?;
     let report = rt.stop()?;
@@ -367,7 +356,7 @@ impl Component for BadStop {
 
 #[test]
 fn panic_in_stop_is_reported_and_the_thread_joined() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy("bad-stop", || BadStop)?;
     rt.start()?;
     let report = rt.stop()?;
@@ -481,7 +470,7 @@ impl Component for Poisoned {
 /// comes next), with its options; returns the runtime, the dead-letter inbox and the feed of
 /// what it handled.
 fn poisoned(how: Poison, keep: bool) -> Result<(Runtime, Inbox, Receiver<String>)> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 16)?;
     let (tx, handled) = channel::unbounded();
     rt.deploy_with(
@@ -514,7 +503,7 @@ fn a_handler_that_hands_its_message_back_has_it_dead_lettered_whole() -> Result<
     let (rt, dead, handled) = poisoned(Poison::HandBack, false)?;
     let poison = text("poison").with_header("tenant", "acme");
     let id = poison.id();
-    rt.bus().send("p", poison).map_err(Error::without_payload)?;
+    rt.bus().send("p", poison)?;
     let letter = next_letter(&dead)?;
     assert_eq!(letter.message.id(), id);
     assert_eq!(
@@ -529,11 +518,7 @@ fn a_handler_that_hands_its_message_back_has_it_dead_lettered_whole() -> Result<
     );
 
     // A request handed back is answered at once with the reason.
-    let r = rt
-        .bus()
-        .request("p", text("poison"), SOON)
-        .map_err(Error::without_payload)?
-        .wait();
+    let r = rt.bus().request("p", text("poison"), SOON)?.wait();
     match r {
         Err(Error::NoReply { reason }) => assert!(reason.contains("poisoned input"), "{reason}"),
         other => panic!("expected NoReply, got {other:?}"),
@@ -542,9 +527,7 @@ fn a_handler_that_hands_its_message_back_has_it_dead_lettered_whole() -> Result<
     assert_eq!(letter.message.as_json(), Some(&"poison".into()));
     assert!(!letter.message.expects_reply(), "the request was answered");
 
-    rt.bus()
-        .send("p", text("fine"))
-        .map_err(Error::without_payload)?;
+    rt.bus().send("p", text("fine"))?;
     assert_eq!(handled.recv_timeout(SOON)?, "fine");
     Ok(())
 }
@@ -553,9 +536,7 @@ fn a_handler_that_hands_its_message_back_has_it_dead_lettered_whole() -> Result<
 fn a_panics_message_is_dead_lettered_whole_when_its_component_keeps_payloads() -> Result<()> {
     for keep in [false, true] {
         let (rt, dead, handled) = poisoned(Poison::Panic, keep)?;
-        rt.bus()
-            .send("p", text("poison"))
-            .map_err(Error::without_payload)?;
+        rt.bus().send("p", text("poison"))?;
         let letter = next_letter(&dead)?;
         assert!(
             matches!(letter.reason, DeadLetterReason::Panicked(ref m) if m == "poisoned input"),
@@ -570,9 +551,7 @@ fn a_panics_message_is_dead_lettered_whole_when_its_component_keeps_payloads() -
                 "not kept"
             );
         }
-        rt.bus()
-            .send("p", text("fine"))
-            .map_err(Error::without_payload)?;
+        rt.bus().send("p", text("fine"))?;
         assert_eq!(handled.recv_timeout(SOON)?, "fine");
     }
     Ok(())
@@ -583,9 +562,7 @@ fn a_kept_payload_can_still_be_taken_and_is_not_kept_once_taken() -> Result<()> 
     let counter = DropCounter::default();
     let (rt, dead, handled) = poisoned(Poison::TakeThenPanic, true)?;
     for seq in [1, 0, 2] {
-        rt.bus()
-            .send("p", counter.message(seq))
-            .map_err(Error::without_payload)?;
+        rt.bus().send("p", counter.message(seq))?;
     }
     // `take` succeeds although the reactor holds a second reference while the handler runs.
     assert_eq!(handled.recv_timeout(SOON)?, "#1");

@@ -4,7 +4,7 @@ mod support;
 
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 /// Tells the test it is inside `handle`, then blocks until the gate closes.
 struct Blocked {
@@ -25,27 +25,25 @@ impl Component for Blocked {
 fn extra_admitted_while_blocked(capacity: usize) -> Result<usize> {
     let (entered_tx, entered) = channel::unbounded();
     let (release, gate) = channel::unbounded::<()>();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy_with(
         "held",
-        ComponentOptions::new().mailbox(capacity),
+        ComponentOptions::new().mailbox_capacity(capacity),
         move || Blocked {
             entered: entered_tx.clone(),
             gate: gate.clone(),
         },
     )?;
     for _ in 0..capacity {
-        reactor
-            .execute(Message::empty())
-            .map_err(Error::without_payload)?;
+        reactor.send(Message::empty())?;
     }
     assert!(reactor
-        .execute(Message::empty())
+        .send(Message::empty())
         .is_err_and(|e| e.is_backpressure()));
     rt.start()?;
     entered.recv_timeout(support::SOON)?;
     let mut extra = 0;
-    while reactor.execute(Message::empty()).is_ok() {
+    while reactor.send(Message::empty()).is_ok() {
         extra += 1;
         assert!(extra <= 64, "the mailbox bound was lost");
     }
@@ -84,12 +82,10 @@ impl Component for Taker {
 #[test]
 fn handler_owns_its_message_payload() -> Result<()> {
     let (tx, took) = channel::unbounded();
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let reactor = rt.deploy("taker", move || Taker(tx.clone()))?;
     rt.start()?;
-    reactor
-        .execute(Message::typed(String::from("mine")))
-        .map_err(Error::without_payload)?;
+    reactor.send(Message::typed(String::from("mine")))?;
     assert_eq!(took.recv_timeout(support::SOON)?.as_deref(), Some("mine"));
     rt.stop()?;
     Ok(())

@@ -9,7 +9,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, DEAD_LETTER_TOPIC,
+    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
 use support::{on, run_on, runtime, thread_name, Probe, Remote, SOON};
 
@@ -127,6 +127,7 @@ fn plain_thread_request_times_out_and_late_reply_is_counted_and_dead_lettered() 
     // The responder holds the reply handle until the waiter has given up.
     let mut request = service.recv_timeout(SOON)?;
     let handle = request.take_reply_handle().expect("a request");
+    assert_eq!(handle.request_id(), request_id, "one id on both sides");
 
     match pending.wait() {
         Err(Error::Timeout { after }) => assert_eq!(after, timeout),
@@ -152,7 +153,7 @@ fn plain_thread_request_times_out_and_late_reply_is_counted_and_dead_lettered() 
 fn request_without_subscriber_returns_no_subscriber_with_message() -> Result<()> {
     let bus = Bus::new();
     match bus.request("nobody.home", Message::typed(7u64), SOON) {
-        Err(Error::NoSubscriber { topic, rejected }) => {
+        Err(SendError::NoSubscriber { topic, rejected }) => {
             assert_eq!(topic, "nobody.home");
             assert_eq!(rejected.get::<u64>(), Some(&7));
             // The reply slot was released: the handed-back message is no longer a request.
@@ -168,11 +169,11 @@ fn request_without_subscriber_returns_no_subscriber_with_message() -> Result<()>
 #[test]
 fn request_to_full_responder_is_refused_naming_responder_with_message() -> Result<()> {
     let rt = runtime()?;
-    rt.deploy_with("doubler", on("math.double").mailbox(1), || Doubler)?;
+    rt.deploy_with("doubler", on("math.double").mailbox_capacity(1), || Doubler)?;
     // Not started: nothing leaves the mailbox, so one message fills it.
     rt.bus().send("math.double", Message::typed(1u64))?;
     match rt.bus().request("math.double", Message::typed(2u64), SOON) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -194,13 +195,14 @@ fn reply_handle_fail_reaches_plain_waiter_as_that_error() -> Result<()> {
 
     let mut request = service.recv_timeout(SOON)?;
     let handle = request.take_reply_handle().expect("a request");
-    handle.fail(Error::NotFound {
-        name: "sku-42".into(),
+    // The responder fails with an error of its own: here, a component it relies on is gone.
+    handle.fail(Error::NoComponent {
+        name: "stock-eu".into(),
     })?;
 
     match pending.wait() {
-        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
-        other => panic!("expected the responder's NotFound, got {other:?}"),
+        Err(Error::NoComponent { name }) => assert_eq!(name, "stock-eu"),
+        other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     Ok(())
 }
@@ -312,7 +314,7 @@ fn component_request_continuation_runs_on_requesters_thread_with_reply() -> Resu
                 let _ = tx.send((thread_name(), r));
             },
         );
-        let _ = asked_tx.send((thread_name(), id.map_err(Error::without_payload)));
+        let _ = asked_tx.send((thread_name(), id));
     })?;
 
     let (asking_thread, request_id) = asked.recv_timeout(SOON)?;
@@ -326,7 +328,14 @@ fn component_request_continuation_runs_on_requesters_thread_with_reply() -> Resu
     let reply = outcome?;
     assert_eq!(reply.get::<u64>(), Some(&42));
     assert_eq!(reply.correlation(), Some(request_id));
-    assert_eq!(rt.reactor("asker").expect("deployed").stats().pending, 0);
+    assert_eq!(
+        rt.component("asker")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .pending,
+        0
+    );
     rt.stop()?;
     Ok(())
 }
@@ -342,7 +351,7 @@ fn component_request_timeout_reaches_continuation_and_late_reply_is_counted_on_r
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;
     let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 4)?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let timeout = Duration::from_millis(50);
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), timeout)?;
@@ -390,15 +399,16 @@ fn reply_handle_fail_reaches_continuation_as_that_error() -> Result<()> {
 
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(1u64), LONG)?;
     let (_request, handle) = next_request(&held)?;
-    handle.fail(Error::NotFound {
-        name: "sku-42".into(),
+    // The responder fails with an error of its own: here, a component it relies on is gone.
+    handle.fail(Error::NoComponent {
+        name: "stock-eu".into(),
     })?;
 
     let (thread, outcome) = answers.recv_timeout(SOON)?;
     assert_eq!(thread, "asker");
     match outcome {
-        Err(Error::NotFound { name }) => assert_eq!(name, "sku-42"),
-        other => panic!("expected the responder's NotFound, got {other:?}"),
+        Err(Error::NoComponent { name }) => assert_eq!(name, "stock-eu"),
+        other => panic!("expected the responder's NoComponent, got {other:?}"),
     }
     rt.stop()?;
     Ok(())
@@ -460,7 +470,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
     })?;
     rt.deploy_with("asker", on("asker").max_pending(2), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (answer_tx, answers) = channel::unbounded::<Answer>();
     let (asked_tx, asked) = channel::bounded(1);
@@ -485,7 +495,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
     let second = outcomes.next().expect("three outcomes")?;
     assert_ne!(first, second);
     match outcomes.next().expect("three outcomes") {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -519,7 +529,7 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
         let id = ctx.request("svc.hold", Message::typed(4u64), SOON, move |_, _, r| {
             let _ = answer_tx.send((thread_name(), r));
         });
-        let _ = asked_tx.send(id.map_err(Error::without_payload));
+        let _ = asked_tx.send(id);
     })?;
     asked.recv_timeout(SOON)??;
     let (request, handle) = next_request(&held)?;
@@ -542,9 +552,9 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     rt.deploy_with("holder", on("svc.hold"), move || Probe {
         tx: held_tx.clone(),
     })?;
-    rt.deploy_with("asker", on("asker").mailbox(2), || Remote)?;
+    rt.deploy_with("asker", on("asker").mailbox_capacity(2), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let answers = ask_from(&rt, "asker", "svc.hold", Message::typed(5u64), SOON)?;
     let (_request, handle) = next_request(&held)?;
@@ -560,7 +570,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
     run_on(&rt, "asker", |_ctx| {})?;
     run_on(&rt, "asker", |_ctx| {})?;
     match run_on(&rt, "asker", |_ctx| {}) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target, capacity, ..
         }) => assert_eq!((&*target, capacity), ("asker", 2)),
         other => panic!("the mailbox should be full, got {other:?}"),
@@ -586,7 +596,7 @@ fn reply_reaches_continuation_even_when_requester_mailbox_is_full() -> Result<()
 
 #[test]
 fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     // A responder that takes requests and never answers them.
     let _silent = rt.bus().subscribe_inbox("svc.silent", 64)?;
     rt.deploy_with(
@@ -595,7 +605,7 @@ fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
         || Remote,
     )?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     // Five requests, one after another, each timing out: with max_pending 2, the third would
     // be refused if a timed-out request kept its place until its (never coming) reply.
@@ -624,11 +634,11 @@ fn timed_out_requests_give_their_reply_place_back() -> Result<()> {
 
 #[test]
 fn reply_queued_at_stop_reaches_its_continuation() -> Result<()> {
-    let rt = std::sync::Arc::new(Runtime::builder().workers(1).build()?);
+    let rt = std::sync::Arc::new(Runtime::builder().worker_threads(1).build()?);
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     rt.deploy_with("asker", on("asker"), || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (tx, outcomes) = channel::unbounded();
     run_on(&rt, "asker", move |ctx| {

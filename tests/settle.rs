@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, Receiver};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{
+    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, SendError,
+};
 use support::{run_on, wait_until, Remote, SOON};
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn reply_popped_with_a_message_past_the_deadline_still_reaches_its_continuation() -> Result<()> {
-    let rt = Arc::new(Runtime::builder().workers(1).build()?);
+    let rt = Arc::new(Runtime::builder().worker_threads(1).build()?);
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     let drain = Duration::from_millis(200);
     let options = ComponentOptions::new()
@@ -24,7 +26,7 @@ fn reply_popped_with_a_message_past_the_deadline_still_reaches_its_continuation(
         .drain_timeout(drain);
     rt.deploy_with("asker", options, || Remote)?;
     rt.start()?;
-    let asker = rt.reactor("asker").expect("deployed");
+    let asker = rt.component("asker").expect("deployed").reactor;
 
     let (tx, outcomes) = channel::unbounded();
     run_on(&rt, "asker", move |ctx| {
@@ -86,7 +88,7 @@ fn chain(ctx: &mut Context<'_, Remote>, asked: Arc<AtomicU64>, replied: Receiver
 
 #[test]
 fn stop_ends_while_continuations_keep_asking() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let inbox = rt.bus().subscribe_inbox("svc.echo", 16)?;
     let (replied_tx, replied) = channel::unbounded::<()>();
     let done = Arc::new(AtomicBool::new(false));
@@ -125,11 +127,11 @@ fn stop_ends_while_continuations_keep_asking() -> Result<()> {
 
 #[test]
 fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let inbox = rt.bus().subscribe_inbox("svc.retry", 1024)?;
     rt.deploy_with("retrier", support::on("retrier"), || Remote)?;
     rt.start()?;
-    let (told_tx, told) = channel::unbounded::<Result<(), Error<Message>>>();
+    let (told_tx, told) = channel::unbounded::<Result<(), SendError<Message>>>();
     run_on(&rt, "retrier", move |ctx| {
         let asked = ctx.request("svc.retry", Message::empty(), LONG, move |_, ctx, r| {
             assert!(matches!(r, Err(Error::Stopped { .. })), "{r:?}");
@@ -143,7 +145,7 @@ fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
 
     rt.stop()?;
     match told.recv_timeout(SOON)? {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "retrier");
             assert!(
                 !rejected.expects_reply(),
@@ -162,8 +164,7 @@ struct AskThenFail;
 
 impl Component for AskThenFail {
     fn start(&mut self, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-        ctx.request("svc.held", Message::empty(), LONG, |_, _, _| {})
-            .map_err(Error::without_payload)?;
+        ctx.request("svc.held", Message::empty(), LONG, |_, _, _| {})?;
         Err("cannot start".into())
     }
 
@@ -174,12 +175,12 @@ impl Component for AskThenFail {
 
 #[test]
 fn a_failed_start_gives_back_its_reply_places() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let service = rt.bus().subscribe_inbox("svc.held", 4)?;
     rt.deploy("starter", || AskThenFail)?;
     assert!(matches!(rt.start(), Err(Error::StartFailed { .. })));
     let held = service.recv_timeout(SOON)?;
-    let starter = rt.reactor("starter").expect("deployed");
+    let starter = rt.component("starter").expect("deployed").reactor;
     assert_eq!(
         starter.stats().pending,
         0,

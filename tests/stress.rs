@@ -16,7 +16,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, Error, Message, ReplyHandle, Runtime,
-    WorkerPool,
+    SendError, WorkerPool,
 };
 use support::{wait_until, DropCounter, Tracked, SOON};
 
@@ -95,7 +95,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
     const PRODUCERS: u64 = 4;
     let per_producer = scaled(20_000, 200_000);
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix("st-")
         .build()?;
     let (out_tx, out) = channel::unbounded();
@@ -106,7 +106,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
             rt.deploy_with(
                 &format!("rec{c}"),
                 ComponentOptions::new()
-                    .mailbox(8)
+                    .mailbox_capacity(8)
                     .subscribe("st.work")
                     .subscribe(format!("st.direct.{c}")),
                 move || Recorder {
@@ -137,7 +137,7 @@ fn stress_fan_in_counts_match() -> Result<()> {
                                     sent.accepted += 1;
                                     break;
                                 }
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     assert_eq!(seq_of(&rejected), seq, "the same message back");
                                     match direct {
                                         Some(_) => sent.direct_refused += 1,
@@ -275,7 +275,7 @@ impl Component for Echo {
             Ok(_) => self.offloaded += 1,
             Err(e) => {
                 assert!(e.is_backpressure(), "{e:?}");
-                let job = e.into_inner().expect("the job comes back");
+                let job = e.into_inner();
                 assert_eq!(job(), 2 * n + 1, "the job handed back is the one given");
                 let handle = slot.take().expect("a refused continuation never ran");
                 self.late += u64::from(answer(handle, n));
@@ -298,15 +298,15 @@ fn stress_requests_each_end_exactly_once() -> Result<()> {
     const THREADS: u64 = 8;
     let per_thread = scaled(3_000, 30_000);
     let rt = Runtime::builder()
-        .workers(2)
-        .worker_queue(4)
+        .worker_threads(2)
+        .worker_queue_capacity(4)
         .thread_name_prefix("st-")
         .build()?;
     let (out_tx, out) = channel::unbounded();
     let echo = rt.deploy_with(
         "echo",
         ComponentOptions::new()
-            .mailbox(4)
+            .mailbox_capacity(4)
             .max_pending(2)
             .subscribe("st.echo"),
         move || Echo {
@@ -351,7 +351,7 @@ fn stress_requests_each_end_exactly_once() -> Result<()> {
                                 }
                                 Err(other) => panic!("unexpected {other:?}"),
                             },
-                            Err(Error::Backpressure {
+                            Err(SendError::Backpressure {
                                 target,
                                 capacity,
                                 rejected,
@@ -456,7 +456,7 @@ impl Component for Front {
                     counts.asked_no_wait.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -497,12 +497,14 @@ fn stress_context_requests_counts_match() -> Result<()> {
     const FRONTS: u64 = 2;
     let per_front = scaled(10_000, 100_000);
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix("st-")
         .build()?;
     let back = rt.deploy_with(
         "back",
-        ComponentOptions::new().mailbox(4).subscribe("st.back"),
+        ComponentOptions::new()
+            .mailbox_capacity(4)
+            .subscribe("st.back"),
         || Back,
     )?;
     let mut fronts = Vec::new();
@@ -512,7 +514,7 @@ fn stress_context_requests_counts_match() -> Result<()> {
         let reactor = rt.deploy_with(
             &format!("front{f}"),
             ComponentOptions::new()
-                .mailbox(8)
+                .mailbox_capacity(8)
                 .max_pending(3)
                 .subscribe(format!("st.front.{f}")),
             move || Front {
@@ -534,7 +536,7 @@ fn stress_context_requests_counts_match() -> Result<()> {
                     loop {
                         match bus.send(&topic, msg) {
                             Ok(()) => break,
-                            Err(Error::Backpressure { rejected, .. }) => {
+                            Err(SendError::Backpressure { rejected, .. }) => {
                                 msg = rejected;
                                 thread::yield_now();
                             }
@@ -629,7 +631,7 @@ impl Component for Offloader {
             Ok(_) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -657,8 +659,8 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
     const COMPS: u64 = 2;
     let per_comp = scaled(10_000, 100_000);
     let rt = Runtime::builder()
-        .workers(2)
-        .worker_queue(4)
+        .worker_threads(2)
+        .worker_queue_capacity(4)
         .thread_name_prefix("st-")
         .build()?;
     let mut comps = Vec::new();
@@ -668,7 +670,7 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
         let reactor = rt.deploy_with(
             &format!("off{i}"),
             ComponentOptions::new()
-                .mailbox(8)
+                .mailbox_capacity(8)
                 .max_pending(6)
                 .subscribe(format!("st.off.{i}")),
             move || Offloader {
@@ -689,7 +691,7 @@ fn stress_spawn_blocking_counts_match() -> Result<()> {
                     let mut msg = drops.message(n);
                     while let Err(e) = bus.send(&topic, msg) {
                         assert!(e.is_backpressure(), "{e:?}");
-                        msg = e.into_inner().unwrap();
+                        msg = e.into_inner();
                         thread::yield_now();
                     }
                 }
@@ -760,15 +762,15 @@ fn stress_pool_shutdown_runs_every_accepted_job() {
                         let mut accepted = 0u64;
                         loop {
                             let ran = Arc::clone(&ran);
-                            match pool.try_execute(move || {
+                            match pool.execute(move || {
                                 ran.fetch_add(1, Ordering::SeqCst);
                             }) {
                                 Ok(()) => accepted += 1,
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     drop(rejected);
                                     thread::yield_now();
                                 }
-                                Err(Error::Stopped { rejected, .. }) => {
+                                Err(SendError::Stopped { rejected, .. }) => {
                                     drop(rejected);
                                     return accepted;
                                 }

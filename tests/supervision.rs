@@ -28,9 +28,9 @@ fn permanent_component_is_restarted_after_a_panic_with_fresh_state() -> Result<(
     expect_line(&feed, "worker#2 handled after");
     // The registry hears of the new instance when the supervisor gets its acknowledgement.
     wait_until("worker runs", || {
-        rt.whois("worker").unwrap().state == ComponentState::Running
+        rt.component("worker").unwrap().state == ComponentState::Running
     });
-    let info = rt.whois("worker").expect("registered");
+    let info = rt.component("worker").expect("registered");
     assert_eq!(info.restarts, 1);
     assert!(
         matches!(&info.last_down, Some(DownReason::Panicked(m)) if m.contains("boom in worker")),
@@ -53,14 +53,14 @@ fn temporary_component_stays_down_after_a_panic() -> Result<()> {
     expect_line(&feed, "temp#1 start");
     send_to(&rt, "temp", "boom");
     wait_until("temp is failed", || {
-        rt.whois("temp").unwrap().state == ComponentState::Failed
+        rt.component("temp").unwrap().state == ComponentState::Failed
     });
     assert!(rt
         .bus()
         .send_to("temp", text("x"))
         .unwrap_err()
         .is_stopped());
-    assert_eq!(rt.whois("temp").unwrap().restarts, 0);
+    assert_eq!(rt.component("temp").unwrap().restarts, 0);
     Ok(())
 }
 
@@ -77,10 +77,13 @@ fn transient_restarts_after_failure_but_not_after_a_normal_stop() -> Result<()> 
     send_to(&rt, "tr", "quit");
     expect_line(&feed, "tr#2 stop");
     wait_until("tr is stopped", || {
-        rt.whois("tr").unwrap().state == ComponentState::Stopped
+        rt.component("tr").unwrap().state == ComponentState::Stopped
     });
-    assert_eq!(rt.whois("tr").unwrap().last_down, Some(DownReason::Normal));
-    assert_eq!(rt.whois("tr").unwrap().restarts, 1);
+    assert_eq!(
+        rt.component("tr").unwrap().last_down,
+        Some(DownReason::Normal)
+    );
+    assert_eq!(rt.component("tr").unwrap().restarts, 1);
     Ok(())
 }
 
@@ -95,7 +98,7 @@ fn permanent_restarts_even_after_a_normal_stop() -> Result<()> {
     expect_line(&feed, "perm#1 stop");
     expect_line(&feed, "perm#2 start");
     wait_until("perm runs", || {
-        rt.whois("perm").unwrap().state == ComponentState::Running
+        rt.component("perm").unwrap().state == ComponentState::Running
     });
     // The mailbox closed for the stop is open again for the new instance.
     send_to(&rt, "perm", "again");
@@ -122,7 +125,7 @@ fn on_error_continue_keeps_the_instance_and_dead_letters_the_message() -> Result
         letter.reason,
         DeadLetterReason::Failed("failed on purpose".into())
     );
-    let stats = rt.reactor("lenient").unwrap().stats();
+    let stats = rt.component("lenient").unwrap().reactor.stats();
     assert_eq!((stats.errors, stats.failures, stats.restarts), (1, 0, 0));
     let report = rt.stop()?;
     let c = report.component("lenient").unwrap();
@@ -136,7 +139,7 @@ fn messages_queued_during_a_restart_reach_the_new_instance() -> Result<()> {
     let clock = ManualClock::new();
     let (journal, feed) = Journal::with_feed();
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .clock(clock.clock())
         .supervisor(
             SupervisorOptions::default().backoff(RestartBackoff::Fixed(Duration::from_secs(3600))),
@@ -148,7 +151,7 @@ fn messages_queued_during_a_restart_reach_the_new_instance() -> Result<()> {
     expect_line(&feed, "q#1 start");
     send_to(&rt, "q", "boom");
     wait_until("q is restarting", || {
-        rt.whois("q").unwrap().state == ComponentState::Restarting
+        rt.component("q").unwrap().state == ComponentState::Restarting
     });
     for i in 0..5 {
         send_to(&rt, "q", &format!("m{i}"));
@@ -183,7 +186,9 @@ fn fail_middle_child(strategy: Strategy, expect_restarted: &[&str]) -> Result<Ve
         expect_line(&feed, &format!("{name}#2 start"));
     }
     wait_until("every child runs", || {
-        rt.list().iter().all(|c| c.state == ComponentState::Running)
+        rt.components()
+            .iter()
+            .all(|c| c.state == ComponentState::Running)
     });
     let life = journal.life_since(from);
     rt.stop()?;
@@ -242,7 +247,7 @@ fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
         Err(Error::StartFailed { component, .. }) => assert_eq!(&*component, "x"),
         other => panic!("expected StartFailed, got {other:?}"),
     }
-    assert!(rt.whois("x").is_none());
+    assert!(rt.component("x").is_none());
     rt.deploy_with("c", permanent().supervisor("g"), life("c", &journal))?;
     rt.deploy_with("x", permanent().supervisor("g"), life("x", &journal))?;
 
@@ -257,7 +262,7 @@ fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
         rt.deploy_with("d", permanent().supervisor("h"), life("d", &journal)),
         Err(Error::InvalidConfig { .. })
     ));
-    assert!(rt.whois("d").is_none());
+    assert!(rt.component("d").is_none());
     rt.add_supervisor("h", SupervisorOptions::new(Strategy::OneForOne).parent("g"))?;
     assert!(matches!(
         rt.add_supervisor("h", SupervisorOptions::default()),
@@ -265,7 +270,7 @@ fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
     ));
     rt.deploy_with("d", permanent().supervisor("h"), life("d", &journal))?;
     expect_line(&feed, "d#1 start");
-    let names: Vec<String> = rt.list().iter().map(|c| c.name.to_string()).collect();
+    let names: Vec<String> = rt.components().iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names, ["a", "b", "c", "x", "d"]);
 
     // g's children in order: a, b, c, x, h (with d). Failing b restarts b and those after it.
@@ -273,7 +278,9 @@ fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
     send_to(&rt, "b", "boom");
     expect_line(&feed, "d#2 start");
     wait_until("every child runs", || {
-        rt.list().iter().all(|c| c.state == ComponentState::Running)
+        rt.components()
+            .iter()
+            .all(|c| c.state == ComponentState::Running)
     });
     assert_eq!(
         journal.life_since(from),
@@ -287,7 +294,7 @@ fn failed_deploys_leave_no_child_in_the_supervision_tree() -> Result<()> {
             "d#2 start"
         ]
     );
-    assert_eq!(rt.whois("a").unwrap().restarts, 0);
+    assert_eq!(rt.component("a").unwrap().restarts, 0);
     rt.stop()?;
     Ok(())
 }
@@ -307,13 +314,16 @@ fn intensity_exceeded_at_the_root_fails_the_runtime() -> Result<()> {
     expect_line(&feed, "crashy#3 start");
     send_to(&rt, "crashy", "boom"); // the third restart in the window is one too many
     wait_until("every component is down for good", || {
-        rt.list().iter().all(|c| c.state.is_down_for_good())
+        rt.components().iter().all(|c| c.state.is_down_for_good())
     });
     let failure = rt.failure().expect("the runtime failed");
     assert!(failure.contains("gave up"), "{failure}");
-    assert_eq!(rt.whois("crashy").unwrap().state, ComponentState::Failed);
     assert_eq!(
-        rt.whois("bystander").unwrap().state,
+        rt.component("crashy").unwrap().state,
+        ComponentState::Failed
+    );
+    assert_eq!(
+        rt.component("bystander").unwrap().state,
         ComponentState::Stopped
     );
     // The bystander was stopped in order (its `stop` ran) and its watcher was told.
@@ -343,7 +353,9 @@ fn escalate_fails_the_group_to_its_parent_which_restarts_it() -> Result<()> {
     send_to(&rt, "x", "boom");
     expect_line(&feed, "y#2 start");
     wait_until("every child runs", || {
-        rt.list().iter().all(|c| c.state == ComponentState::Running)
+        rt.components()
+            .iter()
+            .all(|c| c.state == ComponentState::Running)
     });
     // The inner group was stopped (y, x failed already) and restarted whole, in order; its
     // sibling z under `outer` was left alone.
@@ -383,12 +395,16 @@ fn backpressure_is_not_a_failure() -> Result<()> {
     let (journal, _feed) = Journal::with_feed();
     let rt = runtime_with(SupervisorOptions::default())?;
     // Not started: nothing drains the mailbox of 2.
-    rt.deploy_with("full", permanent().mailbox(2), life("full", &journal))?;
+    rt.deploy_with(
+        "full",
+        permanent().mailbox_capacity(2),
+        life("full", &journal),
+    )?;
     send_to(&rt, "full", "1");
     send_to(&rt, "full", "2");
     let refused = rt.bus().send_to("full", text("3")).unwrap_err();
     assert!(refused.is_backpressure());
-    let stats = rt.reactor("full").unwrap().stats();
+    let stats = rt.component("full").unwrap().reactor.stats();
     assert_eq!((stats.rejected, stats.failures, stats.restarts), (1, 0, 0));
     rt.start()?;
     let report = rt.stop()?;
@@ -409,7 +425,7 @@ fn exponential_backoff_waits_before_each_restart() -> Result<()> {
     assert_eq!(backoff.delay(2), Duration::from_secs(2));
     assert_eq!(backoff.delay(5), Duration::from_secs(4));
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .clock(clock.clock())
         .supervisor(
             SupervisorOptions::default()
@@ -429,7 +445,7 @@ fn exponential_backoff_waits_before_each_restart() -> Result<()> {
     clock.advance(Duration::from_millis(999));
     // Not yet: the journal must not show a second instance after a tick short of the backoff.
     // (The supervisor handles the tick before the next event; give it one round trip.)
-    rt.whois("slow").unwrap();
+    rt.component("slow").unwrap();
     assert!(feed.recv_timeout(Duration::from_millis(50)).is_err());
     clock.advance(Duration::from_millis(1));
     expect_line(&feed, "slow#2 start");

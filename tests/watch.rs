@@ -1,5 +1,5 @@
 //! Watches, the registry and sending by name: the `Down` notices a plain thread and a component
-//! get (and when they stop getting them), the states `list` / `whois` report through a life and
+//! get (and when they stop getting them), the states `components` / `component` report through a life and
 //! a held-back restart, `send_to` and its refusals, and two supervision properties that the
 //! counters and journals must agree on under load: every accepted message accounted for across
 //! restarts, and never two instances of one component alive at once.
@@ -16,7 +16,8 @@ use anyhow::{bail, ensure, Result};
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
     BoxError, Component, ComponentOptions, ComponentState, Context, Down, DownReason, Error,
-    ManualClock, Message, Restart, RestartBackoff, Runtime, Strategy, SupervisorOptions, Watch,
+    ManualClock, Message, Restart, RestartBackoff, Runtime, SendError, Strategy, SupervisorOptions,
+    Watch,
 };
 use support::life::{
     expect_line, life, permanent, runtime_with, send_to, temporary, text, Journal,
@@ -49,7 +50,7 @@ fn assert_ended(watch: &Watch, what: &str) {
 }
 
 fn state(rt: &Runtime, name: &str) -> ComponentState {
-    rt.whois(name).expect("registered").state
+    rt.component(name).expect("registered").state
 }
 
 fn wait_state(rt: &Runtime, name: &str, want: ComponentState) {
@@ -124,7 +125,7 @@ fn a_watch_on_a_permanent_component_persists_across_restarts() -> Result<()> {
     expect_line(&feed, "phoenix#3 start");
     wait_state(&rt, "phoenix", ComponentState::Running);
     assert!(watch.try_recv().is_none(), "one notice per instance only");
-    assert_eq!(rt.whois("phoenix").unwrap().restarts, 2);
+    assert_eq!(rt.component("phoenix").unwrap().restarts, 2);
 
     let report = rt.stop()?;
     assert_eq!(
@@ -232,8 +233,8 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
     assert!(!rt.unwatch(w.id()));
 
     match rt.watch("nobody") {
-        Err(Error::NotFound { name }) => assert_eq!(name, "nobody"),
-        other => panic!("expected NotFound, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "nobody"),
+        other => panic!("expected NoComponent, got {other:?}"),
     }
 
     // A component's watch on what is down for good: `down` runs at once, on its reactor.
@@ -252,15 +253,14 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
         other => panic!("expected the Down of `crashed`, got {other:?}"),
     }
 
-    // And from a component, an unknown name is `NotFound` too.
+    // And from a component, an unknown name is `NoComponent` too.
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |ctx| {
         let _ = tx.send(ctx.watch("nobody"));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     match rx.recv_timeout(SOON)? {
-        Err(Error::NotFound { name }) => assert_eq!(name, "nobody"),
-        other => panic!("expected NotFound from Context::watch, got {other:?}"),
+        Err(Error::NoComponent { name, .. }) => assert_eq!(name, "nobody"),
+        other => panic!("expected NoComponent from Context::watch, got {other:?}"),
     }
 
     // A plain watch's blocking wait refuses to run on a reactor thread.
@@ -268,8 +268,7 @@ fn watching_a_component_down_for_good_answers_at_once_and_unknown_names_are_not_
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |_ctx| {
         let _ = tx.send(w.recv_timeout(SOON));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     assert!(matches!(rx.recv_timeout(SOON)?, Err(Error::WouldDeadlock)));
     Ok(())
 }
@@ -323,6 +322,30 @@ fn an_unwatched_watch_hears_nothing_more() -> Result<()> {
     Ok(())
 }
 
+/// Dropping a `Watch` ends it, as dropping an `Inbox` unsubscribes: the registry lets go of
+/// it at once (so `unwatch` finds nothing), and the other watches on the same component go on.
+#[test]
+fn dropping_a_watch_ends_it() -> Result<()> {
+    let (journal, feed) = Journal::with_feed();
+    let rt = runtime_with(SupervisorOptions::default())?;
+    rt.deploy_with("target", permanent(), life("target", &journal))?;
+    let dropped = rt.watch("target")?;
+    let dropped_id = dropped.id();
+    let kept = rt.watch("target")?;
+    rt.start()?;
+    expect_line(&feed, "target#1 start");
+
+    drop(dropped);
+    assert!(!rt.unwatch(dropped_id), "the drop ended the watch");
+
+    send_to(&rt, "target", "boom");
+    assert_eq!(next_down(&kept)?, down("target", boom("target"), true));
+    assert!(rt.unwatch(kept.id()), "the other watch was kept");
+    drop(kept); // after `unwatch`: nothing left to end
+    rt.stop()?;
+    Ok(())
+}
+
 // ---- 5. a component's watch belongs to its instance ------------------------------------------
 
 #[test]
@@ -368,9 +391,7 @@ fn a_component_watch_runs_on_its_reactor_and_ends_with_its_instance() -> Result<
     // after the batch that holds it, so by the second pong every notice has reached `down`.
     let mut events = Vec::new();
     for n in [1u64, 2] {
-        rt.bus()
-            .send_to("watcher", Message::typed(n))
-            .map_err(|e| e.without_payload())?;
+        rt.bus().send_to("watcher", Message::typed(n))?;
         loop {
             match next_seen(&seen)? {
                 Seen::Pong(p) if p == n => break,
@@ -409,7 +430,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     let clock = ManualClock::new();
     let (journal, feed) = Journal::with_feed();
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .clock(clock.clock())
         .supervisor(
@@ -422,7 +443,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     rt.deploy_with("gamma", temporary(), life("gamma", &journal))?;
 
     let listed = |rt: &Runtime| -> Vec<(String, ComponentState)> {
-        rt.list()
+        rt.components()
             .into_iter()
             .map(|c| (c.name.to_string(), c.state))
             .collect()
@@ -436,7 +457,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     };
     use ComponentState::{Deployed, Failed, Restarting, Running, Stopped};
     assert_eq!(listed(&rt), names([Deployed; 3]));
-    let infos = rt.list();
+    let infos = rt.components();
     assert_eq!(
         infos.iter().map(|c| c.restart).collect::<Vec<_>>(),
         [Restart::Permanent, Restart::Transient, Restart::Temporary]
@@ -444,8 +465,10 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     assert!(infos
         .iter()
         .all(|c| &*c.supervisor == "root" && c.restarts == 0 && c.last_down.is_none()));
-    assert!(infos[0].reactor.same(&rt.reactor("alpha").unwrap()));
-    assert!(rt.whois("nobody").is_none());
+    assert!(infos[0]
+        .reactor
+        .same(&rt.component("alpha").unwrap().reactor));
+    assert!(rt.component("nobody").is_none());
 
     rt.start()?;
     // `start` returns once every component's `start` has: all are running.
@@ -456,19 +479,17 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     send_to(&rt, "alpha", "boom");
     assert_eq!(next_down(&alpha)?, down("alpha", boom("alpha"), true));
     // The registry is updated before the watchers are told.
-    let info = rt.whois("alpha").unwrap();
+    let info = rt.component("alpha").unwrap();
     assert_eq!(info.state, Restarting);
     assert_eq!(info.last_down, Some(boom("alpha")));
     for i in 0..3 {
-        rt.bus()
-            .send_to("alpha", text(&format!("m{i}")))
-            .map_err(|e| e.without_payload())?;
+        rt.bus().send_to("alpha", text(&format!("m{i}")))?;
     }
     // A round trip through the supervisor (another component's Down) shows it still waits.
     send_to(&rt, "beta", "quit");
     wait_state(&rt, "beta", Stopped);
     assert_eq!(state(&rt, "alpha"), Restarting);
-    assert_eq!(rt.whois("alpha").unwrap().restarts, 0);
+    assert_eq!(rt.component("alpha").unwrap().restarts, 0);
 
     clock.advance(Duration::from_secs(3600));
     expect_line(&feed, "alpha#2 start");
@@ -476,10 +497,10 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
         expect_line(&feed, &format!("alpha#2 handled m{i}"));
     }
     wait_state(&rt, "alpha", Running);
-    assert_eq!(rt.whois("alpha").unwrap().restarts, 1);
+    assert_eq!(rt.component("alpha").unwrap().restarts, 1);
 
     // A transient that stopped itself: `Stopped`, for good, with a normal reason.
-    let beta = rt.whois("beta").unwrap();
+    let beta = rt.component("beta").unwrap();
     assert_eq!(
         (beta.last_down, beta.restarts),
         (Some(DownReason::Normal), 0)
@@ -488,7 +509,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     // A temporary that panicked: `Failed`.
     send_to(&rt, "gamma", "boom");
     wait_state(&rt, "gamma", Failed);
-    let gamma = rt.whois("gamma").unwrap();
+    let gamma = rt.component("gamma").unwrap();
     assert_eq!((gamma.last_down, gamma.restarts), (Some(boom("gamma")), 0));
 
     assert_eq!(listed(&rt), names([Running, Stopped, Failed]));
@@ -510,7 +531,7 @@ fn the_registry_follows_each_component_through_its_life() -> Result<()> {
     assert!(!journal.lines().contains(&"alpha#3 start".to_owned()));
     assert_eq!(listed(&rt), names([Stopped, Stopped, Failed]));
     assert_eq!(
-        rt.whois("alpha").unwrap().last_down,
+        rt.component("alpha").unwrap().last_down,
         Some(DownReason::Shutdown)
     );
     Ok(())
@@ -530,14 +551,16 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     rt.deploy_with("quitter", temporary(), life("quitter", &journal))?;
     rt.deploy_with("remote", support::on("errand"), || Remote)?;
     // A mailbox of 1, nothing draining it until `start`.
-    rt.deploy_with("full", temporary().mailbox(1), life("full", &journal))?;
+    rt.deploy_with(
+        "full",
+        temporary().mailbox_capacity(1),
+        life("full", &journal),
+    )?;
 
     // Backpressure: nothing drains `full` before `start`.
-    rt.bus()
-        .send_to("full", text("first"))
-        .map_err(|e| e.without_payload())?;
+    rt.bus().send_to("full", text("first"))?;
     match rt.bus().send_to("full", text("second")) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -549,7 +572,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     }
     // An unknown name: the message comes back.
     match rt.bus().send_to("ghost", text("lost")) {
-        Err(Error::NoComponent { name, rejected }) => {
+        Err(SendError::NoComponent { name, rejected }) => {
             assert_eq!(name, "ghost");
             assert_eq!(rejected.as_json().and_then(|v| v.as_str()), Some("lost"));
         }
@@ -562,9 +585,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
 
     rt.start()?;
     expect_line(&feed, "full#1 handled first");
-    rt.bus()
-        .send_to("sink", text("direct"))
-        .map_err(|e| e.without_payload())?;
+    rt.bus().send_to("sink", text("direct"))?;
     let (msg, thread) = probed.recv_timeout(SOON)?;
     assert_eq!(msg.as_json().and_then(|v| v.as_str()), Some("direct"));
     assert_eq!(thread, "sink");
@@ -577,7 +598,7 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
         down("quitter", DownReason::Normal, false)
     );
     match rt.bus().send_to("quitter", text("late")) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "quitter");
             assert_eq!(rejected.as_json().and_then(|v| v.as_str()), Some("late"));
         }
@@ -587,19 +608,18 @@ fn send_to_reaches_a_component_by_name_and_hands_back_what_it_cannot_deliver() -
     // From inside a component: the same, stamped with the sender's name.
     let (tx, rx) = channel::bounded(1);
     run_on(&rt, "errand", move |ctx| {
-        let sent = ctx
-            .send_to("sink", text("from remote"))
-            .map_err(|e| e.without_payload());
+        let sent = ctx.send_to("sink", text("from remote"));
         let ghost = match ctx.send_to("ghost", text("lost")) {
-            Err(Error::NoComponent { name, rejected }) => Some((name, rejected.as_json().cloned())),
+            Err(SendError::NoComponent { name, rejected }) => {
+                Some((name, rejected.as_json().cloned()))
+            }
             _ => None,
         };
         let stopped = ctx
             .send_to("quitter", text("late"))
             .is_err_and(|e| e.is_stopped());
         let _ = tx.send((sent, ghost, stopped));
-    })
-    .map_err(|e| e.without_payload())?;
+    })?;
     let (sent, ghost, stopped) = rx.recv_timeout(SOON)?;
     sent?;
     assert_eq!(ghost, Some(("ghost".to_owned(), Some("lost".into()))));
@@ -654,7 +674,7 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
     const PRODUCERS: u64 = 3;
     const PER_PRODUCER: u64 = 2000;
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(5))
         .supervisor(SupervisorOptions::default().intensity(1000, Duration::from_secs(60)))
         .build()?;
@@ -671,7 +691,7 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
         );
         rt.deploy_with(
             "poisoned",
-            permanent().mailbox(64).subscribe("load"),
+            permanent().mailbox_capacity(64).subscribe("load"),
             move || Poisoned {
                 seen: seen.clone(),
                 duplicates: duplicates.clone(),
@@ -697,13 +717,13 @@ fn restarts_under_load_account_for_every_message() -> Result<()> {
                                     sent.accepted += 1;
                                     break;
                                 }
-                                Err(Error::Backpressure { rejected, .. }) => {
+                                Err(SendError::Backpressure { rejected, .. }) => {
                                     sent.backpressure += 1;
                                     assert!(Instant::now() < deadline, "no room for too long");
                                     msg = rejected;
                                     thread::yield_now();
                                 }
-                                Err(Error::Stopped { .. }) => {
+                                Err(SendError::Stopped { .. }) => {
                                     sent.stopped += 1;
                                     break;
                                 }
@@ -856,7 +876,9 @@ fn an_all_for_one_group_never_runs_two_instances_of_a_component_at_once() -> Res
         send_to(&rt, "b", "boom");
         expect_line(&feed, "c start");
         wait_until(&format!("round {round}: all run"), || {
-            rt.list().iter().all(|c| c.state == ComponentState::Running)
+            rt.components()
+                .iter()
+                .all(|c| c.state == ComponentState::Running)
         });
         // The failed instance is gone before its siblings are stopped (in reverse order, each
         // dropped before the next is asked), and all restart in deploy order.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
-use reactorium::{Error, PoolShutdown, Runtime, WorkerPool};
+use reactorium::{Error, PoolShutdown, Runtime, SendError, WorkerPool};
 use support::{
     occupy_worker, on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON,
 };
@@ -36,18 +36,17 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     let (ran_tx, ran) = channel::unbounded();
     for i in 0..3 {
         let ran_tx = ran_tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = ran_tx.send((i, thread_name()));
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
     assert_eq!(pool.stats().queued, 3);
 
     let refused = ran_tx.clone();
-    match pool.try_execute(move || {
+    match pool.execute(move || {
         let _ = refused.send((99, thread_name()));
     }) {
-        Err(Error::Backpressure {
+        Err(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -69,10 +68,9 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
     assert_eq!(done, [0, 1, 2]);
 
     // With room again, the pool accepts.
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = ran_tx.send((4, thread_name()));
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     assert_eq!(ran.recv_timeout(SOON)?.0, 4);
     assert_eq!(
         pool.shutdown(SOON),
@@ -87,16 +85,14 @@ fn full_pool_refuses_with_backpressure_and_hands_job_back() -> Result<()> {
 #[test]
 fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
     let rt = Runtime::builder()
-        .workers(1)
-        .worker_queue(1)
+        .worker_threads(1)
+        .worker_queue_capacity(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?;
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
     let gate = occupy_worker(rt.pool())?;
-    rt.pool()
-        .try_execute(|| {})
-        .map_err(Error::without_payload)?;
+    rt.pool().execute(|| {})?;
 
     let (called_tx, called) = channel::bounded::<()>(1);
     let (tx, refusal) = channel::bounded(1);
@@ -107,7 +103,7 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
                 let _ = called_tx.send(());
             },
         ) {
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -140,13 +136,11 @@ fn panicking_job_does_not_kill_its_worker() -> Result<()> {
         .queue_capacity(4)
         .thread_name("wpanic")
         .build()?;
-    pool.try_execute(|| panic!("job exploded"))
-        .map_err(Error::without_payload)?;
+    pool.execute(|| panic!("job exploded"))?;
     let (tx, rx) = channel::bounded(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = tx.send(thread_name());
-    })
-    .map_err(Error::without_payload)?;
+    })?;
 
     // The only worker ran the next job after the panic.
     assert_eq!(rx.recv_timeout(SOON)?, "wpanic-0");
@@ -174,7 +168,6 @@ fn spawn_blocking_runs_job_on_worker_and_continuation_on_reactor() -> Result<()>
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
 
@@ -187,7 +180,11 @@ fn spawn_blocking_runs_job_on_worker_and_continuation_on_reactor() -> Result<()>
     assert_eq!(continuation_thread, "offloader");
     assert_eq!(value, 42);
     assert_eq!(
-        rt.reactor("offloader").expect("deployed").stats().pending,
+        rt.component("offloader")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .pending,
         0
     );
     rt.stop()?;
@@ -208,7 +205,6 @@ fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
 
@@ -230,11 +226,14 @@ fn spawn_blocking_panic_reaches_continuation_as_panicked() -> Result<()> {
                 let _ = tx.send(result);
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     assert_eq!(rx.recv_timeout(SOON)??, 1);
-    assert!(!rt.reactor("offloader").expect("deployed").is_stopped());
+    assert!(!rt
+        .component("offloader")
+        .expect("deployed")
+        .reactor
+        .is_stopped());
     rt.stop()?;
     Ok(())
 }
@@ -246,7 +245,7 @@ fn spawn_blocking_timeout_gives_timeout_and_discards_late_result() -> Result<()>
     let rt = runtime()?;
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
-    let offloader = rt.reactor("offloader").expect("deployed");
+    let offloader = rt.component("offloader").expect("deployed").reactor;
 
     // Generous enough that the idle worker surely starts the job before the deadline.
     let deadline = Duration::from_millis(250);
@@ -265,7 +264,6 @@ fn spawn_blocking_timeout_gives_timeout_and_discards_late_result() -> Result<()>
                 let _ = tx.send((thread_name(), result));
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     started.recv_timeout(SOON)?;
@@ -292,7 +290,7 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
     let rt = runtime()?; // one worker
     rt.deploy_with("offloader", on("offloader"), || Remote)?;
     rt.start()?;
-    let offloader = rt.reactor("offloader").expect("deployed");
+    let offloader = rt.component("offloader").expect("deployed").reactor;
     let gate = occupy_worker(rt.pool())?;
 
     let (ran_tx, ran) = channel::bounded::<()>(1);
@@ -307,7 +305,6 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
                 let _ = tx.send(result);
             },
         )
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     match rx.recv_timeout(SOON)? {
@@ -317,11 +314,9 @@ fn spawn_blocking_timeout_skips_job_not_started_by_deadline() -> Result<()> {
 
     // Free the worker. A marker queued behind the expired job tells when the worker is past it.
     let (marker_tx, marker) = channel::bounded(1);
-    rt.pool()
-        .try_execute(move || {
-            let _ = marker_tx.send(());
-        })
-        .map_err(Error::without_payload)?;
+    rt.pool().execute(move || {
+        let _ = marker_tx.send(());
+    })?;
     drop(gate);
     marker.recv_timeout(SOON)?;
     assert!(
@@ -360,10 +355,9 @@ fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
     let (tx, rx) = channel::unbounded();
     for _ in 0..60 {
         let tx = tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = tx.send(thread_name());
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
     assert_eq!(pool.stats().queued, 60);
     assert_eq!(threads_named("wfix-").len(), 3);
@@ -381,7 +375,7 @@ fn pool_threads_are_named_and_fixed_in_number() -> Result<()> {
 #[test]
 fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
     let rt = Runtime::builder()
-        .workers(2)
+        .worker_threads(2)
         .thread_name_prefix("wr.")
         .build()?;
     rt.deploy_with("calc", on("calc"), || Remote)?;
@@ -401,7 +395,6 @@ fn runtime_threads_carry_the_runtime_prefix() -> Result<()> {
         ctx.spawn_blocking(thread_name, move |_, _, job_thread| {
             let _ = tx.send((job_thread, thread_name()));
         })
-        .map_err(Error::without_payload)
         .expect("the pool has room");
     })?;
     let (job_thread, continuation_thread) = rx.recv_timeout(SOON)?;
@@ -428,10 +421,9 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     let (ran_tx, ran) = channel::unbounded();
     for i in 0..3 {
         let ran_tx = ran_tx.clone();
-        pool.try_execute(move || {
+        pool.execute(move || {
             let _ = ran_tx.send(i);
-        })
-        .map_err(Error::without_payload)?;
+        })?;
     }
 
     let closer = {
@@ -440,15 +432,13 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     };
     // The queue is full, so a probe is refused as full until shutdown closes the pool, and as
     // stopped after: none is ever queued.
-    wait_until("shutdown closes the pool", || {
-        match pool.try_execute(|| {}) {
-            Err(Error::Stopped { target, .. }) => {
-                assert_eq!(&*target, "wshut");
-                true
-            }
-            Err(Error::Backpressure { .. }) => false,
-            other => panic!("unexpected {other:?}"),
+    wait_until("shutdown closes the pool", || match pool.execute(|| {}) {
+        Err(SendError::Stopped { target, .. }) => {
+            assert_eq!(&*target, "wshut");
+            true
         }
+        Err(SendError::Backpressure { .. }) => false,
+        other => panic!("unexpected {other:?}"),
     });
     assert!(
         ran.try_recv().is_err(),
@@ -467,10 +457,10 @@ fn shutdown_finishes_queued_jobs_then_refuses_and_joins() -> Result<()> {
     assert_eq!(ran.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
 
     // Refused after shutdown, with the job handed back.
-    match pool.try_execute(move || {
+    match pool.execute(move || {
         let _ = ran_tx.send(99);
     }) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "wshut");
             rejected();
         }
@@ -516,7 +506,7 @@ fn shutdown_reports_a_job_that_never_finishes_as_unjoined() -> Result<()> {
     Ok(())
 }
 
-/// Every job `try_execute` accepted runs, even when `shutdown` closes the pool while other
+/// Every job `execute` accepted runs, even when `shutdown` closes the pool while other
 /// threads are submitting: "accepted" must never mean "silently dropped".
 #[test]
 fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
@@ -535,12 +525,12 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
                     let mut accepted = 0usize;
                     loop {
                         let ran = Arc::clone(&ran);
-                        match pool.try_execute(move || {
+                        match pool.execute(move || {
                             ran.fetch_add(1, Ordering::SeqCst);
                         }) {
                             Ok(()) => accepted += 1,
-                            Err(Error::Backpressure { .. }) => thread::yield_now(),
-                            Err(Error::Stopped { .. }) => return accepted,
+                            Err(SendError::Backpressure { .. }) => thread::yield_now(),
+                            Err(SendError::Stopped { .. }) => return accepted,
                             Err(e) => panic!("unexpected {e:?}"),
                         }
                     }
@@ -558,7 +548,7 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
         assert_eq!(
             ran.load(Ordering::SeqCst),
             accepted,
-            "round {round}: jobs accepted by try_execute vs jobs run before shutdown joined"
+            "round {round}: jobs accepted by execute vs jobs run before shutdown joined"
         );
     }
     Ok(())
@@ -573,7 +563,7 @@ fn shutdown_racing_submitters_runs_every_accepted_job() -> Result<()> {
 fn runtime_without_workers_holds_no_pool_thread_and_refuses_offloads() -> Result<()> {
     const PREFIX: &str = "Wz0-";
     let rt = Runtime::builder()
-        .workers(0)
+        .worker_threads(0)
         .thread_name_prefix(PREFIX)
         .build()?;
     rt.deploy_with("offloader", on("offload"), || Remote)?;
@@ -595,24 +585,30 @@ fn runtime_without_workers_holds_no_pool_thread_and_refuses_offloads() -> Result
                 let _ = called_tx.send(());
             },
         ) {
-            Err(Error::Stopped { target, rejected }) => format!("stopped {target} {}", rejected()),
+            Err(SendError::Stopped { target, rejected }) => {
+                format!("stopped {target} {}", rejected())
+            }
             other => format!("unexpected {other:?}"),
         };
         let _ = tx.send(answer);
     })?;
     assert_eq!(rx.recv_timeout(SOON)?, "stopped Wz0-worker 42");
     assert_eq!(
-        rt.reactor("offloader").expect("deployed").stats().pending,
+        rt.component("offloader")
+            .expect("deployed")
+            .reactor
+            .stats()
+            .pending,
         0,
         "the refused job holds no place for a result"
     );
 
     // From a plain thread.
     let (ran_tx, ran) = channel::unbounded();
-    match rt.pool().try_execute(move || {
+    match rt.pool().execute(move || {
         let _ = ran_tx.send(7);
     }) {
-        Err(Error::Stopped { target, rejected }) => {
+        Err(SendError::Stopped { target, rejected }) => {
             assert_eq!(&*target, "Wz0-worker");
             rejected();
         }
@@ -645,8 +641,8 @@ fn pool_without_threads_refuses_every_job_and_has_nothing_to_join() -> Result<()
         .build()?;
     assert_eq!(pool.stats().threads, 0);
     assert!(threads_named("wnone").is_empty());
-    match pool.try_execute(|| ()) {
-        Err(Error::Stopped { target, .. }) => assert_eq!(&*target, "wnone"),
+    match pool.execute(|| ()) {
+        Err(SendError::Stopped { target, .. }) => assert_eq!(&*target, "wnone"),
         other => panic!("expected Stopped, got {other:?}"),
     }
     assert_eq!(pool.stats().rejected, 0, "refused as gone, not as full");

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 
 /// Counts orders and keeps a running total; slow on purpose so its mailbox fills.
 struct Ledger {
@@ -52,18 +52,19 @@ impl Component for Auditor {
                 debug_assert_eq!(std::thread::current().name(), Some(ctx.name()));
                 let _ = reply.send(answer);
             },
-        )
-        .map_err(Error::without_payload)?;
+        )?;
         Ok(())
     }
 }
 
 /// Runs the tour, printing what each step did.
 pub(crate) fn run() -> Result<()> {
-    let rt = Runtime::builder().workers(2).build()?;
+    let rt = Runtime::builder().worker_threads(2).build()?;
     rt.deploy_with(
         "ledger",
-        ComponentOptions::new().mailbox(256).subscribe("orders.>"),
+        ComponentOptions::new()
+            .mailbox_capacity(256)
+            .subscribe("orders.>"),
         || Ledger {
             orders: 0,
             total: 0,
@@ -75,7 +76,13 @@ pub(crate) fn run() -> Result<()> {
         || Auditor,
     )?;
     rt.start()?;
-    println!("deployed and started: {:?}", rt.components());
+    println!(
+        "deployed and started: {:?}",
+        rt.components()
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect::<Vec<_>>()
+    );
 
     // 1. A producer that outruns the ledger: every refusal hands the order back to us.
     let (mut accepted, mut refused) = (0u64, 0u64);
@@ -88,7 +95,7 @@ pub(crate) fn run() -> Result<()> {
                     accepted += 1;
                     break;
                 }
-                Err(Error::Backpressure { rejected, .. }) => {
+                Err(SendError::Backpressure { rejected, .. }) => {
                     refused += 1;
                     msg = rejected;
                     std::thread::yield_now();
@@ -106,8 +113,7 @@ pub(crate) fn run() -> Result<()> {
     // 2. Request/reply from a plain thread.
     let summary = rt
         .bus()
-        .request("orders.summary", Message::empty(), Duration::from_secs(5))
-        .map_err(Error::without_payload)?
+        .request("orders.summary", Message::empty(), Duration::from_secs(5))?
         .wait()?;
     println!(
         "ledger summary (request/reply): {}",
@@ -117,14 +123,13 @@ pub(crate) fn run() -> Result<()> {
     // 3. Offloading to the worker pool, result back on the component's reactor.
     let audit = rt
         .bus()
-        .request("audit", Message::typed(1_000u64), Duration::from_secs(5))
-        .map_err(Error::without_payload)?
+        .request("audit", Message::typed(1_000u64), Duration::from_secs(5))?
         .wait()?;
     println!("audit (computed on a worker): {:?}", audit.get::<u64>());
 
     // 4. Nobody listens on this topic: the error says so and hands the message back.
     match rt.bus().send("nobody.listens", Message::empty()) {
-        Err(e @ Error::NoSubscriber { .. }) => println!("send to an unknown topic: {e}"),
+        Err(e @ SendError::NoSubscriber { .. }) => println!("send to an unknown topic: {e}"),
         other => bail!("expected NoSubscriber, got {other:?}"),
     }
 

@@ -27,7 +27,7 @@ pub use table::SubscriptionId;
 use crate::metrics::Striped;
 use crate::types::{
     on_reactor_thread, DeadLetter, DeadLetterReason, Error, Message, Name, Pattern, ReplyHandle,
-    Topic, DEAD_LETTER_TOPIC,
+    SendError, Topic, DEAD_LETTER_TOPIC,
 };
 use table::{Sub, Table, Target};
 
@@ -39,9 +39,9 @@ pub(crate) trait ReactorProvider: Send + Sync {
 /// The message bus: hierarchical topics with NATS-style patterns.
 ///
 /// Cheap to clone (a handle); `Send + Sync`. Every call returns at once: delivery is a
-/// non-blocking [`Reactor::execute`](crate::Reactor::execute) (or a non-blocking push into an
-/// [`Inbox`]), so a full recipient gives [`Error::Backpressure`] with the message handed back,
-/// never a wait.
+/// non-blocking [`Reactor::send`](crate::Reactor::send) (or a non-blocking push into an
+/// [`Inbox`]), so a full recipient gives [`SendError::Backpressure`] with the message handed
+/// back, never a wait.
 ///
 /// - [`send`](Bus::send) delivers to one subscriber, round robin among a topic's subscribers
 ///   (like a NATS queue group);
@@ -56,7 +56,7 @@ pub(crate) trait ReactorProvider: Send + Sync {
 ///
 /// let bus = Bus::new();
 /// let inbox = bus.subscribe_inbox("orders.*", 16)?;
-/// bus.send("orders.created", Message::typed(42u32)).map_err(|e| e.without_payload())?;
+/// bus.send("orders.created", Message::typed(42u32))?;
 /// let got = inbox.recv_timeout(Duration::from_secs(1))?;
 /// assert_eq!(got.topic().as_str(), "orders.created");
 /// assert_eq!(got.get::<u32>(), Some(&42));
@@ -181,11 +181,11 @@ impl Bus {
     /// # Errors
     ///
     /// The message is handed back in every case:
-    /// - [`Error::Backpressure`] when every subscriber is full (naming the last one tried);
-    /// - [`Error::Stopped`] when every subscriber has stopped;
-    /// - [`Error::NoSubscriber`] when nothing subscribes to `topic`;
-    /// - [`Error::InvalidTopic`] when `topic` is malformed (or has a wildcard).
-    pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+    /// - [`SendError::Backpressure`] when every subscriber is full (naming the last one tried);
+    /// - [`SendError::Stopped`] when every subscriber has stopped;
+    /// - [`SendError::NoSubscriber`] when nothing subscribes to `topic`;
+    /// - [`SendError::InvalidTopic`] when `topic` is malformed (or has a wildcard).
+    pub fn send(&self, topic: &str, msg: Message) -> Result<(), SendError<Message>> {
         self.inner.stats.traffic.incr(SENDS);
         self.inner.send_one(topic, msg)
     }
@@ -195,10 +195,10 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`Error::NoSubscriber`] and [`Error::InvalidTopic`] as for [`send`](Bus::send). A
-    /// subscriber that refuses does not fail the publish: it is listed in the report's
+    /// [`SendError::NoSubscriber`] and [`SendError::InvalidTopic`] as for [`send`](Bus::send).
+    /// A subscriber that refuses does not fail the publish: it is listed in the report's
     /// `refused` with its copy of the message.
-    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, SendError<Message>> {
         self.inner.publish(topic, msg)
     }
 
@@ -221,8 +221,7 @@ impl Bus {
     ///
     /// let bus = Bus::new();
     /// let service = bus.subscribe_inbox("math.double", 8)?;
-    /// let pending = bus.request("math.double", Message::typed(21u32), Duration::from_secs(1))
-    ///     .map_err(|e| e.without_payload())?;
+    /// let pending = bus.request("math.double", Message::typed(21u32), Duration::from_secs(1))?;
     ///
     /// let mut req = service.recv()?;
     /// let n = *req.get::<u32>().unwrap();
@@ -236,14 +235,14 @@ impl Bus {
         topic: &str,
         mut msg: Message,
         timeout: Duration,
-    ) -> Result<PendingReply, Error<Message>> {
+    ) -> Result<PendingReply, SendError<Message>> {
         let shot = reply::Oneshot::new(timeout);
         let id = msg.id;
         let sink = reply::Sink::new(Arc::clone(&shot), Arc::downgrade(&self.inner));
         msg.set_reply(ReplyHandle::new(Box::new(sink), id));
         match self.send_request(topic, msg) {
             Ok(()) => Ok(PendingReply::new(shot, id, Arc::downgrade(&self.inner))),
-            Err(e) => Err(e.map_payload(|mut m| {
+            Err(e) => Err(e.map(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
                     r.cancel();
                 }
@@ -272,7 +271,7 @@ impl Bus {
     /// # Examples
     ///
     /// ```
-    /// use reactorium::{Bus, Error, Message};
+    /// use reactorium::{Bus, Message};
     /// use std::time::Duration;
     ///
     /// let bus = Bus::new();
@@ -281,8 +280,7 @@ impl Bus {
     /// let ticket = bus
     ///     .request_callback("math.double", Message::typed(21u32), Duration::from_secs(1), move |r| {
     ///         let _ = tx.send(r.map(|m| *m.get::<u32>().unwrap()));
-    ///     })
-    ///     .map_err(|e| e.without_payload())?;
+    ///     })?;
     ///
     /// let mut req = service.recv()?;
     /// let n = *req.get::<u32>().unwrap();
@@ -297,7 +295,7 @@ impl Bus {
         mut msg: Message,
         timeout: Duration,
         callback: F,
-    ) -> Result<ReplyTicket, Error<Message>>
+    ) -> Result<ReplyTicket, SendError<Message>>
     where
         F: FnOnce(Result<Message, Error>) + Send + 'static,
     {
@@ -307,7 +305,7 @@ impl Bus {
         msg.set_reply(ReplyHandle::new(Box::new(sink), id));
         match self.send_request(topic, msg) {
             Ok(()) => Ok(ReplyTicket::new(slot, id, Arc::downgrade(&self.inner))),
-            Err(e) => Err(e.map_payload(|mut m| {
+            Err(e) => Err(e.map(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
                     r.cancel();
                 }
@@ -320,8 +318,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NotFound`] when no component
-    /// of that name is deployed in the runtime this bus belongs to.
+    /// [`Error::InvalidTopic`] for a malformed pattern; [`Error::NoComponent`] when no
+    /// component of that name is deployed in the runtime this bus belongs to.
     pub fn subscribe(&self, pattern: &str, component: &str) -> Result<SubscriptionId, Error> {
         let mailbox = self
             .inner
@@ -329,7 +327,7 @@ impl Bus {
             .get()
             .and_then(Weak::upgrade)
             .and_then(|p| p.mailbox(component))
-            .ok_or_else(|| Error::NotFound {
+            .ok_or_else(|| Error::NoComponent {
                 name: component.to_owned(),
             })?;
         self.subscribe_mailbox(pattern, mailbox)
@@ -393,15 +391,15 @@ impl Bus {
     /// # Errors
     ///
     /// The message is handed back in every case:
-    /// - [`Error::Backpressure`] when the component's mailbox is full;
-    /// - [`Error::Stopped`] when it has stopped (or is stopping);
-    /// - [`Error::NoComponent`] when no component has that name (or this bus belongs to no
+    /// - [`SendError::Backpressure`] when the component's mailbox is full;
+    /// - [`SendError::Stopped`] when it has stopped (or is stopping);
+    /// - [`SendError::NoComponent`] when no component has that name (or this bus belongs to no
     ///   runtime).
     ///
     /// # Examples
     ///
     /// ```
-    /// use reactorium::{BoxError, Component, Context, Error, Message, Runtime};
+    /// use reactorium::{BoxError, Component, Context, Message, Runtime, SendError};
     ///
     /// struct Quiet;
     /// impl Component for Quiet {
@@ -412,11 +410,12 @@ impl Bus {
     ///
     /// let rt = Runtime::new()?;
     /// rt.deploy("quiet", || Quiet)?; // subscribes to nothing
-    /// rt.bus().send_to("quiet", Message::empty()).map_err(|e| e.without_payload())?;
-    /// assert!(matches!(rt.bus().send_to("loud", Message::empty()), Err(Error::NoComponent { .. })));
+    /// rt.bus().send_to("quiet", Message::empty())?;
+    /// let refused = rt.bus().send_to("loud", Message::empty());
+    /// assert!(matches!(refused, Err(SendError::NoComponent { .. })));
     /// # Ok::<(), anyhow::Error>(())
     /// ```
-    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), SendError<Message>> {
         self.inner.stats.traffic.incr(SENDS);
         let mailbox = self
             .inner
@@ -426,7 +425,7 @@ impl Bus {
             .and_then(|p| p.mailbox(name));
         match mailbox {
             Some(m) => m.deliver(msg),
-            None => Err(Error::NoComponent {
+            None => Err(SendError::NoComponent {
                 name: name.to_owned(),
                 rejected: msg,
             }),
@@ -435,7 +434,7 @@ impl Bus {
 
     /// Sends a message that carries a reply handle to one subscriber of `topic`: as `send`,
     /// counted as a request. [`Context::request`](crate::Context::request) uses it too.
-    pub(crate) fn send_request(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+    pub(crate) fn send_request(&self, topic: &str, msg: Message) -> Result<(), SendError<Message>> {
         self.inner.stats.traffic.incr(REQUESTS);
         self.inner.send_one(topic, msg)
     }
@@ -520,16 +519,16 @@ impl BusInner {
 
     /// The topic a message sent to `name` carries: the table's interned copy when `name` is an
     /// exact subscription, else a fresh one (validated).
-    fn topic(table: &Table, name: &str) -> Result<Topic, Error> {
+    fn topic(table: &Table, name: &str) -> Result<Topic, &'static str> {
         match table.exact.get(name).and_then(|g| g.topic.clone()) {
             Some(t) => Ok(t),
-            None => Topic::new(name),
+            None => Topic::parse(name),
         }
     }
 
-    fn no_subscriber(&self, topic: &str, msg: Message) -> Error<Message> {
+    fn no_subscriber(&self, topic: &str, msg: Message) -> SendError<Message> {
         self.stats.no_subscriber.fetch_add(1, Ordering::Relaxed);
-        Error::NoSubscriber {
+        SendError::NoSubscriber {
             topic: topic.to_owned(),
             rejected: msg,
         }
@@ -540,13 +539,17 @@ impl BusInner {
         table: &Table,
         topic: &str,
         mut msg: Message,
-    ) -> Result<Message, Error<Message>> {
+    ) -> Result<Message, SendError<Message>> {
         match Self::topic(table, topic) {
             Ok(t) => {
                 msg.topic = t;
                 Ok(msg)
             }
-            Err(e) => Err(e.map_payload(|()| msg)),
+            Err(reason) => Err(SendError::InvalidTopic {
+                topic: topic.to_owned(),
+                reason,
+                rejected: msg,
+            }),
         }
     }
 }
@@ -556,7 +559,7 @@ impl BusInner {
         self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+    fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, SendError<Message>> {
         self.stats.traffic.incr(PUBLISHES);
         let table = self.table.load();
         let msg = self.prepare(&table, topic, msg)?;
@@ -630,7 +633,7 @@ impl BusInner {
 
     /// Delivers to one subscriber of `topic`: the exact subscriber when it is alone, else
     /// round robin. Counted by the caller.
-    fn send_one(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+    fn send_one(&self, topic: &str, msg: Message) -> Result<(), SendError<Message>> {
         let table = self.table.load();
         // Fast path: one exact subscriber, no wildcard to consult.
         if table.wild.is_empty() {
@@ -655,7 +658,7 @@ impl BusInner {
         table: &Table,
         topic: &str,
         msg: Message,
-    ) -> Result<(), Error<Message>> {
+    ) -> Result<(), SendError<Message>> {
         let msg = self.prepare(table, topic, msg)?;
         let total = table.matching(topic).count();
         if total == 0 {
@@ -665,23 +668,21 @@ impl BusInner {
             .cursor_for(topic)
             .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed) % total);
         let mut msg = msg;
-        let mut last: Option<Error> = None;
+        let mut last: Option<SendError<()>> = None;
         for sub in table.matching(topic).cycle().skip(start).take(total) {
             match sub.target.deliver(msg) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     let (e, m) = e.split();
-                    msg = m.expect("a refusal hands the message back");
+                    msg = m;
                     // Report Backpressure over Stopped: "retry later" is the useful answer.
-                    if !matches!(last, Some(Error::Backpressure { .. })) {
+                    if !matches!(last, Some(SendError::Backpressure { .. })) {
                         last = Some(e);
                     }
                 }
             }
         }
-        Err(last
-            .expect("at least one subscriber was tried")
-            .map_payload(|()| msg))
+        Err(last.expect("at least one subscriber was tried").with(msg))
     }
 }
 
@@ -760,7 +761,6 @@ impl Inbox {
     fn gone(&self) -> Error {
         Error::Stopped {
             target: "bus".into(),
-            rejected: (),
         }
     }
 }

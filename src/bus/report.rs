@@ -1,6 +1,6 @@
 //! What a publish reports.
 
-use crate::types::{Error, Message};
+use crate::types::{Message, SendError};
 
 /// What a [`publish`](crate::Bus::publish) did: how many subscribers took the message, and
 /// each refusal with its copy of the message handed back. A partial fan-out is visible here,
@@ -10,7 +10,7 @@ pub struct PublishReport {
     /// Subscribers that accepted a copy.
     pub delivered: usize,
     /// Subscribers that refused (full or stopped), with the refused copy inside each error.
-    pub refused: Vec<Error<Message>>,
+    pub refused: Vec<SendError<Message>>,
 }
 
 impl PublishReport {

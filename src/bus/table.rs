@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crossbeam::channel::{Sender, TrySendError};
 
-use crate::types::{Error, Message, Name, Pattern, Topic};
+use crate::types::{Message, Name, Pattern, SendError, Topic};
 
 /// Identifies one subscription, for [`Bus::unsubscribe`](crate::Bus::unsubscribe).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -24,7 +24,7 @@ pub struct SubscriptionId(pub(super) u64);
 pub(crate) trait Deliver: Send + Sync + 'static {
     /// Never blocks. Queues `msg` for the component, or hands it back refused
     /// (`Backpressure`, `Stopped`).
-    fn deliver(&self, msg: Message) -> Result<(), Error<Message>>;
+    fn deliver(&self, msg: Message) -> Result<(), SendError<Message>>;
 }
 
 /// Where a subscription delivers.
@@ -51,7 +51,7 @@ impl Target {
     /// Callgrind, per plain-thread `Bus::send`: 560 instructions not inlined, 534 inlined,
     /// 540 with the concrete `Reactor` of before.
     #[inline]
-    pub(super) fn deliver(&self, msg: Message) -> Result<(), Error<Message>> {
+    pub(super) fn deliver(&self, msg: Message) -> Result<(), SendError<Message>> {
         match self {
             Target::Reactor(r) => r.deliver(msg),
             Target::Inbox { name, tx, capacity } => Target::push_inbox(name, tx, *capacity, msg),
@@ -63,14 +63,14 @@ impl Target {
         tx: &Sender<Message>,
         capacity: usize,
         msg: Message,
-    ) -> Result<(), Error<Message>> {
+    ) -> Result<(), SendError<Message>> {
         tx.try_send(msg).map_err(|e| match e {
-            TrySendError::Full(m) => Error::Backpressure {
+            TrySendError::Full(m) => SendError::Backpressure {
                 target: name.clone(),
                 capacity,
                 rejected: m,
             },
-            TrySendError::Disconnected(m) => Error::Stopped {
+            TrySendError::Disconnected(m) => SendError::Stopped {
                 target: name.clone(),
                 rejected: m,
             },

@@ -14,7 +14,7 @@ use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
 use crate::types::{
     panic_message, BoxError, DeadLetterReason, Down, DownReason, Error, Message, MessageId,
-    ReplyHandle,
+    ReplyHandle, SendError,
 };
 use crate::worker::WorkerPool;
 
@@ -247,7 +247,7 @@ impl<'a, C: Component> Context<'a, C> {
         self.core.reactor.name()
     }
 
-    /// This component's reactor: a handle other threads can [`execute`](Reactor::execute) on.
+    /// This component's reactor: a handle other threads can [`send`](Reactor::send) to.
     pub fn reactor(&self) -> &Reactor {
         &self.core.reactor
     }
@@ -274,7 +274,7 @@ impl<'a, C: Component> Context<'a, C> {
     /// # Errors
     ///
     /// As [`Bus::send`](crate::Bus::send); the message is handed back.
-    pub fn send(&self, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send(&self, topic: &str, msg: Message) -> Result<(), SendError<Message>> {
         self.core.bus.send(topic, self.stamp(msg))
     }
 
@@ -284,7 +284,7 @@ impl<'a, C: Component> Context<'a, C> {
     /// # Errors
     ///
     /// As [`Bus::publish`](crate::Bus::publish).
-    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, Error<Message>> {
+    pub fn publish(&self, topic: &str, msg: Message) -> Result<PublishReport, SendError<Message>> {
         self.core.bus.publish(topic, self.stamp(msg))
     }
 
@@ -299,10 +299,10 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// # Errors
     ///
-    /// - [`Error::Backpressure`] naming this component when `max_pending` requests and jobs
+    /// - [`SendError::Backpressure`] naming this component when `max_pending` requests and jobs
     ///   are outstanding, or naming the responder when its mailbox is full.
-    /// - [`Error::Stopped`], [`Error::NoSubscriber`] as for [`send`](Context::send);
-    ///   [`Error::Stopped`] naming this component once it is stopping (from the end of its
+    /// - [`SendError::Stopped`], [`SendError::NoSubscriber`] as for [`send`](Context::send);
+    ///   [`SendError::Stopped`] naming this component once it is stopping (from the end of its
     ///   drain, through `Component::stop`): no new request can be made then.
     ///
     /// In every error case the message is handed back and `then` is dropped uncalled.
@@ -317,13 +317,12 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// impl Component for Asker {
     ///     fn handle(&mut self, _msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
-    ///         let asked = ctx.request("prices.quote", Message::typed(7u64), Duration::from_secs(1),
+    ///         ctx.request("prices.quote", Message::typed(7u64), Duration::from_secs(1),
     ///             |this: &mut Self, _ctx, reply| {
     ///                 if let Ok(reply) = reply {
     ///                     this.answers.extend(reply.get::<u64>());
     ///                 }
-    ///             });
-    ///         asked.map_err(|e| e.without_payload())?;
+    ///             })?;
     ///         Ok(())
     ///     }
     /// }
@@ -334,7 +333,7 @@ impl<'a, C: Component> Context<'a, C> {
         msg: Message,
         timeout: Duration,
         then: F,
-    ) -> Result<MessageId, Error<Message>>
+    ) -> Result<MessageId, SendError<Message>>
     where
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<Message, Error>) + 'static,
     {
@@ -357,7 +356,7 @@ impl<'a, C: Component> Context<'a, C> {
                     .insert(now, id, Some(timeout), ticket, Cont::Reply(Box::new(then)));
                 Ok(request_id)
             }
-            Err(e) => Err(e.map_payload(|mut m| {
+            Err(e) => Err(e.map(|mut m| {
                 if let Some(r) = m.take_reply_handle() {
                     r.cancel();
                 }
@@ -430,12 +429,12 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::Backpressure`] when the pool's queue is full (naming the pool) or when this
+    /// [`SendError::Backpressure`] when the pool's queue is full (naming the pool) or when this
     /// component has `max_pending` requests and jobs outstanding (naming the component);
-    /// [`Error::Stopped`] when the pool has shut down or has no threads
-    /// ([`RuntimeBuilder::workers(0)`](crate::RuntimeBuilder::workers)), or naming this
-    /// component once it is stopping (from the end of its drain, through `Component::stop`).
-    /// The job is handed back and `then` is dropped uncalled.
+    /// [`SendError::Stopped`] when the pool has shut down or has no threads
+    /// ([`RuntimeBuilder::worker_threads(0)`](crate::RuntimeBuilder::worker_threads)), or
+    /// naming this component once it is stopping (from the end of its drain, through
+    /// `Component::stop`). The job is handed back and `then` is dropped uncalled.
     ///
     /// # Examples
     ///
@@ -448,13 +447,12 @@ impl<'a, C: Component> Context<'a, C> {
     ///     fn handle(&mut self, _msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
     ///         ctx.spawn_blocking(|| (1..=20u64).product::<u64>(), |this: &mut Self, _ctx, r| {
     ///             this.last = r.ok();
-    ///         })
-    ///         .map_err(|e| e.without_payload())?;
+    ///         })?;
     ///         Ok(())
     ///     }
     /// }
     /// ```
-    pub fn spawn_blocking<R, J, F>(&mut self, job: J, then: F) -> Result<u64, Error<J>>
+    pub fn spawn_blocking<R, J, F>(&mut self, job: J, then: F) -> Result<u64, SendError<J>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
@@ -476,7 +474,7 @@ impl<'a, C: Component> Context<'a, C> {
         timeout: Duration,
         job: J,
         then: F,
-    ) -> Result<u64, Error<J>>
+    ) -> Result<u64, SendError<J>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
@@ -490,7 +488,7 @@ impl<'a, C: Component> Context<'a, C> {
         timeout: Option<Duration>,
         job: J,
         then: F,
-    ) -> Result<u64, Error<J>>
+    ) -> Result<u64, SendError<J>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
@@ -508,7 +506,7 @@ impl<'a, C: Component> Context<'a, C> {
             Ok(slot) => slot,
             Err(e) => {
                 permit.cancel();
-                return Err(e.map_payload(|()| job));
+                return Err(e.with(job));
             }
         };
         let clock = self.core.settings.clock.clone();
@@ -567,7 +565,7 @@ impl<'a, C: Component> Context<'a, C> {
     /// # Errors
     ///
     /// As [`Bus::send_to`](crate::Bus::send_to); the message is handed back.
-    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send_to(&self, name: &str, msg: Message) -> Result<(), SendError<Message>> {
         self.core.bus.send_to(name, self.stamp(msg))
     }
 
@@ -691,7 +689,7 @@ impl<'a, C: Component> Context<'a, C> {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no component has that name.
+    /// [`Error::NoComponent`] when no component has that name.
     pub fn watch(&self, name: &str) -> Result<WatchId, Error> {
         self.core
             .system
@@ -707,15 +705,15 @@ impl<'a, C: Component> Context<'a, C> {
         self.local.next_id()
     }
 
-    fn stopping<T>(&self, rejected: T) -> Error<T> {
-        Error::Stopped {
+    fn stopping<T>(&self, rejected: T) -> SendError<T> {
+        SendError::Stopped {
             target: self.core.reactor.mailbox.name.clone(),
             rejected,
         }
     }
 
-    fn pending_full<T>(&self, rejected: T) -> Error<T> {
-        Error::Backpressure {
+    fn pending_full<T>(&self, rejected: T) -> SendError<T> {
+        SendError::Backpressure {
             target: self.core.reactor.mailbox.name.clone(),
             capacity: self.core.reactor.mailbox.max_pending,
             rejected,

@@ -14,7 +14,9 @@ use crossbeam::utils::{Backoff, CachePadded};
 
 use crate::bus::{Deliver, WeakBus};
 use crate::metrics::Histogram;
-use crate::types::{intern, DeadLetterReason, Down, Error, Message, Name, Overflow, Str, Wake};
+use crate::types::{
+    intern, DeadLetterReason, Down, Error, Message, Name, Overflow, SendError, Str, Wake,
+};
 
 // The state word. One atomic RMW per push decides admission, sees a stop, and learns whether
 // the reactor sleeps.
@@ -205,7 +207,7 @@ struct StopRequest {
 }
 
 impl Deliver for Mailbox {
-    fn deliver(&self, msg: Message) -> Result<(), Error<Message>> {
+    fn deliver(&self, msg: Message) -> Result<(), SendError<Message>> {
         self.push(msg)
     }
 }
@@ -337,11 +339,11 @@ impl Mailbox {
     }
 
     /// Admits and queues a bus message. Never blocks.
-    pub(crate) fn push(&self, msg: Message) -> Result<(), Error<Message>> {
+    pub(crate) fn push(&self, msg: Message) -> Result<(), SendError<Message>> {
         let prev = self.state.fetch_add(NORMAL_ONE, Ordering::AcqRel);
         if prev & CLOSED != 0 {
             self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
-            return Err(Error::Stopped {
+            return Err(SendError::Stopped {
                 target: self.name.clone(),
                 rejected: msg,
             });
@@ -365,12 +367,12 @@ impl Mailbox {
     /// A message admitted over capacity: refused, or dropped (the new one or the oldest) by the
     /// overflow policy. Cold path.
     #[cold]
-    fn overflow(&self, msg: Message, prev: u64) -> Result<(), Error<Message>> {
+    fn overflow(&self, msg: Message, prev: u64) -> Result<(), SendError<Message>> {
         match self.overflow {
             Overflow::Reject => {
                 self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(Error::Backpressure {
+                Err(SendError::Backpressure {
                     target: self.name.clone(),
                     capacity: self.capacity,
                     rejected: msg,

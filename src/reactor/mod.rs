@@ -37,7 +37,7 @@ use mailbox::{Mailbox, CLOSED, DEAD};
 
 use crate::bus::{Bus, Deliver, SubscriptionId};
 use crate::metrics::HistogramSnapshot;
-use crate::types::{Down, DownReason, Error, Message, Name};
+use crate::types::{Down, DownReason, Error, Message, Name, SendError};
 
 /// What a component's handler returning `Err` means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -86,7 +86,7 @@ pub(crate) trait System: Send + Sync + 'static {
 
 /// A handle to a component's reactor: its bounded mailbox and the thread that drains it.
 ///
-/// Cheap to clone, `Send + Sync`. The bus delivers through [`execute`](Reactor::execute);
+/// Cheap to clone, `Send + Sync`. The bus delivers through [`send`](Reactor::send);
 /// so can any thread that holds the handle.
 #[derive(Clone)]
 pub struct Reactor {
@@ -171,18 +171,18 @@ impl Reactor {
 
     /// Never blocks. Queues `msg` for the component's `handle`.
     ///
-    /// Messages from one thread are handled in the order that thread executed them. Messages
+    /// Messages from one thread are handled in the order that thread sent them. Messages
     /// queued while the component is being restarted wait for the new instance.
     ///
     /// # Errors
     ///
-    /// - [`Error::Backpressure`] when `capacity` messages are waiting and the overflow policy
+    /// - [`SendError::Backpressure`] when `capacity` messages are waiting and the overflow policy
     ///   is [`Overflow::Reject`](crate::Overflow::Reject); `msg` is handed back. (Under
     ///   `DropOldest` / `DropNewest` a message is dropped and dead-lettered instead, and this
     ///   returns `Ok`.)
-    /// - [`Error::Stopped`] once the component is stopping, has stopped or has failed; `msg`
+    /// - [`SendError::Stopped`] once the component is stopping, has stopped or has failed; `msg`
     ///   is handed back.
-    pub fn execute(&self, msg: Message) -> Result<(), Error<Message>> {
+    pub fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
         self.mailbox.push(msg)
     }
 

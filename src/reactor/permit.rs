@@ -216,13 +216,7 @@ impl ReplySink for Permit {
             }
             Err(Undelivered::Gone(Task::Reply { outcome, .. })) => {
                 let target = self.slot.mailbox.name.clone();
-                (
-                    Error::Stopped {
-                        target,
-                        rejected: (),
-                    },
-                    outcome,
-                )
+                (Error::Stopped { target }, outcome)
             }
             Err(_) => unreachable!("a reply permit carries a reply"),
         };

@@ -140,7 +140,6 @@ fn settle<C: Component>(
             if p.ticket.abandon() {
                 let stopped = Error::Stopped {
                     target: mb.name.clone(),
-                    rejected: (),
                 };
                 run_cont(comp, core, local, p.cont, stopped)?;
             } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{ComponentOptions, Restart, Runtime};
 use crate::reactor::{Component, Context, Reactor};
-use crate::types::{BoxError, Error, Message, Topic};
+use crate::types::{BoxError, Error, Message, SendError, Topic};
 
 /// What an agent has done, counted since it was deployed (across restarts).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,12 +69,11 @@ impl Agent {
     ///
     /// # Errors
     ///
-    /// [`Error::Backpressure`] when signals are already waiting (its mailbox is full: the
-    /// agent is behind, and will produce anyway); [`Error::Stopped`] once it has stopped.
-    pub fn signal(&self) -> Result<(), Error> {
-        self.reactor
-            .execute(Message::empty())
-            .map_err(Error::without_payload)
+    /// [`SendError::Backpressure`] when signals are already waiting (its mailbox is full: the
+    /// agent is behind, and will produce anyway); [`SendError::Stopped`] once it has stopped.
+    /// A signal carries nothing, so nothing comes back (`rejected` is `()`).
+    pub fn signal(&self) -> Result<(), SendError<()>> {
+        self.reactor.send(Message::empty()).map_err(|e| e.map(drop))
     }
 
     /// The agent's reactor.
@@ -133,7 +132,7 @@ impl IntervalAgent {
                 c.refused
                     .fetch_add(report.refused.len() as u64, Ordering::Relaxed);
             }
-            Err(Error::NoSubscriber { .. }) => {
+            Err(SendError::NoSubscriber { .. }) => {
                 c.no_subscriber.fetch_add(1, Ordering::Relaxed);
             }
             // The topic was checked at deploy; any other refusal is counted as refused.
@@ -220,7 +219,7 @@ impl Runtime {
         }
         let (factory, parts) = IntervalAgent::factory(Arc::new(produce), topic, period);
         let options = ComponentOptions::new()
-            .mailbox(16)
+            .mailbox_capacity(16)
             .restart(Restart::Permanent);
         let reactor = self.deploy_with(name, options, factory)?;
         Ok(parts.into_agent(reactor))

@@ -17,8 +17,8 @@ use crate::worker::WorkerPool;
 /// Builds a [`Runtime`]. Every setter documents its default.
 #[derive(Debug, Clone)]
 pub struct RuntimeBuilder {
-    pub(super) workers: usize,
-    pub(super) worker_queue: usize,
+    pub(super) worker_threads: usize,
+    pub(super) worker_queue_capacity: usize,
     pub(super) mailbox_capacity: usize,
     pub(super) max_pending: usize,
     pub(super) drain_timeout: Duration,
@@ -32,8 +32,8 @@ pub struct RuntimeBuilder {
 impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
-            workers: thread::available_parallelism().map_or(2, |n| n.get()),
-            worker_queue: 1024,
+            worker_threads: thread::available_parallelism().map_or(2, |n| n.get()),
+            worker_queue_capacity: 1024,
             mailbox_capacity: 1024,
             max_pending: 256,
             drain_timeout: Duration::from_secs(5),
@@ -47,20 +47,23 @@ impl Default for RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
-    /// Worker pool threads. Default: the machine's available parallelism.
+    /// Worker pool threads (the pool's
+    /// [`WorkerPoolBuilder::num_threads`](crate::WorkerPoolBuilder::num_threads)). Default: the
+    /// machine's available parallelism (2 if unknown).
     ///
     /// `0` gives a runtime without a worker pool thread, for components that never offload:
     /// every [`Context::spawn_blocking`](crate::Context::spawn_blocking) and
-    /// [`WorkerPool::try_execute`](crate::WorkerPool::try_execute) then answers
-    /// [`Error::Stopped`] naming the pool (`{prefix}worker`), with the job handed back, and
+    /// [`WorkerPool::execute`](crate::WorkerPool::execute) then answers
+    /// [`SendError::Stopped`](crate::SendError::Stopped) naming the pool (`{prefix}worker`),
+    /// with the job handed back, and
     /// [`WorkerPoolStats::threads`](crate::WorkerPoolStats::threads) is 0.
     ///
     /// ```
-    /// use reactorium::{Error, Runtime};
+    /// use reactorium::{Runtime, SendError};
     ///
-    /// let rt = Runtime::builder().workers(0).build()?;
-    /// match rt.pool().try_execute(|| ()) {
-    ///     Err(Error::Stopped { target, rejected }) => {
+    /// let rt = Runtime::builder().worker_threads(0).build()?;
+    /// match rt.pool().execute(|| ()) {
+    ///     Err(SendError::Stopped { target, rejected }) => {
     ///         assert_eq!(&*target, "worker");
     ///         rejected(); // the job, handed back
     ///     }
@@ -68,19 +71,21 @@ impl RuntimeBuilder {
     /// }
     /// # Ok::<(), anyhow::Error>(())
     /// ```
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = n;
         self
     }
 
-    /// Worker pool queue capacity (jobs waiting, not running). Default: 1024.
-    pub fn worker_queue(mut self, n: usize) -> Self {
-        self.worker_queue = n;
+    /// Worker pool queue capacity: jobs waiting, not running (the pool's
+    /// [`WorkerPoolBuilder::queue_capacity`](crate::WorkerPoolBuilder::queue_capacity)).
+    /// Default: 1024.
+    pub fn worker_queue_capacity(mut self, n: usize) -> Self {
+        self.worker_queue_capacity = n;
         self
     }
 
     /// Default mailbox capacity of each component (messages waiting). Default: 1024.
-    /// Overridden per component by [`ComponentOptions::mailbox`].
+    /// Overridden per component by [`ComponentOptions::mailbox_capacity`].
     pub fn mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
         self
@@ -157,8 +162,8 @@ impl RuntimeBuilder {
         check_capacity("mailbox capacity", self.mailbox_capacity)?;
         check_capacity("max pending", self.max_pending)?;
         let pool = WorkerPool::builder()
-            .num_threads(self.workers)
-            .queue_capacity(self.worker_queue)
+            .num_threads(self.worker_threads)
+            .queue_capacity(self.worker_queue_capacity)
             .thread_name(format!("{}worker", self.thread_name_prefix))
             .build()?;
         let bus = Bus::new();
@@ -197,7 +202,7 @@ pub(super) fn check_capacity(what: &str, n: usize) -> Result<(), Error> {
 /// Per-component settings for [`Runtime::deploy_with`].
 #[derive(Debug, Clone, Default)]
 pub struct ComponentOptions {
-    pub(super) mailbox: Option<usize>,
+    pub(super) mailbox_capacity: Option<usize>,
     pub(super) max_pending: Option<usize>,
     pub(super) drain_timeout: Option<Duration>,
     pub(super) subscriptions: Vec<String>,
@@ -221,8 +226,8 @@ impl ComponentOptions {
     ///
     /// Beyond these, the reactor holds the batch it has taken out to handle, at most
     /// `max(1, min(64, capacity / 4))` messages; see `src/reactor/README.md`.
-    pub fn mailbox(mut self, n: usize) -> Self {
-        self.mailbox = Some(n);
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = Some(n);
         self
     }
 

@@ -95,7 +95,9 @@ impl Runtime {
                 ),
             });
         }
-        let capacity = options.mailbox.unwrap_or(self.config.mailbox_capacity);
+        let capacity = options
+            .mailbox_capacity
+            .unwrap_or(self.config.mailbox_capacity);
         let max_pending = options.max_pending.unwrap_or(self.config.max_pending);
         check_capacity("mailbox capacity", capacity)?;
         check_capacity("max pending", max_pending)?;

@@ -31,8 +31,8 @@ pub use report::{ComponentReport, ShutdownReport};
 pub use stats::{ComponentStats, RuntimeStats};
 
 use crate::bus::Bus;
-use crate::reactor::{Reactor, WatchId, Watcher};
-use crate::types::{Error, Name};
+use crate::reactor::{WatchId, Watcher};
+use crate::types::Error;
 use crate::worker::WorkerPool;
 use registry::Registry;
 use supervisor::Supervision;
@@ -76,12 +76,11 @@ struct State {
 ///     }
 /// }
 ///
-/// let rt = Runtime::builder().workers(1).build()?;
+/// let rt = Runtime::builder().worker_threads(1).build()?;
 /// rt.deploy_with("doubler", ComponentOptions::new().subscribe("math.double"), || Doubler)?;
 /// rt.start()?;
 /// let reply = rt.bus()
-///     .request("math.double", Message::typed(21u64), Duration::from_secs(1))
-///     .map_err(|e| e.without_payload())?
+///     .request("math.double", Message::typed(21u64), Duration::from_secs(1))?
 ///     .wait()?;
 /// assert_eq!(reply.get::<u64>(), Some(&42));
 /// let report = rt.stop()?;
@@ -92,10 +91,11 @@ struct State {
 /// # Shutdown
 ///
 /// [`stop`](Runtime::stop) stops the front-ends first (those [`attach`](Runtime::attach)ed,
-/// each until its graceful drain is done), then the components, one after the other in reverse deploy order: each is asked once the
-/// one deployed after it has stopped, so each component's `stop` runs after those of the
+/// each until its graceful drain is done), then the components, one after the other in reverse deploy order: each is asked
+/// once the one deployed after it has stopped, so each component's `stop` runs after those of the
 /// components deployed after it, and what a stopping component sends one deployed before it
-/// still lands there. Asked, a reactor refuses new messages ([`Error::Stopped`]), drains its
+/// still lands there. Asked, a reactor refuses new messages
+/// ([`SendError::Stopped`](crate::SendError::Stopped)), drains its
 /// mailbox until it is empty or its drain deadline passes, gives pending continuations
 /// [`Error::Stopped`], calls the component's `stop`, and exits; messages left are
 /// dead-lettered and counted as abandoned.
@@ -123,7 +123,7 @@ struct State {
 /// dropped runtime leaves no thread behind unless a handler or job never returns. Dropping one
 /// that was never started dead-letters whatever was queued for its components.
 ///
-/// A component may hold the runtime and call it. Reading it (`components`, `reactor`, `bus`)
+/// A component may hold the runtime and call it. Reading it (`component`, `components`, `bus`)
 /// always works; `deploy`, `start` and `stop` called on a reactor thread return
 /// [`Error::WouldDeadlock`] rather than wait while another of them is under way. `stop` (or
 /// the last handle's drop) on one of this runtime's own reactor threads stops every other
@@ -177,19 +177,38 @@ impl Runtime {
         &self.pool
     }
 
-    /// The reactor of the component named `name`.
-    pub fn reactor(&self, name: &str) -> Option<Reactor> {
-        self.registry.reactor(name)
-    }
-
-    /// What the registry knows of the component named `name`: its state, restarts, last
-    /// `Down` reason and reactor.
-    pub fn whois(&self, name: &str) -> Option<ComponentInfo> {
+    /// The component named `name`, as the registry knows it now: its state, restart mode,
+    /// supervisor, restarts, last `Down` reason, and its [`Reactor`](crate::Reactor) handle (to send to it
+    /// directly, or read its counters). `None` when no component has that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, ComponentState, Context, Message, Runtime};
+    ///
+    /// struct Quiet;
+    /// impl Component for Quiet {
+    ///     fn handle(&mut self, _m: Message, _c: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy("quiet", || Quiet)?;
+    /// let quiet = rt.component("quiet").expect("deployed");
+    /// assert_eq!(quiet.state, ComponentState::Deployed);
+    /// quiet.reactor.send(Message::empty())?; // waits in the mailbox until `start`
+    /// assert_eq!(quiet.reactor.len(), 1);
+    /// assert!(rt.component("loud").is_none());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn component(&self, name: &str) -> Option<ComponentInfo> {
         self.registry.get(name).map(|e| e.info())
     }
 
-    /// Every deployed component, in deploy order, with its state.
-    pub fn list(&self) -> Vec<ComponentInfo> {
+    /// Every deployed component, in deploy order, as [`component`](Runtime::component) gives
+    /// each.
+    pub fn components(&self) -> Vec<ComponentInfo> {
         self.registry.entries().iter().map(|e| e.info()).collect()
     }
 
@@ -206,15 +225,16 @@ impl Runtime {
 
     /// Watches the component named `name` from a plain thread: each time an instance of it
     /// goes down, the returned [`Watch`] gets a [`Down`](crate::Down). Watching a component
-    /// that is down for good delivers its `Down` at once.
+    /// that is down for good delivers its `Down` at once. The watch lasts until the `Watch` is
+    /// dropped, [`unwatch`](Runtime::unwatch) ends it, or the component is down for good.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when no component has that name.
+    /// [`Error::NoComponent`] when no component has that name.
     pub fn watch(&self, name: &str) -> Result<Watch, Error> {
         let (tx, rx) = channel::unbounded();
         let id = self.registry.watch(name, Watcher::Channel(tx))?;
-        Ok(Watch { id, rx })
+        Ok(Watch::new(id, rx, &self.registry))
     }
 
     /// Ends a watch (made here or by a component); `false` if it had ended already.
@@ -226,11 +246,6 @@ impl Runtime {
     /// component was then stopped. `None` while it has not.
     pub fn failure(&self) -> Option<String> {
         self.supervision.failure()
-    }
-
-    /// Names of the deployed components, in deploy order.
-    pub fn components(&self) -> Vec<Name> {
-        self.registry.names()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -62,8 +62,8 @@ impl ComponentState {
     }
 }
 
-/// What the registry knows of one component ([`Runtime::whois`](crate::Runtime::whois),
-/// [`Runtime::list`](crate::Runtime::list)).
+/// What the registry knows of one component ([`Runtime::component`](crate::Runtime::component),
+/// [`Runtime::components`](crate::Runtime::components)): a snapshot, taken when asked.
 #[derive(Clone, Debug)]
 pub struct ComponentInfo {
     /// Its name.
@@ -78,7 +78,7 @@ pub struct ComponentInfo {
     pub restarts: u64,
     /// Why its last instance went down, if one did.
     pub last_down: Option<DownReason>,
-    /// Its reactor, to [`execute`](Reactor::execute) on directly.
+    /// Its reactor, to [`send`](Reactor::send) to directly.
     pub reactor: Reactor,
 }
 
@@ -240,12 +240,6 @@ impl Registry {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The reactor of the component named `name`.
-    pub(crate) fn reactor(&self, name: &str) -> Option<Reactor> {
-        let t = self.table();
-        t.index.get(name).map(|&i| t.entries[i].reactor.clone())
-    }
-
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Entry>> {
         let t = self.table();
         t.index.get(name).map(|&i| Arc::clone(&t.entries[i]))
@@ -320,7 +314,7 @@ impl Registry {
     /// Adds a watch on `target`. A target down for good gets its `Down` delivered at once and
     /// no watch is kept.
     pub(crate) fn watch(&self, target: &str, watcher: Watcher) -> Result<WatchId, Error> {
-        let entry = self.get(target).ok_or_else(|| Error::NotFound {
+        let entry = self.get(target).ok_or_else(|| Error::NoComponent {
             name: target.to_owned(),
         })?;
         let by = match &watcher {
@@ -407,7 +401,7 @@ impl Registry {
 fn deliver(watcher: &Watcher, down: Down) {
     match watcher {
         Watcher::Reactor(r) => r.command(Control::Down(down)),
-        // A dropped `Watch` handle: nobody to tell.
+        // A `Watch` being dropped (its drop has not unwatched yet): nobody to tell.
         Watcher::Channel(tx) => {
             let _ = tx.send(down);
         }
@@ -417,15 +411,42 @@ fn deliver(watcher: &Watcher, down: Down) {
 /// A plain thread's watch on a component ([`Runtime::watch`](crate::Runtime::watch)): its
 /// [`Down`] notices, in order.
 ///
-/// Dropping it does not end the watch by itself (use [`Runtime::unwatch`](crate::Runtime::unwatch));
-/// notices for a dropped handle are discarded.
-#[derive(Debug)]
+/// Dropping it ends the watch, as dropping an [`Inbox`](crate::Inbox) unsubscribes it;
+/// [`Runtime::unwatch`](crate::Runtime::unwatch) ends it earlier, and the watch also ends with
+/// the final notice of a component down for good.
 pub struct Watch {
-    pub(crate) id: WatchId,
-    pub(crate) rx: Receiver<Down>,
+    id: WatchId,
+    rx: Receiver<Down>,
+    // Held weakly: a watch does not keep a dropped runtime's registry alive.
+    registry: Weak<Registry>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("id", &self.id)
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.unwatch(self.id);
+        }
+    }
 }
 
 impl Watch {
+    pub(crate) fn new(id: WatchId, rx: Receiver<Down>, registry: &Arc<Registry>) -> Watch {
+        Watch {
+            id,
+            rx,
+            registry: Arc::downgrade(registry),
+        }
+    }
+
     /// The watch's id, for [`Runtime::unwatch`](crate::Runtime::unwatch).
     pub fn id(&self) -> WatchId {
         self.id
@@ -450,7 +471,6 @@ impl Watch {
             RecvTimeoutError::Timeout => Error::Timeout { after: timeout },
             RecvTimeoutError::Disconnected => Error::Stopped {
                 target: "watch".into(),
-                rejected: (),
             },
         })
     }

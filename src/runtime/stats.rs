@@ -34,8 +34,8 @@ use crate::worker::{WorkerPool, WorkerPoolStats};
 /// assert!(!rt.is_ready()); // deployed, not started
 /// rt.start()?;
 /// assert!(rt.is_ready());
-/// rt.bus().send("in", Message::empty()).map_err(|e| e.without_payload())?;
-/// # while rt.reactor("sink").unwrap().stats().handled < 1 { std::thread::yield_now() }
+/// rt.bus().send("in", Message::empty())?;
+/// # while rt.component("sink").unwrap().reactor.stats().handled < 1 { std::thread::yield_now() }
 ///
 /// let stats = rt.stats();
 /// let sink = stats.component("sink").unwrap();

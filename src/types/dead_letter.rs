@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use super::error::Name;
 use super::message::Message;
+use super::name::Name;
 use super::overflow::Overflow;
 use super::BoxError;
 

@@ -87,23 +87,28 @@ pub(crate) trait ReplySink: Send + Sync {
 /// [`Error::NoReply`] instead of letting it wait for its timeout.
 pub struct ReplyHandle {
     sink: Option<Box<dyn ReplySink>>,
-    correlation: MessageId,
+    request_id: MessageId,
 }
 
 impl ReplyHandle {
-    pub(crate) fn new(sink: Box<dyn ReplySink>, correlation: MessageId) -> ReplyHandle {
+    pub(crate) fn new(sink: Box<dyn ReplySink>, request_id: MessageId) -> ReplyHandle {
         ReplyHandle {
             sink: Some(sink),
-            correlation,
+            request_id,
         }
     }
 
-    /// The id of the request this answers.
-    pub fn correlation(&self) -> MessageId {
-        self.correlation
+    /// The id of the request this answers (as [`PendingReply::request_id`] and
+    /// [`ReplyTicket::request_id`] give it to the requester).
+    ///
+    /// [`PendingReply::request_id`]: crate::PendingReply::request_id
+    /// [`ReplyTicket::request_id`]: crate::ReplyTicket::request_id
+    pub fn request_id(&self) -> MessageId {
+        self.request_id
     }
 
-    /// Answers the request with `reply`; the reply's correlation is set to the request's id.
+    /// Answers the request with `reply`; the reply's [`correlation`](Message::correlation) is
+    /// set to the request's id.
     ///
     /// # Errors
     ///
@@ -114,7 +119,7 @@ impl ReplyHandle {
     /// [`ReactorStats::late_replies`](crate::ReactorStats)) and sent to the dead-letter topic, so
     /// it is never lost silently.
     pub fn send(mut self, mut reply: Message) -> Result<(), Error> {
-        reply.set_correlation(self.correlation);
+        reply.set_correlation(self.request_id);
         self.finish(Ok(reply))
     }
 
@@ -161,7 +166,7 @@ impl Drop for ReplyHandle {
 impl fmt::Debug for ReplyHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplyHandle")
-            .field("correlation", &self.correlation)
+            .field("request_id", &self.request_id)
             .field("answered", &self.sink.is_none())
             .finish()
     }

@@ -9,18 +9,22 @@ mod down;
 mod error;
 mod intern;
 mod message;
+mod name;
 mod overflow;
 mod payload;
+mod send_error;
 mod thread;
 mod topic;
 
 pub use clock::{Clock, ManualClock};
 pub use dead_letter::{DeadLetter, DeadLetterReason, Unhandled, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};
-pub use error::{Error, Name};
+pub use error::Error;
 pub use message::{Message, MessageId, ReplyHandle};
+pub use name::Name;
 pub use overflow::Overflow;
 pub use payload::{Payload, TypeMismatch, Typed};
+pub use send_error::SendError;
 pub use topic::{Pattern, Topic};
 
 pub(crate) use clock::Wake;

@@ -36,6 +36,12 @@ impl Topic {
     /// contains whitespace, or has a wildcard segment.
     pub fn new(text: impl AsRef<str>) -> Result<Topic, Error> {
         let text = text.as_ref();
+        Topic::parse(text).map_err(|reason| invalid(text, reason))
+    }
+
+    /// As [`new`](Topic::new), with only the reason on failure (a send builds its own error,
+    /// which hands the message back).
+    pub(crate) fn parse(text: &str) -> Result<Topic, &'static str> {
         check(text, false)?;
         Ok(Topic(Str::shared(text)))
     }
@@ -133,7 +139,7 @@ impl Pattern {
     /// as the last segment.
     pub fn new(text: impl AsRef<str>) -> Result<Pattern, Error> {
         let text = text.as_ref();
-        let wildcard = check(text, true)?;
+        let wildcard = check(text, true).map_err(|reason| invalid(text, reason))?;
         Ok(Pattern {
             text: Arc::from(text),
             wildcard,
@@ -181,31 +187,31 @@ impl fmt::Display for Pattern {
     }
 }
 
-/// Checks the shared syntax; returns whether a wildcard was seen.
-fn check(text: &str, allow_wildcards: bool) -> Result<bool, Error> {
-    let bad = |reason: &'static str| Error::InvalidTopic {
+fn invalid(text: &str, reason: &'static str) -> Error {
+    Error::InvalidTopic {
         topic: text.to_owned(),
         reason,
-        rejected: (),
-    };
+    }
+}
+
+/// Checks the shared syntax; returns whether a wildcard was seen, or what is wrong.
+fn check(text: &str, allow_wildcards: bool) -> Result<bool, &'static str> {
     if text.is_empty() {
-        return Err(bad("empty"));
+        return Err("empty");
     }
     if text.chars().any(char::is_whitespace) {
-        return Err(bad("contains whitespace"));
+        return Err("contains whitespace");
     }
     let mut wildcard = false;
     let mut segments = text.split('.').peekable();
     while let Some(seg) = segments.next() {
         match seg {
-            "" => return Err(bad("empty segment")),
-            "*" | ">" if !allow_wildcards => {
-                return Err(bad("wildcards are only allowed in patterns"))
-            }
-            ">" if segments.peek().is_some() => return Err(bad("`>` must be the last segment")),
+            "" => return Err("empty segment"),
+            "*" | ">" if !allow_wildcards => return Err("wildcards are only allowed in patterns"),
+            ">" if segments.peek().is_some() => return Err("`>` must be the last segment"),
             "*" | ">" => wildcard = true,
             s if s.contains(['*', '>']) => {
-                return Err(bad("a wildcard must be a whole segment"));
+                return Err("a wildcard must be a whole segment");
             }
             _ => {}
         }

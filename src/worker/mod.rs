@@ -2,7 +2,7 @@
 //! Depends on `types` only; the reactor above offloads to it (`Context::spawn_blocking`).
 //!
 //! The bound lives here, not in the channel: one atomic word holds the number of queued jobs
-//! and a closed flag, so [`WorkerPool::try_execute`] decides "full", "closed" or "accepted"
+//! and a closed flag, so [`WorkerPool::execute`] decides "full", "closed" or "accepted"
 //! with a single `fetch_add` *before* the job is boxed, and can hand the caller's own closure
 //! back. The channel behind it is crossbeam's unbounded list (it allocates per block of slots,
 //! not `capacity` slots up front); it can never hold more than `queue_capacity` jobs because
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use crate::types::{Error, Name};
+use crate::types::{Error, Name, SendError};
 
 /// A job as the queue holds it.
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -200,7 +200,7 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
 /// A fixed-size pool of worker threads with a bounded job queue.
 ///
 /// Cloning the pool clones a handle; all clones share the threads.
-/// [`try_execute`](WorkerPool::try_execute) never blocks, and can be called from any thread,
+/// [`execute`](WorkerPool::execute) never blocks, and can be called from any thread,
 /// reactors included. Inside a component, prefer
 /// [`Context::spawn_blocking`](crate::Context::spawn_blocking), which brings the result back to
 /// the component's own reactor.
@@ -208,12 +208,12 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
 /// # Examples
 ///
 /// ```
-/// use reactorium::{Error, WorkerPool};
+/// use reactorium::WorkerPool;
 /// use std::sync::mpsc;
 ///
 /// let pool = WorkerPool::builder().num_threads(2).queue_capacity(8).build()?;
 /// let (tx, rx) = mpsc::channel();
-/// pool.try_execute(move || tx.send(6 * 7).unwrap()).map_err(Error::without_payload)?;
+/// pool.execute(move || tx.send(6 * 7).unwrap())?;
 /// assert_eq!(rx.recv()?, 42);
 /// pool.shutdown(std::time::Duration::from_secs(1));
 /// # Ok::<(), anyhow::Error>(())
@@ -227,7 +227,7 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
 ///
 /// # Shutdown
 ///
-/// [`shutdown`](WorkerPool::shutdown) refuses new jobs ([`Error::Stopped`]), lets the workers
+/// [`shutdown`](WorkerPool::shutdown) refuses new jobs ([`SendError::Stopped`]), lets the workers
 /// finish every job already queued, and joins them, waiting at most the given time. A job that
 /// is still running then cannot be killed: its thread is left to finish on its own and
 /// reported in [`PoolShutdown::unjoined`]. Dropping the last handle does not stop the threads;
@@ -310,10 +310,10 @@ impl WorkerPool {
     ///
     /// # Errors
     ///
-    /// - [`Error::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
-    /// - [`Error::Stopped`] after [`shutdown`](WorkerPool::shutdown), and always from a pool
+    /// - [`SendError::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
+    /// - [`SendError::Stopped`] after [`shutdown`](WorkerPool::shutdown), and always from a pool
     ///   built with no threads; `job` is handed back.
-    pub fn try_execute<F>(&self, job: F) -> Result<(), Error<F>>
+    pub fn execute<F>(&self, job: F) -> Result<(), SendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
@@ -322,17 +322,17 @@ impl WorkerPool {
                 slot.execute(Box::new(job));
                 Ok(())
             }
-            Err(e) => Err(e.map_payload(|()| job)),
+            Err(e) => Err(e.with(job)),
         }
     }
 
     /// Admits one job or refuses, before the job is boxed.
-    pub(crate) fn try_reserve(&self) -> Result<Slot<'_>, Error> {
+    pub(crate) fn try_reserve(&self) -> Result<Slot<'_>, SendError<()>> {
         let s = &*self.shared;
         let prev = s.state.fetch_add(1, Ordering::AcqRel);
         if prev & CLOSED != 0 {
             s.state.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Stopped {
+            return Err(SendError::Stopped {
                 target: s.name.clone(),
                 rejected: (),
             });
@@ -340,7 +340,7 @@ impl WorkerPool {
         if prev >= s.capacity {
             s.state.fetch_sub(1, Ordering::AcqRel);
             s.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::Backpressure {
+            return Err(SendError::Backpressure {
                 target: s.name.clone(),
                 capacity: s.capacity,
                 rejected: (),

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crossbeam::channel::{self, Sender};
 use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, Error, Inbox, Message, PendingReply,
-    Reactor, Runtime, WorkerPool, DEAD_LETTER_TOPIC,
+    Reactor, Runtime, SendError, WorkerPool, DEAD_LETTER_TOPIC,
 };
 
 use crate::helpers::{block_worker, dead_letters, on_driver, seq_of, sorted, Driver, Job};
@@ -19,12 +19,14 @@ use crate::support::{wait_until, DropCounter, Gated, SOON};
 /// partial fan-out, and the refused copy is the same message (same id).
 #[test]
 fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let (gate, gate_rx) = channel::unbounded::<()>();
     let (handled_tx, _handled) = channel::unbounded();
     rt.deploy_with(
         "full",
-        ComponentOptions::new().mailbox(1).subscribe("bp.fan"),
+        ComponentOptions::new()
+            .mailbox_capacity(1)
+            .subscribe("bp.fan"),
         move || Gated {
             gate: gate_rx.clone(),
             handled: handled_tx.clone(),
@@ -42,7 +44,7 @@ fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
     assert!(!report.is_complete());
     assert_eq!(report.refused.len(), 1);
     match report.refused.pop().unwrap() {
-        Error::Backpressure {
+        SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -69,13 +71,15 @@ fn publish_reports_partial_fanout_with_refused_copy() -> Result<()> {
 /// ("retry later" is the useful answer), and Stopped only when every subscriber has stopped.
 #[test]
 fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
-    let full = rt.deploy_with("full", ComponentOptions::new().mailbox(1), || Gated {
-        gate: channel::never(),
-        handled: channel::unbounded().0,
+    let rt = Runtime::builder().worker_threads(1).build()?;
+    let full = rt.deploy_with("full", ComponentOptions::new().mailbox_capacity(1), || {
+        Gated {
+            gate: channel::never(),
+            handled: channel::unbounded().0,
+        }
     })?;
     // A reactor of another runtime, stopped: it refuses with Stopped.
-    let other = Runtime::builder().workers(1).build()?;
+    let other = Runtime::builder().worker_threads(1).build()?;
     let gone = other.deploy_with("gone", ComponentOptions::new(), || Gated {
         gate: channel::never(),
         handled: channel::unbounded().0,
@@ -87,13 +91,13 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
     bus.subscribe_reactor("bp.mixed", &gone)?;
     bus.subscribe_reactor("bp.mixed", &full)?;
     bus.subscribe_reactor("bp.dead", &gone)?;
-    full.execute(Message::empty())?; // fills "full" (not started: nothing leaves)
+    full.send(Message::empty())?; // fills "full" (not started: nothing leaves)
 
     let drops = DropCounter::default();
     for seq in 0..4 {
         // every starting point of the round robin gives the same answer
         match bus.send("bp.mixed", drops.message(seq)) {
-            Err(Error::Backpressure {
+            Err(SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -104,7 +108,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
             other => panic!("expected Backpressure, got {other:?}"),
         }
         match bus.send("bp.dead", drops.message(100 + seq)) {
-            Err(Error::Stopped { target, rejected }) => {
+            Err(SendError::Stopped { target, rejected }) => {
                 assert_eq!(&*target, "gone");
                 assert_eq!(seq_of(&rejected), 100 + seq);
             }
@@ -119,7 +123,7 @@ fn send_reports_full_over_stopped_among_subscribers() -> Result<()> {
 /// the place reserved for its reply is given back at once.
 #[test]
 fn context_request_to_full_responder_names_responder_and_frees_place() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     let driver = rt.deploy_with("driver", ComponentOptions::new().max_pending(8), || {
         Driver {
             at_stop: Arc::default(),
@@ -129,7 +133,9 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
     let (handled_tx, handled) = channel::unbounded();
     let responder = rt.deploy_with(
         "responder",
-        ComponentOptions::new().mailbox(2).subscribe(ASK_TOPIC),
+        ComponentOptions::new()
+            .mailbox_capacity(2)
+            .subscribe(ASK_TOPIC),
         move || Gated {
             gate: gate_rx.clone(),
             handled: handled_tx.clone(),
@@ -137,12 +143,12 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
     )?;
     rt.start()?;
     // One message taken into the blocked handler, then two fill the mailbox.
-    responder.execute(Message::empty())?;
+    responder.send(Message::empty())?;
     wait_until("the responder takes its first message", || {
         responder.is_empty()
     });
-    responder.execute(Message::empty())?;
-    responder.execute(Message::empty())?;
+    responder.send(Message::empty())?;
+    responder.send(Message::empty())?;
 
     let drops = DropCounter::default();
     let msg = drops.message(1);
@@ -154,7 +160,7 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
         (r.err(), ctx.pending())
     });
     match err {
-        Some(Error::Backpressure {
+        Some(SendError::Backpressure {
             target,
             capacity,
             rejected,
@@ -180,7 +186,10 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
 /// names the component, and the job handed back still runs when called.
 #[test]
 fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
-    let rt = Runtime::builder().workers(1).worker_queue(64).build()?;
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .worker_queue_capacity(64)
+        .build()?;
     let driver = rt.deploy_with("driver", ComponentOptions::new().max_pending(2), || {
         Driver {
             at_stop: Arc::default(),
@@ -210,7 +219,7 @@ fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
     assert_eq!(refused.len(), 2);
     for (i, e) in refused {
         match e {
-            Error::Backpressure {
+            SendError::Backpressure {
                 target,
                 capacity,
                 rejected,
@@ -237,10 +246,12 @@ fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
 /// abandoned, and each dropped exactly once; a request among them is answered NoReply.
 #[test]
 fn queued_at_stop_of_unstarted_runtime_dead_lettered() -> Result<()> {
-    let rt = Runtime::builder().workers(1).build()?;
+    let rt = Runtime::builder().worker_threads(1).build()?;
     rt.deploy_with(
         "idle",
-        ComponentOptions::new().mailbox(8).subscribe("bp.idle"),
+        ComponentOptions::new()
+            .mailbox_capacity(8)
+            .subscribe("bp.idle"),
         || Gated {
             gate: channel::never(),
             handled: channel::unbounded().0,
@@ -251,10 +262,7 @@ fn queued_at_stop_of_unstarted_runtime_dead_lettered() -> Result<()> {
     for seq in 0..7 {
         rt.bus().send("bp.idle", drops.message(seq))?;
     }
-    let pending = rt
-        .bus()
-        .request("bp.idle", drops.message(7), SOON)
-        .map_err(Error::without_payload)?;
+    let pending = rt.bus().request("bp.idle", drops.message(7), SOON)?;
     let report = rt.stop()?;
     let c = report.component("idle").unwrap();
     assert_eq!((c.handled, c.abandoned), (0, 8));
@@ -296,7 +304,7 @@ impl Component for HoldsUntilStop {
 fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     const N: u64 = 256;
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::ZERO)
         .build()?;
     let (seen_tx, seen) = channel::unbounded();
@@ -304,7 +312,7 @@ fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     let reactor = rt.deploy_with(
         "holds",
         ComponentOptions::new()
-            .mailbox(N as usize)
+            .mailbox_capacity(N as usize)
             .subscribe("bp.holds"),
         move || HoldsUntilStop {
             entered: entered_tx.clone(),
@@ -338,11 +346,12 @@ fn left_after_drain_deadline_dead_lettered_once() -> Result<()> {
     Ok(())
 }
 
-/// `without_payload` turns a refusal carrying a job (not `Sync`) into an error that `?`
-/// carries into `anyhow`; a refusal carrying a message goes into `anyhow` as it is, and the
-/// message can even be taken back out.
+/// `Error::from` turns a refusal carrying a job that is not `Sync` (so `?` alone could not
+/// take it into `anyhow`) into the payload-free `Error`, with the same case and text; a
+/// refusal carrying a message goes into `anyhow` as it is, and the message can even be taken
+/// back out.
 #[test]
-fn without_payload_converts_into_anyhow() {
+fn send_errors_convert_into_anyhow() {
     let pool = WorkerPool::builder()
         .num_threads(1)
         .queue_capacity(1)
@@ -353,8 +362,9 @@ fn without_payload_converts_into_anyhow() {
     let (tx, rx) = channel::unbounded();
     let submit = |n: u32| -> Result<()> {
         let tx = tx.clone();
-        pool.try_execute(move || tx.send(n).unwrap())
-            .map_err(Error::without_payload)?;
+        let n = std::cell::Cell::new(n); // `Send`, not `Sync`: so is the job
+        pool.execute(move || tx.send(n.get()).unwrap())
+            .map_err(Error::from)?;
         Ok(())
     };
     submit(1).expect("the queue has room for one");
@@ -378,7 +388,7 @@ fn without_payload_converts_into_anyhow() {
     let bus = Bus::new();
     let _inbox = bus.subscribe_inbox("bp.full", 1).unwrap();
     let send = |m: Message| -> Result<()> {
-        bus.send("bp.full", m)?; // Error<Message> is Send + Sync: `?` as it is
+        bus.send("bp.full", m)?; // SendError<Message> is Send + Sync: `?` as it is
         Ok(())
     };
     send(Message::empty()).unwrap();
@@ -386,10 +396,9 @@ fn without_payload_converts_into_anyhow() {
     let id = msg.id();
     let err = send(msg).expect_err("the inbox is full");
     let back = err
-        .downcast::<Error<Message>>()
+        .downcast::<SendError<Message>>()
         .expect("the original error")
-        .into_inner()
-        .expect("with the message");
+        .into_inner();
     assert_eq!(back.id(), id);
 }
 
@@ -401,8 +410,8 @@ fn handles_and_errors_cross_threads() {
     send_sync::<Reactor>();
     send_sync::<Bus>();
     send_sync::<WorkerPool>();
-    send_sync::<Error<Message>>();
-    send::<Error<Job>>();
+    send_sync::<SendError<Message>>();
+    send::<SendError<Job>>();
     send::<PendingReply>();
     send::<Inbox>();
 }

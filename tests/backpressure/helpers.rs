@@ -6,8 +6,8 @@ use std::thread::{self, ThreadId};
 
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    BoxError, Bus, Component, Context, DeadLetter, DeadLetterReason, Error, Inbox, Message,
-    MessageId, Reactor, WorkerPool,
+    BoxError, Bus, Component, Context, DeadLetter, DeadLetterReason, Inbox, Message, MessageId,
+    Reactor, SendError, WorkerPool,
 };
 
 use crate::support::{DropCounter, Tracked, SOON};
@@ -49,7 +49,7 @@ impl Messages {
 }
 
 /// `Bus::publish` to a topic with one subscriber, as a single-target path.
-pub(crate) fn publish_one(bus: &Bus, topic: &str, msg: Message) -> Result<(), Error<Message>> {
+pub(crate) fn publish_one(bus: &Bus, topic: &str, msg: Message) -> Result<(), SendError<Message>> {
     let mut report = bus.publish(topic, msg)?;
     assert_eq!(
         report.delivered + report.refused.len(),
@@ -84,11 +84,10 @@ pub(crate) fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 pub(crate) fn block_worker(pool: &WorkerPool) -> Sender<()> {
     let (started_tx, started_rx) = channel::bounded(1);
     let (gate_tx, gate_rx) = channel::bounded::<()>(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = started_tx.send(());
         let _ = gate_rx.recv();
     })
-    .map_err(Error::without_payload)
     .expect("an idle pool takes the blocker");
     started_rx
         .recv_timeout(SOON)
@@ -195,8 +194,7 @@ where
         let _ = tx.send(f(ctx));
     });
     driver
-        .execute(Message::typed(CmdCell(Mutex::new(Some(cmd)))))
-        .map_err(Error::without_payload)
+        .send(Message::typed(CmdCell(Mutex::new(Some(cmd)))))
         .expect("the driver takes commands");
     rx.recv_timeout(SOON).expect("the driver ran the command")
 }

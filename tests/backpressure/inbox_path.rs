@@ -1,6 +1,6 @@
 //! `Bus::send` into a plain thread's `Inbox`.
 
-use reactorium::{Bus, Error, Inbox, Message};
+use reactorium::{Bus, Inbox, Message, SendError};
 
 use crate::helpers::{seq_of, sorted, Messages};
 use crate::support::DropCounter;
@@ -54,7 +54,7 @@ impl EnqueuePath for InboxSend {
         self.msgs.identify(item)
     }
 
-    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         self.bus.send(INBOX_TOPIC, msg)
     }
 
@@ -65,7 +65,7 @@ impl EnqueuePath for InboxSend {
         self.received.push(seq_of(&msg));
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         let inbox = self.inbox.take().unwrap();
         self.dropped_with_inbox = inbox.len();
         drop(inbox); // drops what it still holds

@@ -1,12 +1,12 @@
-//! Paths through a component's mailbox: `Reactor::execute`, `Bus::send`, `Bus::publish` and
+//! Paths through a component's mailbox: `Reactor::send`, `Bus::send`, `Bus::publish` and
 //! `Bus::request` from a plain thread, all into one `Gated` component.
 
 use std::thread;
 
 use crossbeam::channel::{self, Receiver, Sender};
 use reactorium::{
-    ComponentOptions, Error, Inbox, Message, PendingReply, Reactor, Runtime, ShutdownReport,
-    DEAD_LETTER_TOPIC,
+    ComponentOptions, Error, Inbox, Message, PendingReply, Reactor, Runtime, SendError,
+    ShutdownReport, DEAD_LETTER_TOPIC,
 };
 
 use crate::helpers::{dead_letters, publish_one, sorted, Messages};
@@ -17,7 +17,7 @@ const SINK_TOPIC: &str = "bp.sink";
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Via {
-    Execute,
+    ReactorSend,
     Send,
     Publish,
     Request,
@@ -45,10 +45,10 @@ fn offer(
     sink: &Reactor,
     pending: &mut Vec<PendingReply>,
     msg: Message,
-) -> Result<(), Error<Message>> {
+) -> Result<(), SendError<Message>> {
     let bus = rt.bus();
     match via {
-        Via::Execute => sink.execute(msg),
+        Via::ReactorSend => sink.send(msg),
         Via::Send => bus.send(SINK_TOPIC, msg),
         Via::Publish => publish_one(bus, SINK_TOPIC, msg),
         Via::Request => {
@@ -64,7 +64,7 @@ fn offer(
 impl GatedRuntime {
     pub(crate) fn new(via: Via) -> GatedRuntime {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();
@@ -73,7 +73,9 @@ impl GatedRuntime {
         let sink = rt
             .deploy_with(
                 "sink",
-                ComponentOptions::new().mailbox(CAP).subscribe(SINK_TOPIC),
+                ComponentOptions::new()
+                    .mailbox_capacity(CAP)
+                    .subscribe(SINK_TOPIC),
                 move || Gated {
                     gate: gate_rx.clone(),
                     handled: handled_tx.clone(),
@@ -81,7 +83,7 @@ impl GatedRuntime {
             )
             .unwrap();
         let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 64).unwrap();
-        sink.execute(Message::empty()).unwrap(); // the plug (untracked)
+        sink.send(Message::empty()).unwrap(); // the plug (untracked)
         rt.start().unwrap();
         wait_until("the sink takes the plug", || sink.is_empty());
         GatedRuntime {
@@ -121,7 +123,7 @@ impl EnqueuePath for GatedRuntime {
         self.msgs.identify(item)
     }
 
-    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         offer(self.via, &self.rt, &self.sink, &mut self.pending, msg)
     }
 
@@ -134,7 +136,7 @@ impl EnqueuePath for GatedRuntime {
         });
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         // Stop while the handler is held, so the stopping mailbox still holds its messages
         // (full, in the stop case): the refusal must say Stopped, not Backpressure.
         let queued = self.sink.len();

@@ -1,17 +1,17 @@
-//! Paths into a worker pool's queue: `WorkerPool::try_execute`, and
+//! Paths into a worker pool's queue: `WorkerPool::execute`, and
 //! `Context::spawn_blocking` from a component.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Error, Reactor, Runtime, WorkerPool};
+use reactorium::{ComponentOptions, Reactor, Runtime, SendError, WorkerPool};
 
 use crate::helpers::{block_worker, on_driver, sorted, Driver, Job, Jobs};
 use crate::support::{wait_until, DropCounter, SOON};
 use crate::{EnqueuePath, Gone, Tally, CAP};
 
-// ---- WorkerPool::try_execute -------------------------------------------------------------
+// ---- WorkerPool::execute -------------------------------------------------------------
 
 /// A one-thread pool (queue `CAP`) whose worker is held by a blocker job.
 pub(crate) struct PoolExecute {
@@ -60,8 +60,8 @@ impl EnqueuePath for PoolExecute {
         (self.jobs.identify(job), None)
     }
 
-    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
-        self.pool.try_execute(job)
+    fn try_one(&mut self, job: Job) -> Result<(), SendError<Job>> {
+        self.pool.execute(job)
     }
 
     fn make_room(&mut self) {
@@ -71,7 +71,7 @@ impl EnqueuePath for PoolExecute {
         });
     }
 
-    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn stop_then_try(&mut self, job: Job) -> Result<(), SendError<Job>> {
         // Shut down without waiting: the worker may still be held, the queue still full.
         self.pool.shutdown(Duration::ZERO);
         let r = self.try_one(job);
@@ -114,8 +114,8 @@ pub(crate) struct ContextSpawn {
 impl ContextSpawn {
     pub(crate) fn new() -> ContextSpawn {
         let rt = Runtime::builder()
-            .workers(1)
-            .worker_queue(CAP)
+            .worker_threads(1)
+            .worker_queue_capacity(CAP)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();
@@ -166,7 +166,7 @@ impl EnqueuePath for ContextSpawn {
         (self.jobs.identify(job), None)
     }
 
-    fn try_one(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn try_one(&mut self, job: Job) -> Result<(), SendError<Job>> {
         let out = self.outcomes_tx.clone();
         self.commands += 1;
         on_driver(&self.driver, move |ctx| {
@@ -189,7 +189,7 @@ impl EnqueuePath for ContextSpawn {
         });
     }
 
-    fn stop_then_try(&mut self, job: Job) -> Result<(), Error<Job>> {
+    fn stop_then_try(&mut self, job: Job) -> Result<(), SendError<Job>> {
         self.rt.pool().shutdown(Duration::ZERO);
         let r = self.try_one(job);
         self.gate = None;

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime, ShutdownReport};
+use reactorium::{ComponentOptions, Message, Reactor, Runtime, SendError, ShutdownReport};
 
 use crate::helpers::{on_driver, seq_of, sorted, Cmd, Driver, Messages};
 use crate::support::{wait_until, DropCounter, Probe, SOON};
@@ -33,7 +33,7 @@ pub(crate) struct ContextRequest {
 impl ContextRequest {
     pub(crate) fn new() -> ContextRequest {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .thread_name_prefix("bp-")
             .build()
             .unwrap();
@@ -51,7 +51,9 @@ impl ContextRequest {
         let (tx, asked) = channel::unbounded();
         rt.deploy_with(
             "responder",
-            ComponentOptions::new().mailbox(64).subscribe(ASK_TOPIC),
+            ComponentOptions::new()
+                .mailbox_capacity(64)
+                .subscribe(ASK_TOPIC),
             move || Probe { tx: tx.clone() },
         )
         .unwrap();
@@ -120,7 +122,7 @@ impl EnqueuePath for ContextRequest {
         self.msgs.identify(item)
     }
 
-    fn try_one(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         let out = self.outcomes_tx.clone();
         self.commands += 1;
         let r = on_driver(&self.driver, move |ctx| {
@@ -151,7 +153,7 @@ impl EnqueuePath for ContextRequest {
         });
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), Error<Message>> {
+    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
         // Asked from the driver's own `stop`: a stopping component makes no new request,
         // whatever its free places or the responder's state.
         self.drop_unanswered();

@@ -15,13 +15,15 @@ use crate::support::{threads_named, wait_until, SOON};
 /// (mailbox 2,048) behind `GET /items/{id}`.
 fn server(prefix: &str, config: HttpConfig) -> Result<(Runtime, HttpServer)> {
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix(prefix)
         .drain_timeout(Duration::from_secs(1))
         .build()?;
     rt.deploy_with(
         "echo",
-        ComponentOptions::new().subscribe("echo.>").mailbox(2048),
+        ComponentOptions::new()
+            .subscribe("echo.>")
+            .mailbox_capacity(2048),
         || Echo,
     )?;
     rt.start()?;

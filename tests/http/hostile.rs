@@ -19,7 +19,7 @@ type Held = channel::Receiver<(reactorium::Message, String)>;
 /// component that keeps every request unanswered (they go to the returned receiver).
 fn holding_server(prefix: &str) -> Result<(Runtime, HttpServer, Held)> {
     let rt = Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .thread_name_prefix(prefix)
         .drain_timeout(Duration::from_secs(1))
         .build()?;

@@ -301,7 +301,9 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     let (rt, server) = serve(config().retry_after(Duration::from_secs(3)), routes, |rt| {
         rt.deploy_with(
             "busy",
-            ComponentOptions::new().subscribe("busy.get").mailbox(1),
+            ComponentOptions::new()
+                .subscribe("busy.get")
+                .mailbox_capacity(1),
             move || Blocked {
                 entered: entered_tx.clone(),
                 gate: gate.clone(),
@@ -318,7 +320,7 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     entered.recv_timeout(SOON)?;
     let mut queued = Client::connect(addr)?;
     send(&mut queued)?;
-    let busy = rt.reactor("busy").expect("deployed");
+    let busy = rt.component("busy").expect("deployed").reactor;
     wait_until("the mailbox is full", || busy.stats().queued == 1);
 
     let r = get(addr, "/busy")?;

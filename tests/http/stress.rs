@@ -35,7 +35,9 @@ fn stress_every_request_gets_one_response_and_the_counts_match() -> Result<()> {
     let (rt, server) = serve(config(), routes, |rt| {
         rt.deploy_with(
             "work",
-            ComponentOptions::new().subscribe("work.do").mailbox(4),
+            ComponentOptions::new()
+                .subscribe("work.do")
+                .mailbox_capacity(4),
             || Work,
         )?;
         Ok(())
@@ -88,7 +90,7 @@ fn stress_every_request_gets_one_response_and_the_counts_match() -> Result<()> {
     println!("stress: {sent} requests: {ok} answered 200, {busy} refused 503");
     assert_eq!(ok + busy, sent);
     assert_eq!(server.stats().requests, sent);
-    let work = rt.reactor("work").expect("deployed");
+    let work = rt.component("work").expect("deployed").reactor;
     wait_until("the component counts what it answered", || {
         work.stats().handled >= ok
     });

@@ -129,7 +129,7 @@ pub fn send_to(rt: &Runtime, name: &str, s: &str) {
 
 pub fn runtime_with(root: SupervisorOptions) -> anyhow::Result<Runtime> {
     Ok(Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .supervisor(root)
         .build()?)

@@ -12,7 +12,7 @@ pub mod http;
 pub mod life;
 
 use reactorium::{
-    BoxError, Component, ComponentOptions, Context, Error, Message, Runtime, WorkerPool,
+    BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError, WorkerPool,
 };
 
 /// Generous bound for anything that should happen "soon" on a loaded 2-core CI machine.
@@ -199,7 +199,7 @@ pub fn run_on(
     rt: &Runtime,
     topic: &str,
     f: impl FnOnce(&mut Context<'_, Remote>) + Send + 'static,
-) -> Result<(), Error<Message>> {
+) -> Result<(), SendError<Message>> {
     let errand: Errand = Box::new(f);
     rt.bus()
         .send(topic, Message::typed(Order(Mutex::new(Some(errand)))))
@@ -208,7 +208,7 @@ pub fn run_on(
 /// A runtime with one worker and a 1 s drain deadline.
 pub fn runtime() -> anyhow::Result<Runtime> {
     Ok(Runtime::builder()
-        .workers(1)
+        .worker_threads(1)
         .drain_timeout(Duration::from_secs(1))
         .build()?)
 }
@@ -228,11 +228,10 @@ pub fn thread_name() -> String {
 pub fn occupy_worker(pool: &WorkerPool) -> anyhow::Result<crossbeam::channel::Sender<()>> {
     let (gate_tx, gate) = crossbeam::channel::unbounded::<()>();
     let (started_tx, started) = crossbeam::channel::bounded(1);
-    pool.try_execute(move || {
+    pool.execute(move || {
         let _ = started_tx.send(());
         let _ = gate.recv();
-    })
-    .map_err(Error::without_payload)?;
+    })?;
     started.recv_timeout(SOON)?;
     Ok(gate_tx)
 }

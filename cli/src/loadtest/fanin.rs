@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 
 use super::measure::{Backoff, Budget};
 use super::{Better, Checks, FloorItem, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -83,11 +83,11 @@ impl Scenario for Fanin {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         let sink = rt.deploy_with(
             "sink",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             || Sink,
         )?;
@@ -108,12 +108,12 @@ impl Scenario for Fanin {
                             loop {
                                 match bus.send(TOPIC, msg) {
                                     Ok(()) => break,
-                                    Err(Error::Backpressure { rejected, .. }) => {
+                                    Err(SendError::Backpressure { rejected, .. }) => {
                                         o.refused += 1;
                                         msg = rejected;
                                         backoff.snooze();
                                     }
-                                    Err(e) => bail!("send failed: {}", e.without_payload()),
+                                    Err(e) => bail!("send failed: {}", e),
                                 }
                             }
                             backoff.reset();

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use reactorium::{ComponentOptions, Error, Message, Reactor, Runtime};
+use reactorium::{ComponentOptions, Message, Reactor, Runtime, SendError};
 
 use super::fanin::Sink;
 use super::measure::{Backoff, Budget};
@@ -69,14 +69,14 @@ impl Scenario for Fanout {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         let mut subs: HashMap<String, Reactor> = HashMap::new();
         for i in 0..self.subscribers {
             let name = format!("sub{i}");
             let r = rt.deploy_with(
                 &name,
                 ComponentOptions::new()
-                    .mailbox(self.mailbox)
+                    .mailbox_capacity(self.mailbox)
                     .subscribe(TOPIC),
                 || Sink,
             )?;
@@ -89,18 +89,15 @@ impl Scenario for Fanout {
         let (mut published, mut refused) = (0u64, 0u64);
         let backoff = Backoff::new();
         while quota.next() {
-            let report = rt
-                .bus()
-                .publish(TOPIC, Message::new(payload.clone()))
-                .map_err(Error::without_payload)?;
+            let report = rt.bus().publish(TOPIC, Message::new(payload.clone()))?;
             for refusal in report.refused {
-                let Error::Backpressure {
+                let SendError::Backpressure {
                     target,
                     mut rejected,
                     ..
                 } = refusal
                 else {
-                    bail!("publish refused: {}", refusal.without_payload());
+                    bail!("publish refused: {}", refusal);
                 };
                 let to = subs
                     .get(&*target)
@@ -108,10 +105,10 @@ impl Scenario for Fanout {
                 loop {
                     refused += 1;
                     backoff.snooze();
-                    match to.execute(rejected) {
+                    match to.send(rejected) {
                         Ok(()) => break,
-                        Err(Error::Backpressure { rejected: r, .. }) => rejected = r,
-                        Err(e) => bail!("execute failed: {}", e.without_payload()),
+                        Err(SendError::Backpressure { rejected: r, .. }) => rejected = r,
+                        Err(e) => bail!("send failed: {}", e),
                     }
                 }
                 backoff.reset();

@@ -60,11 +60,11 @@ impl Http {
         through_component: bool,
         exchange: impl Fn(usize) -> Exchange,
     ) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.deploy_with(
             "echo",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             || Echo,
         )?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use crossbeam::channel::{bounded, TrySendError};
 use hdrhistogram::Histogram;
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError};
 
 use super::measure::{latency_histogram, quantile_us, record, rss_bytes, Backoff, Budget};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -211,14 +211,14 @@ impl Scenario for Overload {
 
     fn ours(&self) -> Result<Run> {
         let rt = Runtime::builder()
-            .workers(1)
+            .worker_threads(1)
             .drain_timeout(Duration::from_secs(60))
             .build()?;
         let (out, hist) = mpsc::channel();
         let slow = rt.deploy_with(
             "slow",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             move || Slow {
                 latency: latency_histogram(),
@@ -231,11 +231,11 @@ impl Scenario for Overload {
                 match rt.bus().send(TOPIC, Message::typed(sent)) {
                     Ok(()) => Ok(true),
                     // Handed back: this producer sheds it, and counts it.
-                    Err(Error::Backpressure { rejected, .. }) => {
+                    Err(SendError::Backpressure { rejected, .. }) => {
                         drop(rejected);
                         Ok(false)
                     }
-                    Err(e) => bail!("send failed: {}", e.without_payload()),
+                    Err(e) => bail!("send failed: {}", e),
                 }
             })?;
         let report = rt.stop()?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use crossbeam::channel::{bounded, Sender};
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 use super::measure::{Budget, Halt};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -76,7 +76,7 @@ impl Component for Station {
             return Ok(());
         }
         if let Err(e) = ctx.send(&self.next, Message::typed(hops)) {
-            let _ = self.done.send(Err(e.without_payload().to_string()));
+            let _ = self.done.send(Err(e.to_string()));
         }
         Ok(())
     }
@@ -129,7 +129,7 @@ impl Scenario for Relay {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         let (done, finished) = bounded::<Finish>(self.components + 1);
         let halt = Halt::default();
         for i in 0..self.components {
@@ -142,7 +142,7 @@ impl Scenario for Relay {
             rt.deploy_with(
                 &format!("station{i}"),
                 ComponentOptions::new()
-                    .mailbox(self.mailbox)
+                    .mailbox_capacity(self.mailbox)
                     .subscribe(topic(i)),
                 move || Station {
                     next: next.clone(),
@@ -154,9 +154,7 @@ impl Scenario for Relay {
         }
         rt.start()?;
         let started = Instant::now();
-        rt.bus()
-            .send(&topic(0), Message::typed(0u64))
-            .map_err(Error::without_payload)?;
+        rt.bus().send(&topic(0), Message::typed(0u64))?;
         halt.after(self.budget);
         let hops = finished
             .recv_timeout(Duration::from_secs(120))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use crossbeam::channel::bounded;
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 use super::measure::{latency_histogram, quantile_us, record, Budget};
 use super::{Better, Checks, FloorItem, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -82,11 +82,11 @@ impl Scenario for ReqReply {
     }
 
     fn ours(&self) -> Result<Run> {
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         rt.deploy_with(
             "echo",
             ComponentOptions::new()
-                .mailbox(self.mailbox)
+                .mailbox_capacity(self.mailbox)
                 .subscribe(TOPIC),
             || Echo,
         )?;
@@ -101,7 +101,6 @@ impl Scenario for ReqReply {
             let reply = rt
                 .bus()
                 .request(TOPIC, Message::new(payload.clone()), TIMEOUT)
-                .map_err(Error::without_payload)
                 .context("request refused")?
                 .wait()
                 .context("request failed")?;

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use crossbeam::channel::bounded;
-use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
 
 use super::measure::{peak_rss_bytes, reset_peak_rss, rss_bytes, wait_for_count};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit, Verdict};
@@ -106,13 +106,13 @@ impl Scenario for Spawn {
         let mut peak = Peak::start()?;
         let started = Instant::now();
         let handled = Arc::new(AtomicU64::new(0));
-        let rt = Runtime::builder().workers(1).build()?;
+        let rt = Runtime::builder().worker_threads(1).build()?;
         for i in 0..self.components {
             let count = handled.clone();
             rt.deploy_with(
                 &format!("c{i}"),
                 ComponentOptions::new()
-                    .mailbox(MAILBOX)
+                    .mailbox_capacity(MAILBOX)
                     .subscribe(format!("load.spawn.{i}")),
                 move || Once(count.clone()),
             )
@@ -121,8 +121,7 @@ impl Scenario for Spawn {
         rt.start()?;
         for i in 0..self.components {
             rt.bus()
-                .send(&format!("load.spawn.{i}"), Message::empty())
-                .map_err(Error::without_payload)?;
+                .send(&format!("load.spawn.{i}"), Message::empty())?;
         }
         wait_for_count(
             &handled,

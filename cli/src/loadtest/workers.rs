@@ -1,5 +1,5 @@
 //! `workers`: P plain threads saturate the worker pool with small jobs through
-//! `WorkerPool::try_execute`. A refused job is handed back; the producer counts the refusal,
+//! `WorkerPool::execute`. A refused job is handed back; the producer counts the refusal,
 //! backs off and offers it again. Jobs/s counts jobs run.
 //!
 //! Floor: W threads `recv` boxed jobs from one `crossbeam_channel::bounded(queue)`; the
@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use crossbeam::channel::bounded;
-use reactorium::{Error, Runtime};
+use reactorium::{Runtime, SendError};
 
 use super::measure::{wait_for_count, Backoff, Budget};
 use super::{Better, Checks, Knobs, Metric, Run, Scenario, Unit};
@@ -79,8 +79,8 @@ impl Scenario for Workers {
 
     fn ours(&self) -> Result<Run> {
         let rt = Runtime::builder()
-            .workers(self.workers)
-            .worker_queue(self.queue)
+            .worker_threads(self.workers)
+            .worker_queue_capacity(self.queue)
             .build()?;
         let ran = Arc::new(AtomicU64::new(0));
         let barrier = Barrier::new(self.producers + 1);
@@ -98,14 +98,14 @@ impl Scenario for Workers {
                             let seed = submitted;
                             let mut work = Box::new(move || job(&ran, seed));
                             loop {
-                                match pool.try_execute(work) {
+                                match pool.execute(work) {
                                     Ok(()) => break,
-                                    Err(Error::Backpressure { rejected, .. }) => {
+                                    Err(SendError::Backpressure { rejected, .. }) => {
                                         refused += 1;
                                         work = rejected;
                                         backoff.snooze();
                                     }
-                                    Err(e) => bail!("submit failed: {}", e.without_payload()),
+                                    Err(e) => bail!("submit failed: {}", e),
                                 }
                             }
                             backoff.reset();

@@ -480,7 +480,7 @@ impl Http {
                 io.set_deadline(Some(deadline));
             }
             Err(e) => {
-                let r = wire::bus_error(&e.without_payload(), self.config.retry_after_secs());
+                let r = wire::bus_error(&Error::from(e), self.config.retry_after_secs());
                 self.respond(c, io, r, Some(route), since, false);
             }
         }

@@ -167,7 +167,6 @@ impl Routes {
             return Err(Error::InvalidTopic {
                 topic: topic.to_owned(),
                 reason: "a route's topic must not contain wildcards",
-                rejected: (),
             });
         }
         self.push(
