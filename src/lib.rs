@@ -363,7 +363,7 @@
 
 // The modules, bottom-up; each depends only on modules before it in this order:
 //
-//   types → metrics → worker → bus → reactor → runtime → ingress
+//   types → logs → metrics → worker → bus → reactor → runtime → ingress
 //
 // The bus sits below the reactor: it knows a component only through its one-method `Deliver`
 // trait (the reactor's mailbox implements it), and a component's `Context` holds a `Bus`
@@ -373,6 +373,7 @@
 // attaches itself, so the runtime names no protocol.
 mod bus;
 mod ingress;
+mod logs;
 mod metrics;
 mod reactor;
 mod runtime;
@@ -387,6 +388,7 @@ pub struct ReadmeDoctests;
 pub use bus::{Bus, BusStats, Inbox, PendingReply, PublishReport, ReplyTicket, SubscriptionId};
 pub use ingress::engine;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
+pub use logs::set_panic_hook;
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{Component, Context, OnError, Reactor, ReactorStats, TimerId, WatchId};
 pub use runtime::{
