@@ -5,8 +5,8 @@
 //! The library installs no subscriber: with none installed, every event here is one relaxed
 //! load of `tracing`'s global max level and a branch (`level_enabled!`), and a rate-limited one
 //! checks that level before it touches its limiter. The event table, the targets and the field
-//! names are documented in the crate docs ("Logs"); `README.md` beside this file says why it
-//! is built this way.
+//! names are documented in the crate docs ("Logs"); "Logs" in `docs/decisions.md` says why it
+//! is built this way, with the instruction counts.
 
 mod panic;
 

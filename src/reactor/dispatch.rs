@@ -279,7 +279,7 @@ pub(super) fn log_failure(reason: &DeadLetterReason, topic: Option<&Topic>) {
     tracing::error!(
         target: logs::REACTOR,
         reason = %down_reason(reason),
-        topic = topic.map(Topic::as_str),
+        topic = topic.map(Topic::as_str).filter(|t| !t.is_empty()),
         location = location.as_deref(),
         "component failed"
     );
