@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, Error, HttpConfig, HttpServer, Message,
-    Restart, Routes, Runtime, SupervisorOptions,
+    Overflow, Restart, Routes, Runtime, SupervisorOptions,
 };
 use support::logs::{Capture, Captured};
 use support::{wait_until, SOON};
@@ -286,6 +286,43 @@ fn full_mailbox_refusals_are_rate_limited_with_a_suppressed_count() -> Result<()
         since_last += 1;
     }
     rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn dead_letters_are_debug_events_rate_limited_per_component() -> Result<()> {
+    let (capture, _) = setup();
+    let rt = Runtime::new()?;
+    // Never started, and dropping what does not fit: every send after the first is a dead
+    // letter, emitted on this thread.
+    rt.deploy_with(
+        "log-drop",
+        ComponentOptions::new()
+            .mailbox(1)
+            .overflow(Overflow::DropNewest)
+            .subscribe("log.drop"),
+        || Fragile { panic: "unused" },
+    )?;
+    let started = Instant::now();
+    for _ in 0..500 {
+        rt.bus()
+            .send("log.drop", Message::empty())
+            .map_err(Error::without_payload)?;
+    }
+    let events = capture.matching(|e| {
+        e.is("reactorium::bus", "dead letter") && e.field("recipient") == Some("log-drop")
+    });
+    assert!(!events.is_empty() && events.len() as u64 <= 1 + started.elapsed().as_secs());
+    let first = &events[0];
+    assert_eq!(first.level, Level::DEBUG);
+    assert_eq!(first.field("topic"), Some("log.drop"));
+    assert_eq!(
+        first.field("reason"),
+        Some("mailbox full, dropped by policy drop-newest")
+    );
+    assert_eq!(first.field("suppressed"), Some("0"));
+    let report = rt.stop()?;
+    assert_eq!(report.component("log-drop").unwrap().dropped, 499);
     Ok(())
 }
 
