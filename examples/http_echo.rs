@@ -28,6 +28,14 @@ impl Component for Echo {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Logs (the runtime's `tracing` events) to stderr, filtered by `RUST_LOG` (default: info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    reactorium::set_panic_hook();
     let mut args = std::env::args().skip(1);
     let addr = args
         .next()

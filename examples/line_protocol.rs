@@ -298,6 +298,14 @@ impl Component for Greeter {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Logs (the runtime's `tracing` events) to stderr, filtered by `RUST_LOG` (default: info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    reactorium::set_panic_hook();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7070".into())

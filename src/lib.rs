@@ -356,6 +356,115 @@
 //! UDP is a trait it is generic over (see its module documentation and
 //! `examples/line_protocol.rs`).
 //!
+//! ## Logs
+//!
+//! The runtime reports what happens as [`tracing`](https://docs.rs/tracing) events, and
+//! installs no subscriber: the application chooses one (`tracing-subscriber`'s `fmt` with an
+//! `EnvFilter`, as the examples and the `reactorium` command do, filtered by `RUST_LOG`).
+//! Each reactor thread runs its whole life in a span `reactor{component=<name>}`, so the
+//! events of a handler, a continuation or a timer callback name their component, the
+//! runtime's and the component's own alike; a job given to the worker pool runs in the span
+//! of the code that submitted it. [`set_panic_hook`] keeps the panics the runtime catches from
+//! being printed a second time by the standard library's hook.
+//!
+//! ```
+//! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
+//!
+//! struct Audit;
+//! impl Component for Audit {
+//!     fn handle(&mut self, msg: Message, _ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+//!         // In the component's span: printed as `reactor{component=audit}: app: seen ...`.
+//!         tracing::info!(target: "app", topic = msg.topic().as_str(), "seen");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // In `main`, once: `RUST_LOG=reactorium=debug,app=info` shows the per-message events too.
+//! # let _ =
+//! tracing_subscriber::fmt()
+//!     .with_env_filter(tracing_subscriber::EnvFilter::new("reactorium=info,app=info"))
+//!     .try_init();
+//! reactorium::set_panic_hook();
+//!
+//! let rt = Runtime::new()?;
+//! rt.deploy_with("audit", ComponentOptions::new().subscribe("orders.>"), || Audit)?;
+//! rt.start()?; // reactorium::runtime: runtime started components=1
+//! rt.bus().send("orders.created", Message::empty())?;
+//! rt.stop()?; // reactor{component=audit}: reactorium::reactor: component stopped handled=1 ..
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! Targets, to filter on: `reactorium::reactor` (a component's life, on its reactor thread),
+//! `reactorium::supervisor` (restarts and giving up), `reactorium::runtime` (start and stop),
+//! `reactorium::bus` (dead letters), `reactorium::worker` (jobs), `reactorium::engine`
+//! (connections, on the front-ends' I/O threads, in a span `front_end{front_end, port}`) and
+//! `reactorium::http`.
+//!
+//! Events that could come once per message (a refusal, a dead letter, an error response) are
+//! rate-limited: at most one per second from each source (a component, a front-end, the pool),
+//! with a `suppressed` field counting those swallowed since the last one that went out (the
+//! counters in [`ReactorStats`], [`BusStats`] and [`HttpStats`] keep the totals). With no
+//! subscriber, or with the level filtered out, an event costs one relaxed load of `tracing`'s
+//! global level and a branch: nothing on the message path (see "Logs" in
+//! `docs/decisions.md` for the instruction counts).
+//!
+//! | message | target | level | fields |
+//! |---|---|---|---|
+//! | `component started` | `reactor` | info | |
+//! | `component restarted` | `reactor` | info | `restarts` |
+//! | `component failed` | `reactor` | error | `reason`, `topic`¹, `location`² |
+//! | `component failed to start` | `reactor` | error | `reason` |
+//! | `component stopped` | `reactor` | info | `handled`, `drained`, `abandoned` |
+//! | `component stopped after a failure` | `reactor` | warn | `reason`, `handled`, `abandoned` |
+//! | `handler failed, message dead-lettered` (under [`OnError::Continue`]) | `reactor` | warn³ | `reason`, `topic` |
+//! | `mailbox full, message refused`⁴ | `reactor` | debug³ | `recipient`, `capacity` |
+//! | `reactor thread panicked outside component code` (a bug) | `reactor` | error | `reason` |
+//! | `restarting` | `supervisor` | warn | `supervisor`, `component`, `child`, `reason`, `restarts`, `max_restarts`, `strategy`, `backoff_ms` |
+//! | `escalating to the parent supervisor` | `supervisor` | warn | `supervisor`, `component`, `child`, `reason` |
+//! | `supervisor gave up: too many restarts` | `supervisor` | error | `supervisor`, `component`, `child`, `reason`, `restarts`, `max_restarts`, `window_ms` |
+//! | `runtime failed: every component stops` | `supervisor` | error | `supervisor`, `component`, `reason` |
+//! | `suspend not acknowledged in time, moving on` | `supervisor` | warn | `component`, `timeout_ms` |
+//! | `restart not acknowledged in time` | `supervisor` | warn | `component`, `timeout_ms` |
+//! | `runtime started` | `runtime` | info | `components` |
+//! | `component's thread not joined: ...` | `runtime` | warn | `component`, `handled` |
+//! | `runtime stopped` | `runtime` | info | `components`, `abandoned`, `elapsed_ms` |
+//! | `dead letter`⁴ | `bus` | debug³ | `recipient`, `topic`, `reason` |
+//! | `dead letter dropped` (refused by a dead-letter subscriber) | `bus` | debug³ | `recipient` |
+//! | `job panicked` | `worker` | warn | `reason`, `location`² |
+//! | `worker queue full, job refused`⁴ | `worker` | debug³ | `recipient`, `capacity` |
+//! | `front-end listening` | `engine` | info | `front_end`, `addr` |
+//! | `front-end stopped` | `engine` | info | `front_end`, `port`, `completed`, `closed_idle`, `abandoned`, `joined`, `elapsed_ms` |
+//! | `connection over capacity: the protocol answers it with a refusal` | `engine` | warn³ | `peer`, `open`, `max_connections` |
+//! | `connection refused: over capacity, closed at once` | `engine` | warn³ | `peer`, `open`, `max_connections` |
+//! | `accept failed` | `engine` | warn³ | `error`, `paused` |
+//! | `registering a connection failed` | `engine` | warn³ | `peer`, `error` |
+//! | `poll failed` | `engine` | warn³ | |
+//! | `datagram I/O failed` | `engine` | warn³ | `op`, `error` |
+//! | `answered with a server error` (5xx: busy, timeout, failure) | `http` | warn³ | `status` |
+//! | `answered with a client error` (4xx) | `http` | debug³ | `status` |
+//! | `connection timed out` (not idle keep-alive) | `http` | debug³ | `kind` |
+//!
+//! ¹ when the handler failed on a message with a topic. ² when [`set_panic_hook`] is installed.
+//! ³ rate-limited, with `suppressed`. ⁴ emitted on the sender's thread (in its span, if it is
+//! a component's), or for a dead letter wherever the message was given up.
+//!
+//! Fields: `component` names the component whose code runs (the `reactor` span's field; on the
+//! supervisor's and the runtime's events, which have no such span, the component they are
+//! about); `recipient` the mailbox, inbox or pool that refused or dead-lettered a message
+//! (not `component`, since the event may be inside another component's span, nor `target`,
+//! which a flattened JSON line already uses for the event's target); `reason` the text a
+//! [`DownReason`], a [`DeadLetterReason`], an error or a panic reads as; `restarts` counts
+//! within the supervisor's window (on `component restarted`: since deploy); durations are
+//! `*_ms` integers.
+//!
+//! Two things to know. tracing-subscriber's registry admits 4,096 threads that create (or
+//! close) spans at once: the runtime makes each component's span on the deploying thread and
+//! its reactor thread only enters it, so any number of components is fine, but a handler that
+//! makes spans of its own on more than 4,096 reactor threads will make the registry panic. And
+//! an application that logs through `log` rather than a tracing subscriber can turn on
+//! `tracing`'s `log` feature in its own `Cargo.toml` (features unify), which the library
+//! leaves off.
+//!
 //! # Threading contract
 //!
 //! Every method of a component, and every continuation it registers, runs on its own reactor
@@ -391,7 +500,7 @@
 
 // The modules, bottom-up; each depends only on modules before it in this order:
 //
-//   types → metrics → worker → bus → reactor → runtime → ingress
+//   types → logs → metrics → worker → bus → reactor → runtime → ingress
 //
 // The bus sits below the reactor: it knows a component only through its one-method `Deliver`
 // trait (the reactor's mailbox implements it), and a component's `Context` holds a `Bus`
@@ -401,6 +510,7 @@
 // attaches itself, so the runtime names no protocol.
 mod bus;
 mod ingress;
+mod logs;
 mod metrics;
 mod reactor;
 mod runtime;
@@ -418,6 +528,7 @@ pub use ingress::engine;
 #[doc(hidden)]
 pub use ingress::http::fuzzing as __fuzzing;
 pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
+pub use logs::set_panic_hook;
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{
     Component, Context, OnError, Reactor, ReactorStats, Restarted, TimerId, WatchId,

@@ -2,6 +2,10 @@
 //!
 //! - `reactorium loadtest` runs the load-test bench (see `loadtest/mod.rs` and `benches/README.md`).
 //! - `reactorium demo` runs a short tour of the runtime.
+//!
+//! Logs go to stderr through `tracing-subscriber`, filtered by `RUST_LOG` (default `warn`:
+//! `RUST_LOG=reactorium=info` shows components starting and stopping, `debug` the
+//! rate-limited per-message events; see "Logs" in the library's docs).
 
 mod demo;
 mod loadtest;
@@ -28,6 +32,14 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // Panics the runtime catches are reported as events, not printed twice.
+    reactorium::set_panic_hook();
     match Cli::parse().command {
         Command::Loadtest(args) => loadtest::run(args),
         Command::Demo => demo::run(),

@@ -24,6 +24,7 @@ pub use report::PublishReport;
 pub(crate) use table::Deliver;
 pub use table::SubscriptionId;
 
+use crate::logs::{self, RateLimit};
 use crate::metrics::Striped;
 use crate::types::{
     on_reactor_thread, DeadLetter, DeadLetterReason, Error, Message, Name, Pattern, ReplyHandle,
@@ -84,6 +85,36 @@ struct BusInner {
     next_sub: AtomicU64,
     provider: OnceLock<Weak<dyn ReactorProvider>>,
     stats: Counters,
+    /// Rate limits of the dead-letter events no component owns (inboxes, replies to plain
+    /// threads) and of the dead letters that could not be delivered. A component's own dead
+    /// letters are limited by its mailbox.
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct Limits {
+    dead_letters: RateLimit,
+    dropped: RateLimit,
+}
+
+/// Reports a dead letter at `debug` on `reactorium::bus`, through `limit`: `recipient` is the
+/// component or inbox the message was for (the requester, for a late reply; none for a reply
+/// to a plain thread).
+pub(crate) fn log_dead_letter(
+    limit: &RateLimit,
+    recipient: Option<&str>,
+    msg: &Message,
+    reason: &DeadLetterReason,
+) {
+    logs::limited!(
+        limit,
+        tracing::Level::DEBUG,
+        target: logs::BUS,
+        recipient,
+        topic = msg.topic().as_str(),
+        reason = %reason,
+        "dead letter"
+    );
 }
 
 /// The bus's counters. Sends, publishes and requests come from every thread that sends, so
@@ -160,6 +191,7 @@ impl Bus {
                 next_sub: AtomicU64::new(1),
                 provider: OnceLock::new(),
                 stats: Counters::default(),
+                limits: Limits::default(),
             }),
         }
     }
@@ -447,6 +479,12 @@ impl Bus {
     /// Accounts for a reply nobody will read (a front-end's client hung up): counted as late
     /// and dead-lettered, as a reply after a timeout is.
     pub(crate) fn late_reply(&self, reply: Message) {
+        log_dead_letter(
+            &self.inner.limits.dead_letters,
+            None,
+            &reply,
+            &DeadLetterReason::LateReply,
+        );
         self.inner.late_reply(reply, None);
     }
 
@@ -591,6 +629,7 @@ impl BusInner {
             self.stats
                 .dead_letters_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            self.log_dropped(component.as_deref());
             return;
         }
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
@@ -617,12 +656,31 @@ impl BusInner {
             } else {
                 std::mem::replace(&mut letter, Message::empty())
             };
-            if sub.target.deliver(copy).is_err() {
+            if let Err(e) = sub.target.deliver(copy) {
                 self.stats
                     .dead_letters_dropped
                     .fetch_add(1, Ordering::Relaxed);
+                let refused_by = match &e {
+                    SendError::Backpressure { target, .. } | SendError::Stopped { target, .. } => {
+                        Some(&**target)
+                    }
+                    _ => None,
+                };
+                self.log_dropped(refused_by);
             }
         }
+    }
+
+    /// Reports a dead letter that could not be delivered (`debug`, rate-limited): `recipient`
+    /// is the dead-letter subscriber that refused it, or the component whose queue held it.
+    fn log_dropped(&self, recipient: Option<&str>) {
+        logs::limited!(
+            self.limits.dropped,
+            tracing::Level::DEBUG,
+            target: logs::BUS,
+            recipient,
+            "dead letter dropped"
+        );
     }
 
     /// Counts a reply nobody will read and dead-letters it.
@@ -778,8 +836,15 @@ impl Drop for Inbox {
                 bus.stats
                     .dead_letters_dropped
                     .fetch_add(1, Ordering::Relaxed);
+                bus.log_dropped(Some(&self.name));
                 continue;
             }
+            log_dead_letter(
+                &bus.limits.dead_letters,
+                Some(&self.name),
+                &m,
+                &DeadLetterReason::Stopped,
+            );
             if let Some(r) = m.take_reply_handle() {
                 let _ = r.fail(Error::NoReply {
                     reason: format!("`{}` was dropped with the request unread", self.name),

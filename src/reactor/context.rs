@@ -12,11 +12,12 @@ use super::state::{self, Core};
 use super::timer::{self, TimerId};
 use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
+use crate::logs;
 use crate::types::{
     panic_message, BoxError, DeadLetterReason, Down, DownReason, Error, Message, MessageId,
     ReplyHandle, SendError,
 };
-use crate::worker::WorkerPool;
+use crate::worker::{log_job_panic, WorkerPool};
 
 /// A unit of business logic with private state, run by its own reactor thread.
 ///
@@ -512,7 +513,10 @@ impl<'a, C: Component> Context<'a, C> {
         let clock = self.core.settings.clock.clone();
         let now = self.now();
         let deadline = timeout.map(|t| now + t);
+        // The job runs in this component's span, so its events (and its panic's) name it.
+        let span = logs::current_span();
         slot.execute(Box::new(move || {
+            let _entered = span.enter();
             if permit.is_abandoned() {
                 // The component stopped waiting (deadline or stop): the job need not run.
                 permit.cancel();
@@ -526,9 +530,12 @@ impl<'a, C: Component> Context<'a, C> {
             }
             let outcome = match catch_unwind(AssertUnwindSafe(job)) {
                 Ok(r) => Ok(Box::new(r) as Box<dyn Any + Send>),
-                Err(p) => Err(Error::Panicked {
-                    message: panic_message(&*p),
-                }),
+                Err(p) => {
+                    log_job_panic(&*p);
+                    Err(Error::Panicked {
+                        message: panic_message(&*p),
+                    })
+                }
             };
             // Err: the component stopped waiting or is gone; the permit counted it as a late
             // job and the result is dropped here.

@@ -11,7 +11,11 @@ use super::mailbox::{Mailbox, Task};
 use super::state::Core;
 use super::timer::next_period;
 use super::OnError;
-use crate::types::{panic_message, BoxError, DeadLetterReason, Error, Message, Payload, Unhandled};
+use crate::logs::{self, take_panic_location};
+use crate::types::{
+    panic_message, BoxError, DeadLetterReason, DownReason, Error, Message, Payload, Topic,
+    Unhandled,
+};
 
 /// Why the component stopped handling messages, with the message it failed on.
 pub(super) struct Failure {
@@ -63,6 +67,14 @@ pub(super) fn dispatch<C: Component>(
                     let (failed, reason) = handed_back(e, keep, kept);
                     if core.settings.on_error == OnError::Continue {
                         mb.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        logs::limited!(
+                            mb.counters.limits.errors,
+                            tracing::Level::WARN,
+                            target: logs::REACTOR,
+                            reason = %down_reason(&reason),
+                            topic = failed.topic().as_str(),
+                            "handler failed, message dead-lettered"
+                        );
                         mb.abandon_message(failed, reason);
                         Ok(false)
                     } else {
@@ -303,4 +315,30 @@ pub(super) fn abandon(mb: &Mailbox, task: Task, reason: &DeadLetterReason) {
             mb.counters.late_jobs.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// How a failure reads in a `Down` notice and in the logs.
+pub(super) fn down_reason(reason: &DeadLetterReason) -> DownReason {
+    match reason {
+        DeadLetterReason::Panicked(m) => DownReason::Panicked(m.clone()),
+        DeadLetterReason::Failed(m) => DownReason::Failed(m.clone()),
+        _ => DownReason::Shutdown,
+    }
+}
+
+/// Reports a failure of the instance (one counted in `ReactorStats::failures`): `topic` is
+/// that of the message its handler failed on, if it failed on one. A panic's location is
+/// known when the application installed [`set_panic_hook`](crate::set_panic_hook).
+pub(super) fn log_failure(reason: &DeadLetterReason, topic: Option<&Topic>) {
+    let location = match reason {
+        DeadLetterReason::Panicked(m) => take_panic_location(m),
+        _ => None,
+    };
+    tracing::error!(
+        target: logs::REACTOR,
+        reason = %down_reason(reason),
+        topic = topic.map(Topic::as_str).filter(|t| !t.is_empty()),
+        location = location.as_deref(),
+        "component failed"
+    );
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 use crossbeam::utils::{Backoff, CachePadded};
 
-use crate::bus::{Deliver, WeakBus};
+use crate::bus::{log_dead_letter, Deliver, WeakBus};
+use crate::logs::{self, RateLimit};
 use crate::metrics::Histogram;
 use crate::types::{
     intern, DeadLetterReason, Down, Error, Message, Name, Overflow, SendError, Str, Wake,
@@ -114,6 +115,20 @@ pub(crate) struct Counters {
     /// stop, an error under `OnError::Continue`): by the reactor thread, and by `stop` for a
     /// thread it gave up on, so an RMW. Overflow drops are `dropped`, not this.
     pub(crate) abandoned: AtomicU64,
+    /// Rate limits of this component's per-message events, consulted only when the event's
+    /// level is enabled: on this line, which the same failure paths write anyway.
+    pub(crate) limits: Limits,
+}
+
+/// One rate limit per kind of per-message event a component can cause (see `logs`).
+#[derive(Default)]
+pub(crate) struct Limits {
+    /// A message refused by the full mailbox.
+    pub(crate) refused: RateLimit,
+    /// A message (or late reply) of this component dead-lettered.
+    pub(crate) dead_letters: RateLimit,
+    /// A handler error under `OnError::Continue`.
+    pub(crate) errors: RateLimit,
 }
 
 /// The per-message counts: the one place they are kept (`ReactorStats` and the shutdown
@@ -198,6 +213,11 @@ pub(crate) struct Mailbox {
     stop: CachePadded<StopRequest>,
     // Commands for the reactor thread; SIGNAL in the state word says there are some.
     control: Mutex<Vec<Control>>,
+    // The component's span, which its reactor thread enters for its whole life. Made here, on
+    // the deploying thread, and closed wherever the mailbox is dropped (normally with the
+    // runtime), so that a reactor thread only ever enters and exits it: see "Logs" in the
+    // crate docs (tracing-subscriber's registry admits 4096 threads that create spans).
+    pub(crate) span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -220,6 +240,15 @@ impl Wake for Mailbox {
 
 impl Mailbox {
     pub(crate) fn new(name: Name, config: MailboxConfig, bus: WeakBus) -> Mailbox {
+        // `error` level, so a filter that lets any event through keeps the span; no parent,
+        // whatever span the deploying thread is in. Without a subscriber (or with every level
+        // filtered out): `Span::none()`, for one relaxed load.
+        let span = tracing::error_span!(
+            target: logs::REACTOR,
+            parent: None,
+            "reactor",
+            component = %name
+        );
         Mailbox {
             source: intern(&name),
             name,
@@ -237,6 +266,7 @@ impl Mailbox {
             latency: config.handler_latency.then(|| Box::new(Histogram::new())),
             stop: CachePadded::new(StopRequest::default()),
             control: Mutex::new(Vec::new()),
+            span,
         }
     }
 
@@ -277,6 +307,12 @@ impl Mailbox {
     /// A reply that came for this component after it stopped waiting: the bus counts it and
     /// dead-letters it.
     pub(crate) fn late_reply(&self, reply: Message) {
+        log_dead_letter(
+            &self.counters.limits.dead_letters,
+            Some(&self.name),
+            &reply,
+            &DeadLetterReason::LateReply,
+        );
         if let Some(bus) = self.bus.upgrade() {
             bus.late_reply_for(reply, self.name.clone());
         }
@@ -286,6 +322,12 @@ impl Mailbox {
     /// them is answered at once with `NoReply` rather than left to time out.
     pub(crate) fn dead_letter(&self, mut m: Message, reason: DeadLetterReason) {
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        log_dead_letter(
+            &self.counters.limits.dead_letters,
+            Some(&self.name),
+            &m,
+            &reason,
+        );
         if let Some(r) = m.take_reply_handle() {
             let _ = r.fail(Error::NoReply {
                 reason: format!("`{}`: {reason}", self.name),
@@ -339,6 +381,7 @@ impl Mailbox {
     }
 
     /// Admits and queues a bus message. Never blocks.
+    #[inline]
     pub(crate) fn push(&self, msg: Message) -> Result<(), SendError<Message>> {
         let prev = self.state.fetch_add(NORMAL_ONE, Ordering::AcqRel);
         if prev & CLOSED != 0 {
@@ -372,6 +415,14 @@ impl Mailbox {
             Overflow::Reject => {
                 self.state.fetch_sub(NORMAL_ONE, Ordering::AcqRel);
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                logs::limited!(
+                    self.counters.limits.refused,
+                    tracing::Level::DEBUG,
+                    target: logs::REACTOR,
+                    recipient = %self.name,
+                    capacity = self.capacity,
+                    "mailbox full, message refused"
+                );
                 Err(SendError::Backpressure {
                     target: self.name.clone(),
                     capacity: self.capacity,

@@ -2,7 +2,7 @@
 //! ends too or waits for its supervisor's word and builds the next. See "One thread, many
 //! instances" in `README.md` beside this file.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
@@ -10,13 +10,16 @@ use std::thread::{self, JoinHandle};
 use crossbeam::channel::Sender;
 
 use super::context::{Component, Context, Local, Restarted};
-use super::dispatch::{abandon, end_instance};
+use super::dispatch::{abandon, down_reason, end_instance, log_failure};
 use super::instance::run_instance;
 use super::mailbox::{Control, Mailbox, Task, CLOSED, DEAD};
 use super::state::{Core, Exit};
 use super::stop::End;
 use super::InstanceDown;
-use crate::types::{mark_reactor_thread, panic_message, DeadLetterReason, DownReason, Wake};
+use crate::logs;
+use crate::types::{
+    mark_reactor_thread, panic_message, DeadLetterReason, DownReason, Message, Wake,
+};
 
 /// Builds a component on its own thread.
 pub(crate) type Factory<C> = Arc<dyn Fn() -> C + Send + Sync>;
@@ -32,13 +35,60 @@ pub(crate) fn spawn<C: Component>(
 ) -> std::io::Result<JoinHandle<()>> {
     builder.spawn(move || {
         mark_reactor_thread();
-        core.reactor.mailbox.set_thread(thread::current());
-        let me: Weak<dyn Wake> = Arc::downgrade(&core.reactor.mailbox) as _;
-        core.settings.clock.register(me);
-        let exit = run(&core, &factory, &started);
+        let exit = {
+            // Entered for the thread's whole life: every event on this thread, the runtime's
+            // and the component's own, carries the component's name. Made with the mailbox,
+            // on the deploying thread (see `Mailbox::span`).
+            let _entered = core.reactor.mailbox.span.enter();
+            core.reactor.mailbox.set_thread(thread::current());
+            let me: Weak<dyn Wake> = Arc::downgrade(&core.reactor.mailbox) as _;
+            core.settings.clock.register(me);
+            let exit = match catch_unwind(AssertUnwindSafe(|| run(&core, &factory, &started))) {
+                Ok(exit) => exit,
+                Err(p) => {
+                    // Component code runs under its own `catch_unwind`: this is the runtime's
+                    // own panic (a bug). Reported here too: `set_panic_hook` keeps it quiet.
+                    tracing::error!(
+                        target: logs::REACTOR,
+                        reason = %panic_message(&*p),
+                        "reactor thread panicked outside component code"
+                    );
+                    resume_unwind(p)
+                }
+            };
+            log_exit(&exit, &core.reactor.mailbox);
+            exit
+        };
         drop(core);
         let _ = done.send(exit);
     })
+}
+
+/// The thread's last event: how its component's life ended.
+fn log_exit(exit: &Exit, mb: &Mailbox) {
+    let handled = mb.tally.handled_count();
+    let abandoned = mb.counters.abandoned.load(Ordering::Relaxed);
+    match &exit.failure {
+        None => tracing::info!(
+            target: logs::REACTOR,
+            handled,
+            drained = mb.tally.drained_count(),
+            abandoned,
+            "component stopped"
+        ),
+        Some(r) => tracing::warn!(
+            target: logs::REACTOR,
+            reason = %down_reason(r),
+            handled,
+            abandoned,
+            "component stopped after a failure"
+        ),
+    }
+}
+
+/// Reports a component whose factory or `start` failed (or panicked).
+fn log_start_failure(reason: &str) {
+    tracing::error!(target: logs::REACTOR, reason, "component failed to start");
 }
 
 /// Accounts for what a reactor that never ran holds: marks it finished and dead-letters its
@@ -107,9 +157,15 @@ fn run<C: Component>(
             Ok(mut comp) => {
                 match restart_ack.take() {
                     Some(ack) => {
+                        tracing::info!(
+                            target: logs::REACTOR,
+                            restarts = mb.counters.restarts.load(Ordering::Relaxed),
+                            "component restarted"
+                        );
                         let _ = ack.send(Ok(()));
                     }
                     None => {
+                        tracing::info!(target: logs::REACTOR, "component started");
                         let _ = started.send(Ok(()));
                     }
                 }
@@ -148,6 +204,7 @@ fn run<C: Component>(
                         // back, and a new instance never runs an old one's callbacks.
                         end_instance(core, &mut local, &f.reason);
                         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        log_failure(&f.reason, f.message.as_ref().map(Message::topic));
                         if let Some(m) = f.message {
                             mb.abandon_message(m, f.reason.clone());
                         }
@@ -175,6 +232,7 @@ fn run<C: Component>(
                     return start_failed(core, exit, reason, started);
                 };
                 mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+                log_start_failure(&reason);
                 let _ = ack.send(Err(reason.clone()));
                 exit.failure = Some(DeadLetterReason::Failed(reason.clone()));
                 Some(DownReason::Failed(format!("start failed: {reason}")))
@@ -220,14 +278,6 @@ fn report(core: &Core, reason: DownReason, awaiting: bool) {
     });
 }
 
-pub(super) fn down_reason(reason: &DeadLetterReason) -> DownReason {
-    match reason {
-        DeadLetterReason::Panicked(m) => DownReason::Panicked(m.clone()),
-        DeadLetterReason::Failed(m) => DownReason::Failed(m.clone()),
-        _ => DownReason::Shutdown,
-    }
-}
-
 /// The reason a stop by the runtime reports: a panic in `stop` makes it a failure.
 fn exit_down_reason(exit: &Exit) -> DownReason {
     exit.failure
@@ -266,6 +316,7 @@ fn start_failed(
     reason: String,
     started: &Sender<Result<(), String>>,
 ) -> Exit {
+    log_start_failure(&reason);
     let _ = started.send(Err(reason.clone()));
     let mut exit = finish(core, exit, DeadLetterReason::Stopped);
     exit.failure = Some(DeadLetterReason::Failed(reason));

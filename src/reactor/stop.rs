@@ -10,7 +10,7 @@ use crossbeam::channel::Sender;
 use crossbeam::utils::Backoff;
 
 use super::context::{Component, Context, Local};
-use super::dispatch::{abandon, dispatch, end_instance, run_cont, Failure};
+use super::dispatch::{abandon, dispatch, end_instance, log_failure, run_cont, Failure};
 use super::mailbox::{Task, BATCH};
 use super::state::{Core, Exit};
 use crate::types::{panic_message, DeadLetterReason, Error};
@@ -65,8 +65,9 @@ pub(super) fn stop_instance<C: Component>(
             failure = Some(DeadLetterReason::Panicked(panic_message(&*p)));
         }
     }
-    if failure.is_some() {
+    if let Some(reason) = &failure {
         mb.counters.failures.fetch_add(1, Ordering::Relaxed);
+        log_failure(reason, None);
     }
     end_instance(
         core,

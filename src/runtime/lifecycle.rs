@@ -11,6 +11,7 @@ use super::builder::check_capacity;
 use super::registry::{Entry, ReactorThread, Spawner};
 use super::report::{ComponentReport, ShutdownReport};
 use super::{ComponentOptions, ComponentState, Phase, Restart, Runtime, JOIN_GRACE};
+use crate::logs;
 use crate::reactor::{self, Component, Core, Factory, MailboxConfig, Reactor, Settings, System};
 use crate::types::{DownReason, Error, Name, Pattern, DEAD_LETTER_TOPIC};
 use crate::worker::PoolShutdown;
@@ -240,6 +241,11 @@ impl Runtime {
                 }
             }
         }
+        tracing::info!(
+            target: logs::RUNTIME,
+            components = self.registry.entries().len(),
+            "runtime started"
+        );
         Ok(())
     }
 
@@ -261,7 +267,9 @@ impl Runtime {
                 reason: "the runtime was stopped already",
             });
         }
-        Ok(self.stop_locked(&life))
+        let report = self.stop_locked(&life);
+        log_stopped(&report);
+        Ok(report)
     }
 
     /// The stop itself, under the lifecycle lock the caller holds. See "Shutdown" in
@@ -373,6 +381,26 @@ impl Runtime {
 /// or after now if it has passed.
 fn grace_after(deadline: Instant) -> Instant {
     deadline.max(Instant::now()) + JOIN_GRACE
+}
+
+/// The runtime's last events: a component whose thread was not joined, then the summary.
+fn log_stopped(report: &ShutdownReport) {
+    for c in report.components.iter().filter(|c| !c.joined) {
+        tracing::warn!(
+            target: logs::RUNTIME,
+            component = %c.name,
+            handled = c.handled,
+            "component's thread not joined: still busy past its drain deadline, or stopped \
+             from its own handler"
+        );
+    }
+    tracing::info!(
+        target: logs::RUNTIME,
+        components = report.components.len(),
+        abandoned = report.components.iter().map(|c| c.abandoned).sum::<u64>(),
+        elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        "runtime stopped"
+    );
 }
 
 impl Drop for Runtime {

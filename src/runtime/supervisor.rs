@@ -12,6 +12,7 @@ use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
 
 use super::policy::{Restart, Strategy, SupervisorOptions};
 use super::registry::{ComponentState, Registry};
+use crate::logs;
 use crate::reactor::{Control, InstanceDown, System, WatchId, Watcher};
 use crate::types::{Clock, DeadLetterReason, Down, DownReason, Error, Name, Wake};
 
@@ -232,6 +233,14 @@ impl Supervision {
         }
     }
 
+    /// A child's name for the logs: a component's, or a nested supervisor's.
+    fn child_name(&self, child: &Child) -> Name {
+        match child {
+            Child::Comp(name) => name.clone(),
+            Child::Sup(i) => self.tree().nodes[*i].name.clone(),
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -272,19 +281,29 @@ impl Supervision {
             reason: d.reason.clone(),
             restarting: true,
         });
-        self.child_failed(group, Child::Comp(d.name), &d.reason, d.at, delayed);
+        let origin = d.name.clone();
+        self.child_failed(
+            group,
+            Child::Comp(d.name),
+            &origin,
+            &d.reason,
+            d.at,
+            delayed,
+        );
     }
 
-    /// `child` of `group` failed (and is down, waiting): apply the group's strategy.
+    /// `child` of `group` failed (and is down, waiting): apply the group's strategy. `origin`:
+    /// the component whose failure this is (the child itself, or one under it).
     fn child_failed(
         &self,
         group: usize,
         child: Child,
+        origin: &Name,
         reason: &DownReason,
         now: Instant,
         delayed: &mut Vec<Delayed>,
     ) {
-        let (strategy, delay, gave_up) = {
+        let (strategy, delay, gave_up, count, opts) = {
             let mut t = self.tree();
             let node = &mut t.nodes[group];
             let window = node.opts.window;
@@ -299,12 +318,55 @@ impl Supervision {
             let count = u32::try_from(node.log.len()).unwrap_or(u32::MAX);
             let gave_up =
                 node.opts.strategy == Strategy::Escalate || count > node.opts.max_restarts;
-            (node.opts.strategy, node.opts.backoff.delay(count), gave_up)
+            let opts = (node.name.clone(), node.opts.max_restarts, node.opts.window);
+            (
+                node.opts.strategy,
+                node.opts.backoff.delay(count),
+                gave_up,
+                count,
+                opts,
+            )
         };
+        let (supervisor, max_restarts, window) = opts;
+        let child_name = self.child_name(&child);
         if gave_up {
-            self.group_failed(group, &child, reason, now, delayed);
+            if strategy == Strategy::Escalate {
+                tracing::warn!(
+                    target: logs::SUPERVISOR,
+                    supervisor = %supervisor,
+                    component = %origin,
+                    child = %child_name,
+                    reason = %reason,
+                    "escalating to the parent supervisor"
+                );
+            } else {
+                tracing::error!(
+                    target: logs::SUPERVISOR,
+                    supervisor = %supervisor,
+                    component = %origin,
+                    child = %child_name,
+                    reason = %reason,
+                    restarts = count,
+                    max_restarts,
+                    window_ms = millis(window),
+                    "supervisor gave up: too many restarts"
+                );
+            }
+            self.group_failed(group, &child, origin, reason, now, delayed);
             return;
         }
+        tracing::warn!(
+            target: logs::SUPERVISOR,
+            supervisor = %supervisor,
+            component = %origin,
+            child = %child_name,
+            reason = %reason,
+            restarts = count,
+            max_restarts,
+            strategy = ?strategy,
+            backoff_ms = millis(delay),
+            "restarting"
+        );
         let children = self.children(group);
         let pos = children.iter().position(|c| *c == child).unwrap_or(0);
         let targets: Vec<Child> = match strategy {
@@ -329,6 +391,7 @@ impl Supervision {
         &self,
         group: usize,
         failed: &Child,
+        origin: &Name,
         reason: &DownReason,
         now: Instant,
         delayed: &mut Vec<Delayed>,
@@ -345,9 +408,16 @@ impl Supervision {
             }
         }
         match parent {
-            Some(p) => self.child_failed(p, Child::Sup(group), reason, now, delayed),
+            Some(p) => self.child_failed(p, Child::Sup(group), origin, reason, now, delayed),
             None => {
                 let why = format!("supervisor `{name}` gave up: {reason}");
+                tracing::error!(
+                    target: logs::SUPERVISOR,
+                    supervisor = %name,
+                    component = %origin,
+                    reason = %why,
+                    "runtime failed: every component stops"
+                );
                 *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
                 self.exit_all(&Child::Sup(group), &why);
                 delayed.clear();
@@ -396,6 +466,12 @@ impl Supervision {
                 if rx.recv_timeout(self.ack_timeout).is_err() {
                     // A handler that does not return: the command stays queued and takes
                     // effect when it does. Restarting it then is still ordered after its stop.
+                    tracing::warn!(
+                        target: logs::SUPERVISOR,
+                        component = %name,
+                        timeout_ms = millis(self.ack_timeout),
+                        "suspend not acknowledged in time, moving on"
+                    );
                     return;
                 }
                 self.registry.drop_watches_by(name);
@@ -435,10 +511,18 @@ impl Supervision {
                 }
                 let (tx, rx) = channel::bounded(1);
                 e.reactor.command(Control::Restart(tx));
-                if let Ok(Ok(())) = rx.recv_timeout(self.ack_timeout) {
-                    e.set_state(ComponentState::Running);
+                match rx.recv_timeout(self.ack_timeout) {
+                    Ok(Ok(())) => e.set_state(ComponentState::Running),
+                    // A failed start comes back as another `Down`, under the intensity limit
+                    // (its reactor reports it).
+                    Ok(Err(_)) => {}
+                    Err(_) => tracing::warn!(
+                        target: logs::SUPERVISOR,
+                        component = %name,
+                        timeout_ms = millis(self.ack_timeout),
+                        "restart not acknowledged in time"
+                    ),
                 }
-                // A failed start comes back as another `Down`, under the intensity limit.
             }
             Child::Sup(i) => {
                 // A restarted supervisor starts with a clean restart history.
@@ -450,6 +534,11 @@ impl Supervision {
             }
         }
     }
+}
+
+/// A duration as whole milliseconds, for an event's field.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Restarts due at `at`.

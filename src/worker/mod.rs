@@ -1,5 +1,6 @@
 //! The fixed-size worker pool: N named threads, a bounded job queue, panic-safe workers.
-//! Depends on `types` only; the reactor above offloads to it (`Context::spawn_blocking`).
+//! Depends on `types` and `logs` only; the reactor above offloads to it
+//! (`Context::spawn_blocking`).
 //!
 //! The bound lives here, not in the channel: one atomic word holds the number of queued jobs
 //! and a closed flag, so [`WorkerPool::execute`] decides "full", "closed" or "accepted"
@@ -9,6 +10,7 @@
 //! every push is admitted by the counter first. `threadpool` was not used: its queue is an
 //! unbounded channel that cannot refuse work (see `docs/decisions.md`).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 
-use crate::types::{Error, Name, SendError};
+use crate::logs::{self, mark_worker_thread, take_panic_location, RateLimit};
+use crate::types::{panic_message, Error, Name, SendError};
 
 /// A job as the queue holds it.
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -109,6 +112,7 @@ impl WorkerPoolBuilder {
             panicked: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             num_threads: self.num_threads,
+            refused: RateLimit::new(),
         });
         let pool = WorkerPool { shared };
         for i in 0..self.num_threads {
@@ -118,7 +122,10 @@ impl WorkerPoolBuilder {
                 b = b.stack_size(s);
             }
             let (rx, shared) = (rx.clone(), Arc::clone(&pool.shared));
-            match b.spawn(move || worker_loop(&shared, &rx)) {
+            match b.spawn(move || {
+                mark_worker_thread();
+                worker_loop(&shared, &rx);
+            }) {
                 Ok(h) => pool.shared.lock_threads().push(h),
                 Err(source) => {
                     pool.shutdown(Duration::from_secs(5));
@@ -145,6 +152,8 @@ struct Shared {
     panicked: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     num_threads: usize,
+    /// Rate limit of the "queue full" event.
+    refused: RateLimit,
 }
 
 impl Shared {
@@ -179,8 +188,17 @@ fn worker_loop(shared: &Shared, rx: &Receiver<Work>) {
                 shared.busy.fetch_add(1, Ordering::Relaxed);
                 // A panicking job must not kill its worker. Jobs from components catch their
                 // own panic and report it to the submitter; this catch is for plain jobs.
-                if catch_unwind(AssertUnwindSafe(job)).is_err() {
-                    shared.panicked.fetch_add(1, Ordering::Relaxed);
+                // One that ran in its submitter's span caught and reported its panic there.
+                match catch_unwind(AssertUnwindSafe(job)) {
+                    Ok(()) if !JOB_PANICKED.with(Cell::get) => {}
+                    Ok(()) => {
+                        JOB_PANICKED.with(|p| p.set(false));
+                        shared.panicked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(p) => {
+                        shared.panicked.fetch_add(1, Ordering::Relaxed);
+                        log_job_panic(&*p);
+                    }
                 }
                 shared.busy.fetch_sub(1, Ordering::Relaxed);
                 shared.completed.fetch_add(1, Ordering::Relaxed);
@@ -282,6 +300,7 @@ pub(crate) struct Slot<'a> {
 
 impl Slot<'_> {
     /// Queues `job` in the reserved place. Never blocks.
+    #[inline]
     pub(crate) fn execute(mut self, job: Job) {
         self.used = true;
         // The channel is unbounded and never disconnected (`Shared` owns a sender), so this
@@ -313,13 +332,21 @@ impl WorkerPool {
     /// - [`SendError::Backpressure`] when `queue_capacity` jobs are waiting; `job` is handed back.
     /// - [`SendError::Stopped`] after [`shutdown`](WorkerPool::shutdown), and always from a pool
     ///   built with no threads; `job` is handed back.
+    #[inline]
     pub fn execute<F>(&self, job: F) -> Result<(), SendError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
         match self.try_reserve() {
             Ok(slot) => {
-                slot.execute(Box::new(job));
+                // With no subscriber ever installed there is no span to carry: the job goes
+                // as it is (one relaxed load decides).
+                let job: Job = if tracing::dispatcher::has_been_set() {
+                    in_current_span(job)
+                } else {
+                    Box::new(job)
+                };
+                slot.execute(job);
                 Ok(())
             }
             Err(e) => Err(e.with(job)),
@@ -340,6 +367,14 @@ impl WorkerPool {
         if prev >= s.capacity {
             s.state.fetch_sub(1, Ordering::AcqRel);
             s.rejected.fetch_add(1, Ordering::Relaxed);
+            logs::limited!(
+                s.refused,
+                tracing::Level::DEBUG,
+                target: logs::WORKER,
+                recipient = %s.name,
+                capacity = s.capacity,
+                "worker queue full, job refused"
+            );
             return Err(SendError::Backpressure {
                 target: s.name.clone(),
                 capacity: s.capacity,
@@ -379,6 +414,39 @@ impl WorkerPool {
         }
         join_within(handles, Instant::now() + timeout)
     }
+}
+
+thread_local! {
+    /// Set by a job run in its submitter's span that caught its own panic (and reported it
+    /// there), for the worker to count it.
+    static JOB_PANICKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `job`, boxed to run in the calling thread's span (a component's, on its reactor thread),
+/// where its panic is reported too.
+#[inline(never)]
+fn in_current_span<F: FnOnce() + Send + 'static>(job: F) -> Job {
+    let span = tracing::Span::current();
+    Box::new(move || {
+        let _entered = span.enter();
+        if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+            log_job_panic(&*p);
+            JOB_PANICKED.with(|f| f.set(true));
+        }
+    })
+}
+
+/// Reports a job's panic, caught on its worker thread, at `warn` on `reactorium::worker` (in
+/// the job's span: its submitter's).
+pub(crate) fn log_job_panic(payload: &(dyn std::any::Any + Send)) {
+    let message = panic_message(payload);
+    let location = take_panic_location(&message);
+    tracing::warn!(
+        target: logs::WORKER,
+        reason = %message,
+        location = location.as_deref(),
+        "job panicked"
+    );
 }
 
 /// Joins each thread that finishes before `deadline`; leaves the rest running.

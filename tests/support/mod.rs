@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 pub mod http;
 pub mod life;
+pub mod logs;
 
 use reactorium::{
     BoxError, Component, ComponentOptions, Context, Message, Runtime, SendError, WorkerPool,

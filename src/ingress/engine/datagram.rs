@@ -16,6 +16,7 @@ use polling::{Event, Events, Poller};
 use super::registration::Registration;
 use super::shared::{bump, Completer, Completion, Control, Inbound, Running};
 use super::{EngineConfig, EngineReport};
+use crate::logs::{self, RateLimit};
 use crate::types::Error;
 
 /// The largest datagram taken whole (a larger one is cut to this).
@@ -183,6 +184,23 @@ struct DatagramCounters {
     errors: AtomicU64,
     in_flight: AtomicU64,
     timeouts: AtomicU64,
+    /// Rate limit of the "send or receive failed" event.
+    error_events: RateLimit,
+}
+
+impl DatagramCounters {
+    /// A failed send or receive: counted, and reported (`warn`, rate-limited).
+    fn error(&self, e: &io::Error, op: &'static str) {
+        bump(&self.errors);
+        logs::limited!(
+            self.error_events,
+            tracing::Level::WARN,
+            target: logs::ENGINE,
+            op,
+            error = %e,
+            "datagram I/O failed"
+        );
+    }
 }
 
 /// The exchanges in flight: a slab, and a timer set of their deadlines.
@@ -250,8 +268,8 @@ impl Outbox {
                     return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    bump(&counters.errors);
+                Err(e) => {
+                    counters.error(&e, "send");
                     return false;
                 }
             }
@@ -270,7 +288,7 @@ impl Outbox {
             match self.socket.source().send_to(data, *to) {
                 Ok(_) => bump(&counters.sent),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => bump(&counters.errors),
+                Err(e) => counters.error(&e, "send"),
             }
             self.queue.pop_front();
         }
@@ -329,6 +347,12 @@ impl<P: DatagramProtocol> DatagramThread<P> {
             let timeout = next.map(|t| t.saturating_duration_since(self.now));
             if self.poller.wait(&mut events, timeout).is_err() {
                 bump(&self.control.counters.poll_errors);
+                logs::limited!(
+                    self.control.limits.poll_errors,
+                    tracing::Level::WARN,
+                    target: logs::ENGINE,
+                    "poll failed"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.now = Instant::now();
@@ -377,7 +401,7 @@ impl<P: DatagramProtocol> DatagramThread<P> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An ICMP error of an earlier send (port unreachable) and the like.
-                Err(_) => bump(&self.counters.errors),
+                Err(e) => self.counters.error(&e, "receive"),
             }
         }
         self.publish_in_flight();

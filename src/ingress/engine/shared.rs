@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::Sender;
 use polling::Poller;
 
+use crate::logs::{self, RateLimit};
 use crate::metrics::TextWriter;
 use crate::runtime::FrontEndReport;
 use crate::types::Error;
@@ -296,6 +297,17 @@ pub(crate) struct Control {
     pub(crate) per_thread: Box<[AtomicUsize]>,
     pub(crate) stopping: AtomicBool,
     drain_deadline: Mutex<Option<Instant>>,
+    /// Rate limits of the engine's events, which a flood of connections could repeat.
+    pub(crate) limits: Limits,
+}
+
+/// One rate limit per kind of engine event (see `logs`).
+#[derive(Default)]
+pub(crate) struct Limits {
+    pub(crate) refused: RateLimit,
+    pub(crate) over_cap: RateLimit,
+    pub(crate) accept_errors: RateLimit,
+    pub(crate) poll_errors: RateLimit,
 }
 
 impl Control {
@@ -306,6 +318,7 @@ impl Control {
             per_thread: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
             stopping: AtomicBool::new(false),
             drain_deadline: Mutex::new(None),
+            limits: Limits::default(),
         }
     }
 
@@ -346,6 +359,12 @@ impl Running {
         local_addr: SocketAddr,
         pollers: Vec<Arc<Poller>>,
     ) -> Running {
+        tracing::info!(
+            target: logs::ENGINE,
+            front_end = %control.config.name,
+            addr = %local_addr,
+            "front-end listening"
+        );
         Running {
             control,
             local_addr,
@@ -364,7 +383,17 @@ impl Running {
     ) -> Result<(), Error> {
         let c = &self.control.config;
         let thread = format!("{}-{}-{index}", c.name, self.local_addr.port());
-        let spawned = std::thread::Builder::new().name(thread.clone()).spawn(run);
+        // Every event on the thread (the engine's, its protocol's) names the front-end.
+        let span = tracing::error_span!(
+            target: logs::ENGINE,
+            parent: None,
+            "front_end",
+            front_end = %c.name,
+            port = self.local_addr.port()
+        );
+        let spawned = std::thread::Builder::new()
+            .name(thread.clone())
+            .spawn(move || span.in_scope(run));
         match spawned {
             Ok(h) => {
                 self.threads
@@ -420,6 +449,17 @@ impl Running {
             joined,
             elapsed: started.elapsed(),
         };
+        tracing::info!(
+            target: logs::ENGINE,
+            front_end = %s.config.name,
+            port = self.local_addr.port(),
+            completed = r.completed,
+            closed_idle = r.closed_idle,
+            abandoned = r.abandoned,
+            joined = r.joined,
+            elapsed_ms = u64::try_from(r.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "front-end stopped"
+        );
         *report = Some(r);
         r
     }

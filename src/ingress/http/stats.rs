@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::ingress::engine::EngineStats;
+use crate::logs::{self, RateLimit};
 use crate::metrics::{Histogram, TextWriter};
 
 /// Status codes are counted per route in a flat table indexed by `status - 100`.
@@ -30,6 +31,15 @@ pub(crate) struct Counters {
     idle_timeouts: AtomicU64,
     write_timeouts: AtomicU64,
     reply_timeouts: AtomicU64,
+    /// Rate limits of the per-request events (see `record`, `timeout`).
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct Limits {
+    server_errors: RateLimit,
+    client_errors: RateLimit,
+    timeouts: RateLimit,
 }
 
 impl Counters {
@@ -44,6 +54,7 @@ impl Counters {
             idle_timeouts: AtomicU64::new(0),
             write_timeouts: AtomicU64::new(0),
             reply_timeouts: AtomicU64::new(0),
+            limits: Limits::default(),
         }
     }
 
@@ -53,6 +64,25 @@ impl Counters {
         let col = usize::from(status.clamp(100, 599) - 100);
         self.statuses[row][col].fetch_add(1, Ordering::Relaxed);
         self.latency[row].record(took);
+        // A refusal (503: busy, too many connections), a timeout (504) or a component's
+        // failure (500) is the operator's business; a client's error (4xx) less so.
+        if status >= 500 {
+            logs::limited!(
+                self.limits.server_errors,
+                tracing::Level::WARN,
+                target: logs::HTTP,
+                status,
+                "answered with a server error"
+            );
+        } else if status >= 400 {
+            logs::limited!(
+                self.limits.client_errors,
+                tracing::Level::DEBUG,
+                target: logs::HTTP,
+                status,
+                "answered with a client error"
+            );
+        }
     }
 
     pub(crate) fn timeout(&self, kind: TimeoutKind) {
@@ -64,6 +94,16 @@ impl Counters {
             TimeoutKind::Reply => &self.reply_timeouts,
         };
         c.fetch_add(1, Ordering::Relaxed);
+        // An idle keep-alive connection timing out is business as usual.
+        if !matches!(kind, TimeoutKind::Idle) {
+            logs::limited!(
+                self.limits.timeouts,
+                tracing::Level::DEBUG,
+                target: logs::HTTP,
+                kind = ?kind,
+                "connection timed out"
+            );
+        }
     }
 
     /// `(route row, status, count)` for every non-zero cell; the last row is "unmatched".

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use polling::{Event, Events, Poller};
 use super::{Admission, CloseReason, Closing, Io, StreamProtocol};
 use crate::ingress::engine::registration::Registration;
 use crate::ingress::engine::shared::{bump, is_resource_exhaustion, Completion, Control, Inbound};
+use crate::logs;
 
 /// The poller key of the listener; a connection's key is its slot + 1.
 const LISTENER: usize = 0;
@@ -184,6 +185,12 @@ impl<P: StreamProtocol> IoThread<P> {
                 // Not expected from epoll on a valid poller (EINTR is retried inside); count
                 // it and do not spin on it.
                 bump(&self.control.counters.poll_errors);
+                logs::limited!(
+                    self.control.limits.poll_errors,
+                    tracing::Level::WARN,
+                    target: logs::ENGINE,
+                    "poll failed"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.cx.now = Instant::now();
@@ -253,11 +260,19 @@ impl<P: StreamProtocol> IoThread<P> {
                 return;
             }
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     bump(&self.control.counters.accept_errors);
+                    logs::limited!(
+                        self.control.limits.accept_errors,
+                        tracing::Level::WARN,
+                        target: logs::ENGINE,
+                        error = %e,
+                        paused = is_resource_exhaustion(&e),
+                        "accept failed"
+                    );
                     if is_resource_exhaustion(&e) {
                         // Out of descriptors or memory: the connection stays in the backlog.
                         // Stop asking for a while rather than spin on a listener that stays
@@ -283,23 +298,42 @@ impl<P: StreamProtocol> IoThread<P> {
         let listener = Arc::clone(listener.source());
         loop {
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return, // WouldBlock, or another thread stopped the listener
             }
         }
     }
 
-    fn admit(&mut self, stream: TcpStream) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let counters = &self.control.counters;
         let config = &self.control.config;
+        let limits = &self.control.limits;
         let before = counters.open.fetch_add(1, Ordering::AcqRel);
         if before >= config.max_connections + config.reject_slack {
             counters.open.fetch_sub(1, Ordering::AcqRel);
             bump(&counters.refused);
+            logs::limited!(
+                limits.refused,
+                tracing::Level::WARN,
+                target: logs::ENGINE,
+                %peer,
+                open = before,
+                max_connections = config.max_connections,
+                "connection refused: over capacity, closed at once"
+            );
             return; // dropped: closed at once
         }
         let admission = if before >= config.max_connections {
+            logs::limited!(
+                limits.over_cap,
+                tracing::Level::WARN,
+                target: logs::ENGINE,
+                %peer,
+                open = before,
+                max_connections = config.max_connections,
+                "connection over capacity: the protocol answers it with a refusal"
+            );
             Admission::OverCap
         } else {
             Admission::Normal
@@ -321,10 +355,18 @@ impl<P: StreamProtocol> IoThread<P> {
         let io = match Registration::new(Arc::clone(&self.poller), stream, Event::readable(key + 1))
         {
             Ok(io) => io,
-            Err(_) => {
+            Err(e) => {
                 self.free.push(key);
                 counters.open.fetch_sub(1, Ordering::AcqRel);
                 bump(&counters.accept_errors);
+                logs::limited!(
+                    limits.accept_errors,
+                    tracing::Level::WARN,
+                    target: logs::ENGINE,
+                    %peer,
+                    error = %e,
+                    "registering a connection failed"
+                );
                 return;
             }
         };
