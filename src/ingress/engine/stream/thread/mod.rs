@@ -1,10 +1,10 @@
 //! A stream engine's I/O thread. Each owns one `Poller`, the connections it accepted, their
 //! deadlines and a scratch read buffer; nothing per connection is shared between threads.
-//! See `../../README.md` for a connection's life and the drain.
+//! See `../../../README.md` for a connection's life and the drain.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,20 +12,20 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::Receiver;
 use polling::{Event, Events, Poller};
 
-use super::{Admission, CloseReason, Closing, Io, StreamProtocol};
+use super::{CloseReason, Closing, Io, StreamProtocol};
 use crate::ingress::engine::registration::Registration;
-use crate::ingress::engine::shared::{bump, is_resource_exhaustion, Completion, Control, Inbound};
+use crate::ingress::engine::shared::{bump, Completion, Control, Inbound};
 use crate::logs;
+use drain::Drain;
+
+mod accept;
+mod drain;
 
 /// The poller key of the listener; a connection's key is its slot + 1.
 const LISTENER: usize = 0;
-/// How long accepting pauses after the OS refused a new socket (out of descriptors, memory).
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The most bytes one read takes; level-triggered polling brings the connection back if more
 /// is waiting, so one busy connection cannot hold the thread.
 const READ_CHUNK: usize = 16 * 1024;
-/// How many connections more than the lightest I/O thread one may hold and still accept.
-const ACCEPT_SLACK: usize = 8;
 /// The most output buffer capacity a connection keeps once its output is written.
 const KEEP_BUFFER: usize = 16 * 1024;
 
@@ -224,181 +224,6 @@ impl<P: StreamProtocol> IoThread<P> {
     /// Publishes this thread's connection count, for the others' `my_turn_to_accept`.
     fn publish_open(&self) {
         self.control.per_thread[self.index].store(self.open(), Ordering::Relaxed);
-    }
-
-    /// Whichever thread wakes first would otherwise accept a whole burst: accept only while
-    /// this thread holds no more than `ACCEPT_SLACK` connections over the lightest one.
-    fn my_turn_to_accept(&self) -> bool {
-        let counts = &self.control.per_thread;
-        if counts.len() < 2 {
-            return true;
-        }
-        let lightest = counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        self.open() <= lightest + ACCEPT_SLACK
-    }
-
-    // ---- accepting -------------------------------------------------------------------
-
-    fn accept(&mut self) {
-        if self.control.stopping.load(Ordering::Acquire) {
-            // The thread begins its drain at the top of its loop: it takes what is pending
-            // then (the first thread to begin stops the listener for all).
-            return;
-        }
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        let listener = Arc::clone(listener.source());
-        loop {
-            if !self.my_turn_to_accept() {
-                // Another thread holds fewer connections and sees the same readiness (the
-                // listener is level-triggered in every poller): leave the rest to it.
-                return;
-            }
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    bump(&self.control.counters.accept_errors);
-                    logs::limited!(
-                        self.control.limits.accept_errors,
-                        tracing::Level::WARN,
-                        target: logs::ENGINE,
-                        error = %e,
-                        paused = is_resource_exhaustion(&e),
-                        "accept failed"
-                    );
-                    if is_resource_exhaustion(&e) {
-                        // Out of descriptors or memory: the connection stays in the backlog.
-                        // Stop asking for a while rather than spin on a listener that stays
-                        // readable; serving the open connections frees what is needed.
-                        if let Some(l) = &self.listener {
-                            let _ = l.modify(Event::none(LISTENER));
-                        }
-                        self.accept_paused_until = Some(self.cx.now + ACCEPT_PAUSE);
-                        return;
-                    }
-                    // A connection that died in the backlog (ECONNABORTED and the like).
-                }
-            }
-        }
-    }
-
-    /// At the drain's start: takes every connection the kernel holds, whatever the
-    /// balance between threads.
-    fn accept_pending(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        let listener = Arc::clone(listener.source());
-        loop {
-            match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return, // WouldBlock, or another thread stopped the listener
-            }
-        }
-    }
-
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let counters = &self.control.counters;
-        let config = &self.control.config;
-        let limits = &self.control.limits;
-        let before = counters.open.fetch_add(1, Ordering::AcqRel);
-        if before >= config.max_connections + config.reject_slack {
-            counters.open.fetch_sub(1, Ordering::AcqRel);
-            bump(&counters.refused);
-            logs::limited!(
-                limits.refused,
-                tracing::Level::WARN,
-                target: logs::ENGINE,
-                %peer,
-                open = before,
-                max_connections = config.max_connections,
-                "connection refused: over capacity, closed at once"
-            );
-            return; // dropped: closed at once
-        }
-        let admission = if before >= config.max_connections {
-            logs::limited!(
-                limits.over_cap,
-                tracing::Level::WARN,
-                target: logs::ENGINE,
-                %peer,
-                open = before,
-                max_connections = config.max_connections,
-                "connection over capacity: the protocol answers it with a refusal"
-            );
-            Admission::OverCap
-        } else {
-            Admission::Normal
-        };
-        if stream.set_nonblocking(true).is_err() {
-            counters.open.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        if config.nodelay {
-            let _ = stream.set_nodelay(true);
-        }
-        let key = match self.free.pop() {
-            Some(k) => k,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
-        };
-        let io = match Registration::new(Arc::clone(&self.poller), stream, Event::readable(key + 1))
-        {
-            Ok(io) => io,
-            Err(e) => {
-                self.free.push(key);
-                counters.open.fetch_sub(1, Ordering::AcqRel);
-                bump(&counters.accept_errors);
-                logs::limited!(
-                    limits.accept_errors,
-                    tracing::Level::WARN,
-                    target: logs::ENGINE,
-                    %peer,
-                    error = %e,
-                    "registering a connection failed"
-                );
-                return;
-            }
-        };
-        bump(&counters.accepted);
-        let mut c = ConnIo {
-            io,
-            rbuf: Vec::new(),
-            wbuf: Vec::new(),
-            wpos: 0,
-            close: None,
-            peer_eof: false,
-            lingering: false,
-            drain: Drain::No,
-            deadline: None,
-            engine_deadline: None,
-            armed: None,
-            id: self.next_conn,
-            next_token: 0,
-            interest: (true, false),
-        };
-        self.next_conn += 1;
-        let conn = self.protocol.open(
-            &mut Io {
-                c: &mut c,
-                t: &self.cx,
-                key,
-            },
-            admission,
-        );
-        self.slots[key] = Some(Slot { conn, io: c });
-        self.publish_open();
-        self.settle(key, false);
     }
 
     // ---- readiness -------------------------------------------------------------------
@@ -729,102 +554,6 @@ impl<P: StreamProtocol> IoThread<P> {
         self.protocol.on_close(s.conn, reason);
         drop(s.io); // deletes it from the poller, then closes the socket
     }
-
-    fn drain_if_stopping(&mut self) {
-        if !self.cx.draining && self.control.stopping.load(Ordering::Acquire) {
-            self.begin_drain(self.cx.now);
-        }
-    }
-
-    fn begin_drain(&mut self, now: Instant) {
-        // Stop accepting. Connections the kernel holds for us (a client may have sent its
-        // request on one already) are taken first, and judged below with the others; then
-        // the listener stops listening for every thread at once (a connection left in the
-        // backlog would be reset), and this thread's registration goes; the socket closes
-        // with the last.
-        self.accept_pending();
-        self.cx.draining = true;
-        self.drain_deadline = Some(self.control.drain_deadline().unwrap_or(now));
-        if let Some(l) = self.listener.take() {
-            let _ = socket2::SockRef::from(&**l.source()).shutdown(std::net::Shutdown::Read);
-        }
-        self.accept_paused_until = None;
-        let grace = self.control.config.drain_grace.min(
-            self.drain_deadline
-                .map_or(Duration::ZERO, |d| d.saturating_duration_since(now)),
-        );
-        for key in 0..self.slots.len() {
-            let Some(s) = self.slots[key].as_ref() else {
-                continue;
-            };
-            // What has arrived and not been read yet (a request in the socket's buffer) is
-            // not idle: read it before judging, and hand it to the protocol (which sees
-            // `draining`).
-            let mut came = false;
-            if !s.io.lingering && s.io.interest.0 && !Self::busy(&self.protocol, s) {
-                match self.read_some(key) {
-                    Got::Bytes => came = true,
-                    Got::Failed => {
-                        bump(&self.control.counters.drain_closed_idle);
-                        self.close(key, CloseReason::Error);
-                        continue;
-                    }
-                    Got::End | Got::Nothing | Got::Full => {}
-                }
-            }
-            let Some(s) = self.slots[key].as_mut() else {
-                continue;
-            };
-            if Self::busy(&self.protocol, s) {
-                s.io.drain = Drain::Owed;
-                if came {
-                    self.settle(key, true);
-                }
-            } else if !s.io.lingering && !s.io.peer_eof && !grace.is_zero() {
-                // Idle: a unit the peer sent as the stop began may be on its way. Served if
-                // it comes within the grace; closed idle when the grace ends.
-                s.io.drain = Drain::Grace;
-                s.io.engine_deadline = Some(now + grace);
-                self.update(key);
-            } else {
-                // Idle (a lingering connection was answered already; its lingering is cut
-                // short).
-                bump(&self.control.counters.drain_closed_idle);
-                self.close(key, CloseReason::Drained);
-            }
-        }
-    }
-
-    fn abandon_all(&mut self) {
-        for key in 0..self.slots.len() {
-            if let Some(s) = &self.slots[key] {
-                // A lingering connection was answered: its lingering is cut short.
-                let reason = if s.io.lingering {
-                    CloseReason::Done
-                } else if s.io.drain == Drain::Grace {
-                    CloseReason::Drained
-                } else {
-                    CloseReason::Abandoned
-                };
-                self.close(key, reason);
-            }
-        }
-    }
-}
-
-/// A connection's part in a graceful stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Drain {
-    /// No stop, or opened after its start (accepted from the backlog, judged with the rest).
-    No,
-    /// Busy when the drain began (or sent something within its grace): counted completed or
-    /// abandoned when it closes.
-    Owed,
-    /// Idle when the drain began: kept open for the grace, in case a unit is on its way;
-    /// counted closed idle if none came.
-    Grace,
-    /// Counted already (answered, now lingering).
-    Counted,
 }
 
 /// What one read found.
