@@ -11,7 +11,7 @@ use reactorium::{
     BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
     Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
 };
-use support::{on, run_on, runtime, thread_name, Probe, Remote, SOON};
+use support::{on, run_on, runtime, thread_name, Forwarder, Probe, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -501,8 +501,8 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
             rejected,
         }) => {
             assert_eq!((&*target, capacity), ("asker", 2));
-            assert_eq!(rejected.get::<u64>(), Some(&3));
-            assert!(!rejected.expects_reply());
+            assert_eq!(rejected.message.get::<u64>(), Some(&3));
+            assert!(!rejected.message.expects_reply());
         }
         other => panic!("expected backpressure naming the requester, got {other:?}"),
     }
@@ -541,6 +541,105 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
         held.try_recv().is_err(),
         "the refused request never reached the responder"
     );
+    rt.stop()?;
+    Ok(())
+}
+
+// ---- the busy case: a refused request's continuation answers ---------------------------------
+
+/// Issue 12, item 12. A component serving a request by asking another holds the caller's
+/// reply handle in its continuation. When its own request is refused because the downstream
+/// is full, the continuation comes back with the message and answers the caller with the
+/// refusal: the caller hears "busy" at once, not "no reply" (a dropped handle) nor a timeout.
+#[test]
+fn a_forwarder_answers_busy_when_its_downstream_is_full() -> Result<()> {
+    let rt = runtime()?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw"), move || Forwarder {
+        downstream: "backend",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+    // The downstream: a plain thread's inbox with room for one, already full.
+    let backend = rt.bus().subscribe_inbox("backend", 1)?;
+    rt.bus().send("backend", Message::empty())?;
+
+    let pending = rt.bus().request("gw", Message::typed(1u64), LONG)?;
+    let id = pending.request_id();
+    match pending.wait() {
+        Err(Error::Backpressure { target, capacity }) => {
+            assert_eq!((&*target, capacity), ("inbox(backend)", 1));
+        }
+        other => panic!("expected the downstream's Backpressure, got {other:?}"),
+    }
+    let back = returned.recv_timeout(SOON)?;
+    assert_eq!(back.id(), id, "the refused message is handed back");
+    assert!(!back.expects_reply());
+    assert_eq!(backend.len(), 1, "nothing more reached the downstream");
+
+    // With room again, the same path answers with the downstream's reply.
+    let mut queued = backend.try_recv().expect("the message that filled it");
+    assert!(queued.take_reply_handle().is_none());
+    let pending = rt.bus().request("gw", Message::typed(2u64), LONG)?;
+    let mut asked = backend.recv_timeout(SOON)?;
+    asked
+        .take_reply_handle()
+        .expect("a request")
+        .send(Message::typed(20u64))?;
+    assert_eq!(pending.wait()?.get::<u64>(), Some(&20));
+    rt.stop()?;
+    Ok(())
+}
+
+/// As above, when the refusal is the forwarder's own `max_pending`: the caller hears
+/// `Backpressure` naming the forwarder.
+#[test]
+fn a_forwarder_answers_busy_past_its_own_max_pending() -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw").max_pending(1), move || Forwarder {
+        downstream: "svc.hold",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+
+    let first = rt.bus().request("gw", Message::typed(1u64), LONG)?;
+    let (request, handle) = next_request(&held)?;
+    assert_eq!(request.get::<u64>(), Some(&1));
+    let second = rt.bus().request("gw", Message::typed(2u64), LONG)?;
+    match second.wait() {
+        Err(Error::Backpressure { target, capacity }) => {
+            assert_eq!((&*target, capacity), ("gateway", 1));
+        }
+        other => panic!("expected Backpressure naming the gateway, got {other:?}"),
+    }
+    assert_eq!(returned.recv_timeout(SOON)?.get::<u64>(), Some(&2));
+    handle.send(Message::typed(10u64))?;
+    assert_eq!(first.wait()?.get::<u64>(), Some(&10));
+    assert!(held.try_recv().is_err(), "the refused request went nowhere");
+    rt.stop()?;
+    Ok(())
+}
+
+/// Every refusal reaches the continuation as the `Error` `?` would make of it; here a topic
+/// nobody serves: the caller hears `NoSubscriber`.
+#[test]
+fn a_forwarder_passes_on_no_subscriber() -> Result<()> {
+    let rt = runtime()?;
+    let (returned_tx, _returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw"), move || Forwarder {
+        downstream: "nobody.home",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+    match rt.bus().request("gw", Message::empty(), LONG)?.wait() {
+        Err(Error::NoSubscriber { topic }) => assert_eq!(topic, "nobody.home"),
+        other => panic!("expected NoSubscriber, got {other:?}"),
+    }
     rt.stop()?;
     Ok(())
 }

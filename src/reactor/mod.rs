@@ -20,12 +20,14 @@ mod run;
 mod state;
 mod stop;
 mod timer;
+mod unsent;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use context::{Component, Context, Restarted};
 pub use timer::TimerId;
+pub use unsent::{UnsentJob, UnsentRequest};
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
 pub(crate) use run::{abandon_queued, abandon_unstarted, spawn, Factory};

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::support::http::{
     assert_error, config, exchange, get, post, serve, with_status, Blocked, Client, Echo,
 };
-use crate::support::{on, wait_until, Probe, SOON};
+use crate::support::{on, wait_until, Forwarder, Probe, SOON};
 
 /// A runtime whose "echo" component answers `echo.>` with [`echo_of`] the request, on routes
 /// with and without parameters.
@@ -332,6 +332,33 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     gate_tx.send(())?;
     assert_eq!(in_handler.read_response()?.status, 200);
     assert_eq!(queued.read_response()?.status, 200);
+    Ok(())
+}
+
+/// Issue 12, item 12: a component that serves a route by asking another holds the HTTP
+/// request's reply handle in its continuation; when its own request is refused (the
+/// downstream is full), the continuation answers with the refusal, so the client gets `503`
+/// with `Retry-After` ("busy"), not `502` (a dropped handle).
+#[test]
+fn a_forwarder_refused_downstream_is_503_not_502() -> Result<()> {
+    let (returned_tx, returned) = channel::unbounded();
+    let routes = Routes::new().route("GET", "/gw", "gw.get")?;
+    let (rt, server) = serve(config(), routes, |rt| {
+        rt.deploy_with("gateway", on("gw.get"), move || Forwarder {
+            downstream: "backend",
+            returned: returned_tx.clone(),
+        })?;
+        Ok(())
+    })?;
+    let backend = rt.bus().subscribe_inbox("backend", 1)?;
+    rt.bus().send("backend", Message::empty())?; // full
+
+    let r = get(server.local_addr(), "/gw")?;
+    assert_error(&r, 503, "backpressure");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let back = returned.recv_timeout(SOON)?;
+    assert_eq!(back.header(http_names::PATH), Some("/gw"));
+    assert_eq!(backend.len(), 1);
     Ok(())
 }
 
