@@ -265,7 +265,7 @@ impl<'a, C: Component> Context<'a, C> {
         self.local.pending.len()
     }
 
-    fn stamp(&self, mut msg: Message) -> Message {
+    pub(super) fn stamp(&self, mut msg: Message) -> Message {
         msg.source = Some(self.core.reactor.mailbox.source.clone());
         msg
     }

@@ -10,6 +10,7 @@
 //! The wake-up protocol, the stop sequence and the restart protocol are described in
 //! `README.md` beside this file.
 
+mod answer;
 mod context;
 mod dispatch;
 mod idle;
@@ -17,6 +18,7 @@ mod instance;
 mod mailbox;
 mod permit;
 mod run;
+mod run_then;
 mod state;
 mod stop;
 mod timer;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam::channel;
 use reactorium::{
-    http_names, BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message,
-    Routes, Runtime,
+    http_names, AppError, AppErrorKind, BoxError, Component, ComponentOptions, Context, HttpConfig,
+    HttpServer, Message, Routes, Runtime,
 };
 use serde_json::json;
 
@@ -683,5 +683,67 @@ fn reply_with_an_in_process_value_is_500() -> Result<()> {
         Ok(())
     })?;
     assert_error(&get(server.local_addr(), "/typed")?, 500, "bad_reply");
+    Ok(())
+}
+
+/// Answers `GET /kv/{key}`: `a` exists; other keys fail with an application error whose kind
+/// the key names (`missing` and the rest: not found).
+struct Kv;
+
+impl Component for Kv {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let key = msg.header("http.param.key").unwrap_or("").to_owned();
+        let kind = match key.as_str() {
+            "a" => return Ok(ctx.reply(&mut msg, Message::json(json!({"a": 1})))?),
+            "bad" => AppErrorKind::InvalidArgument,
+            "mine" => AppErrorKind::PermissionDenied,
+            "taken" => AppErrorKind::AlreadyExists,
+            "quota" => AppErrorKind::ResourceExhausted,
+            "bug" => AppErrorKind::Internal,
+            "down" => AppErrorKind::Unavailable,
+            _ => AppErrorKind::NotFound,
+        };
+        ctx.reply_err(
+            &mut msg,
+            AppError::new(kind, format!("kv_{kind}"), format!("key `{key}`: {kind}")),
+        )?;
+        Ok(())
+    }
+}
+
+/// Issue 12, item 13: a component's application error is answered with its kind's status
+/// and the one error shape, carrying the component's code and message; the connection stays
+/// open, as after any response the component chose.
+#[test]
+fn an_application_error_is_its_kinds_status_with_the_components_code_and_message() -> Result<()> {
+    let routes = Routes::new().route("GET", "/kv/{key}", "kv.get")?;
+    let (_rt, server) = serve(config(), routes, |rt| {
+        rt.deploy_with("kv", on("kv.get"), || Kv)?;
+        Ok(())
+    })?;
+    let mut c = Client::connect(server.local_addr())?;
+    for (key, status, reason, code) in [
+        ("missing", 404, "Not Found", "kv_not_found"),
+        ("bad", 400, "Bad Request", "kv_invalid_argument"),
+        ("mine", 403, "Forbidden", "kv_permission_denied"),
+        ("taken", 409, "Conflict", "kv_already_exists"),
+        ("quota", 429, "Too Many Requests", "kv_resource_exhausted"),
+        ("bug", 500, "Internal Server Error", "kv_internal"),
+        ("down", 503, "Service Unavailable", "kv_unavailable"),
+    ] {
+        let r = c.get(&format!("/kv/{key}"))?;
+        assert_error(&r, status, code);
+        assert_eq!(r.reason, reason);
+        let kind = code.strip_prefix("kv_").unwrap();
+        assert_eq!(r.json()["error"]["message"], format!("key `{key}`: {kind}"));
+        assert_eq!(
+            r.header("retry-after"),
+            None,
+            "{key}: the component gave no time"
+        );
+        assert!(!r.closes(), "{key}: the connection stays open");
+    }
+    let r = c.get("/kv/a")?;
+    assert_eq!((r.status, r.json()), (200, json!({"a": 1})));
     Ok(())
 }
