@@ -47,6 +47,11 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
+//! A request the application refuses is answered with an [`AppError`] (a kind, such as
+//! [`AppErrorKind::NotFound`], a code of its own and a message) by
+//! [`Context::reply_err`]; the requester gets it as [`Error::Application`], and the HTTP
+//! front-end as the kind's status (`404`) with the code and message in its error body.
+//!
 //! ## Backpressure
 //!
 //! Sending never blocks. When a mailbox is full the [`SendError`] says who is full and hands
@@ -108,7 +113,10 @@
 //! ## The worker pool
 //!
 //! Blocking or CPU-heavy work goes to the pool; the result comes back as a continuation on the
-//! component's own reactor, where the component's state can be touched without locks.
+//! component's own reactor, where the component's state can be touched without locks. When
+//! the pool's queue is full, the job and its continuation come back
+//! ([`UnsentJob`]); here the continuation holds the request's reply handle, so it is the one
+//! to answer "busy", at once ([`run_then`](SendError::run_then)).
 //!
 //! ```
 //! use reactorium::{BoxError, Component, ComponentOptions, Context, Message, Runtime};
@@ -121,15 +129,21 @@
 //!     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
 //!         let data: Vec<u8> = msg.as_bytes().unwrap_or_default().to_vec();
 //!         let reply = msg.take_reply_handle();
-//!         ctx.spawn_blocking(
+//!         let offloaded = ctx.spawn_blocking(
 //!             move || data.iter().map(|&b| u64::from(b)).sum::<u64>(), // on a worker thread
 //!             move |this: &mut Self, _ctx, sum| {                      // back on this reactor
 //!                 this.last = sum.as_ref().ok().copied();
-//!                 if let (Some(r), Ok(sum)) = (reply, sum) {
-//!                     let _ = r.send(Message::typed(sum));
+//!                 if let Some(r) = reply {
+//!                     let _ = match sum {
+//!                         Ok(sum) => r.send(Message::typed(sum)),
+//!                         Err(e) => r.fail(e), // a panicked job, or the pool was full
+//!                     };
 //!                 }
 //!             },
-//!         )?;
+//!         );
+//!         if let Err(refused) = offloaded {
+//!             refused.run_then(self, ctx); // `then` runs now, with `Error::Backpressure`
+//!         }
 //!         Ok(())
 //!     }
 //! }
@@ -488,6 +502,8 @@
 //! |---|---|---|
 //! | Hand over work without waiting | [`send`](Reactor::send) (to one component or subscriber), [`send_to`](Bus::send_to) (to a component by name), [`publish`](Bus::publish) (to every subscriber), [`request`](Bus::request) (one reply expected), [`WorkerPool::execute`] (a fire-and-forget job) | An enqueue never blocks, so it has no `try_` prefix, and its documentation begins "Never blocks." It answers a [`SendError`], which hands the work back. |
 //! | Run blocking work, result back on the reactor | [`Context::spawn_blocking`] (and `_timeout`) | tokio's word. A job with a continuation is another concept than a fire-and-forget job, hence another name than `execute`. |
+//! | Work refused with its continuation | [`UnsentRequest`] (`message`, `then`) from [`Context::request`], [`UnsentJob`] (`job`, `then`) from [`Context::spawn_blocking`]; [`run_then`](SendError::run_then) | The work a call hands over comes back whole: the message or job *and* the continuation, never called. `run_then` calls the continuation now with the refusal, so what it holds (a reply handle) is answered. |
+//! | An application's error in answer to a request | [`AppError`] (an [`AppErrorKind`], a `code`, a `message`), answered with [`Context::reply_err`] or [`ReplyHandle::fail`], received as [`Error::Application`] | The kinds are gRPC's status codes, words no protocol owns; each front-end maps them to its own (HTTP: the table on [`AppErrorKind`]). The library's own outcomes (refused, timed out, unanswered) stay [`Error`]'s other cases. |
 //! | Receive | `recv` blocks, `try_recv` never blocks, `recv_timeout` waits at most so long ([`Inbox`], [`Watch`]) | `try_` only where the plain form blocks. A bounded wait takes a `Duration` (`_timeout`) or an `Instant` (`_deadline`). [`PendingReply::wait`] waits up to its request's own timeout. |
 //! | A request's id | `request_id()` on [`PendingReply`], [`ReplyTicket`] and [`ReplyHandle`] | The same name on the requester's and the responder's side. [`Message::correlation`] is the reply's view: the id of the request it answers. |
 //! | A bound on queued items | `_capacity`: [`RuntimeBuilder::mailbox_capacity`], [`ComponentOptions::mailbox_capacity`], [`WorkerPoolBuilder::queue_capacity`], [`RuntimeBuilder::worker_queue_capacity`] | One word per knob. A runtime-wide default and its per-component override have the same name (`mailbox_capacity`, `max_pending`, `drain_timeout`, `handler_latency`). |
@@ -531,7 +547,8 @@ pub use ingress::http::{http_names, HttpConfig, HttpServer, HttpStats, Routes};
 pub use logs::set_panic_hook;
 pub use metrics::{Histogram, HistogramSnapshot, TextWriter};
 pub use reactor::{
-    Component, Context, OnError, Reactor, ReactorStats, Restarted, TimerId, WatchId,
+    Component, Context, OnError, Reactor, ReactorStats, Restarted, TimerId, UnsentJob,
+    UnsentRequest, WatchId,
 };
 pub use runtime::{
     AdminHandle, Agent, AgentStats, ComponentInfo, ComponentOptions, ComponentReport,
@@ -539,9 +556,9 @@ pub use runtime::{
     Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport, Strategy, SupervisorOptions, Watch,
 };
 pub use types::{
-    BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error, ManualClock, Message,
-    MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, SendError, Topic, TypeMismatch,
-    Typed, Unhandled, DEAD_LETTER_TOPIC,
+    AppError, AppErrorKind, BoxError, Clock, DeadLetter, DeadLetterReason, Down, DownReason, Error,
+    ManualClock, Message, MessageId, Name, Overflow, Pattern, Payload, ReplyHandle, SendError,
+    Topic, TypeMismatch, Typed, Unhandled, DEAD_LETTER_TOPIC,
 };
 pub use worker::{PoolShutdown, WorkerPool, WorkerPoolBuilder, WorkerPoolStats};
 

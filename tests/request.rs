@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
 use reactorium::{
-    BoxError, Bus, Component, ComponentOptions, Context, DeadLetter, DeadLetterReason, Error,
-    Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime, SendError, DEAD_LETTER_TOPIC,
+    AppError, AppErrorKind, BoxError, Bus, Component, ComponentOptions, Context, DeadLetter,
+    DeadLetterReason, Error, Inbox, Message, MessageId, PendingReply, ReplyHandle, Runtime,
+    SendError, DEAD_LETTER_TOPIC,
 };
-use support::{on, run_on, runtime, thread_name, Probe, Remote, SOON};
+use support::{on, run_on, runtime, thread_name, wait_until, Forwarder, Probe, Remote, SOON};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -501,8 +502,8 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
             rejected,
         }) => {
             assert_eq!((&*target, capacity), ("asker", 2));
-            assert_eq!(rejected.get::<u64>(), Some(&3));
-            assert!(!rejected.expects_reply());
+            assert_eq!(rejected.message.get::<u64>(), Some(&3));
+            assert!(!rejected.message.expects_reply());
         }
         other => panic!("expected backpressure naming the requester, got {other:?}"),
     }
@@ -541,6 +542,105 @@ fn max_pending_refuses_third_request_naming_requester_then_recovers() -> Result<
         held.try_recv().is_err(),
         "the refused request never reached the responder"
     );
+    rt.stop()?;
+    Ok(())
+}
+
+// ---- the busy case: a refused request's continuation answers ---------------------------------
+
+/// Issue 12, item 12. A component serving a request by asking another holds the caller's
+/// reply handle in its continuation. When its own request is refused because the downstream
+/// is full, the continuation comes back with the message and answers the caller with the
+/// refusal: the caller hears "busy" at once, not "no reply" (a dropped handle) nor a timeout.
+#[test]
+fn a_forwarder_answers_busy_when_its_downstream_is_full() -> Result<()> {
+    let rt = runtime()?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw"), move || Forwarder {
+        downstream: "backend",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+    // The downstream: a plain thread's inbox with room for one, already full.
+    let backend = rt.bus().subscribe_inbox("backend", 1)?;
+    rt.bus().send("backend", Message::empty())?;
+
+    let pending = rt.bus().request("gw", Message::typed(1u64), LONG)?;
+    let id = pending.request_id();
+    match pending.wait() {
+        Err(Error::Backpressure { target, capacity }) => {
+            assert_eq!((&*target, capacity), ("inbox(backend)", 1));
+        }
+        other => panic!("expected the downstream's Backpressure, got {other:?}"),
+    }
+    let back = returned.recv_timeout(SOON)?;
+    assert_eq!(back.id(), id, "the refused message is handed back");
+    assert!(!back.expects_reply());
+    assert_eq!(backend.len(), 1, "nothing more reached the downstream");
+
+    // With room again, the same path answers with the downstream's reply.
+    let mut queued = backend.try_recv().expect("the message that filled it");
+    assert!(queued.take_reply_handle().is_none());
+    let pending = rt.bus().request("gw", Message::typed(2u64), LONG)?;
+    let mut asked = backend.recv_timeout(SOON)?;
+    asked
+        .take_reply_handle()
+        .expect("a request")
+        .send(Message::typed(20u64))?;
+    assert_eq!(pending.wait()?.get::<u64>(), Some(&20));
+    rt.stop()?;
+    Ok(())
+}
+
+/// As above, when the refusal is the forwarder's own `max_pending`: the caller hears
+/// `Backpressure` naming the forwarder.
+#[test]
+fn a_forwarder_answers_busy_past_its_own_max_pending() -> Result<()> {
+    let rt = runtime()?;
+    let (held_tx, held) = channel::unbounded();
+    rt.deploy_with("holder", on("svc.hold"), move || Probe {
+        tx: held_tx.clone(),
+    })?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw").max_pending(1), move || Forwarder {
+        downstream: "svc.hold",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+
+    let first = rt.bus().request("gw", Message::typed(1u64), LONG)?;
+    let (request, handle) = next_request(&held)?;
+    assert_eq!(request.get::<u64>(), Some(&1));
+    let second = rt.bus().request("gw", Message::typed(2u64), LONG)?;
+    match second.wait() {
+        Err(Error::Backpressure { target, capacity }) => {
+            assert_eq!((&*target, capacity), ("gateway", 1));
+        }
+        other => panic!("expected Backpressure naming the gateway, got {other:?}"),
+    }
+    assert_eq!(returned.recv_timeout(SOON)?.get::<u64>(), Some(&2));
+    handle.send(Message::typed(10u64))?;
+    assert_eq!(first.wait()?.get::<u64>(), Some(&10));
+    assert!(held.try_recv().is_err(), "the refused request went nowhere");
+    rt.stop()?;
+    Ok(())
+}
+
+/// Every refusal reaches the continuation as the `Error` `?` would make of it; here a topic
+/// nobody serves: the caller hears `NoSubscriber`.
+#[test]
+fn a_forwarder_passes_on_no_subscriber() -> Result<()> {
+    let rt = runtime()?;
+    let (returned_tx, _returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw"), move || Forwarder {
+        downstream: "nobody.home",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+    match rt.bus().request("gw", Message::empty(), LONG)?.wait() {
+        Err(Error::NoSubscriber { topic }) => assert_eq!(topic, "nobody.home"),
+        other => panic!("expected NoSubscriber, got {other:?}"),
+    }
     rt.stop()?;
     Ok(())
 }
@@ -760,5 +860,194 @@ fn a_second_reply_to_one_request_is_dead_lettered_too() -> Result<()> {
     assert_eq!(letter.reason, DeadLetterReason::UnrequestedReply);
     assert_eq!(letter.message.get::<u8>(), Some(&2));
     assert_eq!(letter.message.correlation(), Some(request_id));
+    Ok(())
+}
+
+// ---- application errors (issue 12, item 13) --------------------------------------------------
+
+/// The application error for a missing `key`.
+fn no_such_key(key: &str) -> AppError {
+    AppError::new(
+        AppErrorKind::NotFound,
+        "no_such_key",
+        format!("no key `{key}`"),
+    )
+}
+
+/// A store holding one key, `a`: a request for it is answered with `1`, a request for any
+/// other with the application error [`no_such_key`].
+struct OneKey;
+
+impl Component for OneKey {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let key = msg
+            .as_json()
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
+        if key == "a" {
+            ctx.reply(&mut msg, Message::typed(1u64))?;
+        } else {
+            ctx.reply_err(&mut msg, no_such_key(&key))?;
+        }
+        Ok(())
+    }
+}
+
+fn key(k: &str) -> Message {
+    Message::json(k.into())
+}
+
+#[test]
+fn reply_err_reaches_a_plain_requester_as_that_application_error() -> Result<()> {
+    let rt = runtime()?;
+    let store = rt.deploy_with("store", on("kv.get"), || OneKey)?;
+    rt.start()?;
+
+    match rt.bus().request("kv.get", key("b"), LONG)?.wait() {
+        Err(Error::Application(e)) => {
+            assert_eq!(e, no_such_key("b"));
+            assert_eq!(e.kind(), AppErrorKind::NotFound);
+            assert_eq!((e.code(), e.message()), ("no_such_key", "no key `b`"));
+        }
+        other => panic!("expected the store's application error, got {other:?}"),
+    }
+    // The same through a callback.
+    let (tx, outcomes) = channel::unbounded();
+    let _ticket = rt
+        .bus()
+        .request_callback("kv.get", key("c"), LONG, move |r| {
+            let _ = tx.send(r);
+        })?;
+    match outcomes.recv_timeout(SOON)? {
+        Err(Error::Application(e)) => assert_eq!(e, no_such_key("c")),
+        other => panic!("expected the store's application error, got {other:?}"),
+    }
+    // Answering with an error is not a failure of the component.
+    assert_eq!(
+        rt.bus()
+            .request("kv.get", key("a"), LONG)?
+            .wait()?
+            .get::<u64>(),
+        Some(&1)
+    );
+    // `handled` counts once the handler has returned, which may be after the reply is read.
+    wait_until("the third message is counted", || {
+        store.stats().handled == 3
+    });
+    let stats = store.stats();
+    assert_eq!((stats.failures, stats.dead_lettered), (0, 0));
+    let report = rt.stop()?;
+    assert!(report.is_clean(), "{report:?}");
+    Ok(())
+}
+
+#[test]
+fn an_application_error_reaches_a_components_continuation_and_passes_through_a_forwarder(
+) -> Result<()> {
+    let rt = runtime()?;
+    rt.deploy_with("store", on("kv.get"), || OneKey)?;
+    rt.deploy_with("asker", on("asker"), || Remote)?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("gateway", on("gw"), move || Forwarder {
+        downstream: "kv.get",
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+
+    let answers = ask_from(&rt, "asker", "kv.get", key("b"), LONG)?;
+    let (thread, outcome) = answers.recv_timeout(SOON)?;
+    assert_eq!(thread, "asker");
+    match outcome {
+        Err(Error::Application(e)) => assert_eq!(e, no_such_key("b")),
+        other => panic!("expected the store's application error, got {other:?}"),
+    }
+    // A gateway passing the outcome on with `ReplyHandle::fail` keeps it whole.
+    match rt.bus().request("gw", key("z"), LONG)?.wait() {
+        Err(Error::Application(e)) => assert_eq!(e, no_such_key("z")),
+        other => panic!("expected the store's application error, got {other:?}"),
+    }
+    assert!(returned.try_recv().is_err(), "nothing was refused");
+    rt.stop()?;
+    Ok(())
+}
+
+#[test]
+fn reply_err_to_a_plain_send_dead_letters_the_error_and_fails_nothing() -> Result<()> {
+    let rt = runtime()?;
+    let dead = rt.bus().subscribe_inbox(DEAD_LETTER_TOPIC, 8)?;
+    let store = rt.deploy_with("store", on("kv.get"), || OneKey)?;
+    rt.start()?;
+
+    let plain = key("b");
+    let plain_id = plain.id();
+    rt.bus().send("kv.get", plain)?;
+    let letter = next_dead_letter(&dead)?;
+    assert_eq!(letter.reason, DeadLetterReason::UnrequestedReply);
+    assert_eq!(letter.component.as_deref(), Some("store"));
+    let json = letter
+        .message
+        .as_json()
+        .expect("the error, as JSON")
+        .clone();
+    assert_eq!(serde_json::from_value::<AppError>(json)?, no_such_key("b"));
+    assert_eq!(letter.message.correlation(), Some(plain_id));
+    assert_eq!(letter.message.source(), Some("store"));
+
+    assert_eq!(
+        rt.bus()
+            .request("kv.get", key("a"), LONG)?
+            .wait()?
+            .get::<u64>(),
+        Some(&1)
+    );
+    wait_until("the second message is counted", || {
+        store.stats().handled == 2
+    });
+    let stats = store.stats();
+    assert_eq!((stats.failures, stats.dead_lettered), (0, 1));
+    Ok(())
+}
+
+/// Holds each request until the test opens the gate, then answers it with an application
+/// error and says whether `reply_err` returned `Ok`.
+struct LateRefuser {
+    gate: channel::Receiver<()>,
+    outcomes: channel::Sender<bool>,
+}
+
+impl Component for LateRefuser {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let _ = self.gate.recv();
+        let ok = ctx.reply_err(&mut msg, no_such_key("late")).is_ok();
+        let _ = self.outcomes.send(ok);
+        Ok(())
+    }
+}
+
+#[test]
+fn reply_err_after_the_requester_gave_up_fails_nothing() -> Result<()> {
+    let rt = runtime()?;
+    let (gate_tx, gate) = channel::unbounded();
+    let (tx, outcomes) = channel::unbounded();
+    let refuser = rt.deploy_with("refuser", on("slow"), move || LateRefuser {
+        gate: gate.clone(),
+        outcomes: tx.clone(),
+    })?;
+    rt.start()?;
+
+    let pending = rt
+        .bus()
+        .request("slow", key("x"), Duration::from_millis(20))?;
+    assert!(matches!(pending.wait(), Err(Error::Timeout { .. })));
+    gate_tx.send(())?;
+    assert!(outcomes.recv_timeout(SOON)?, "reply_err returned Ok");
+    // The instance is the same one, and still answers.
+    let pending = rt.bus().request("slow", key("y"), LONG)?;
+    gate_tx.send(())?;
+    assert!(matches!(pending.wait(), Err(Error::Application(_))));
+    assert!(outcomes.recv_timeout(SOON)?);
+    assert_eq!(refuser.stats().failures, 0);
+    rt.stop()?;
     Ok(())
 }

@@ -137,7 +137,7 @@ fn a_continuation_told_stopped_cannot_ask_again() -> Result<()> {
             assert!(matches!(r, Err(Error::Stopped { .. })), "{r:?}");
             // Retry at once: refused, since the component is stopping.
             let again = ctx.request("svc.retry", Message::empty(), LONG, |_, _, _| {});
-            let _ = told_tx.send(again.map(drop));
+            let _ = told_tx.send(again.map(drop).map_err(|e| e.map(|unsent| unsent.message)));
         });
         asked.expect("accepted");
     })?;

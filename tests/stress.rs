@@ -275,7 +275,7 @@ impl Component for Echo {
             Ok(_) => self.offloaded += 1,
             Err(e) => {
                 assert!(e.is_backpressure(), "{e:?}");
-                let job = e.into_inner();
+                let job = e.into_inner().job;
                 assert_eq!(job(), 2 * n + 1, "the job handed back is the one given");
                 let handle = slot.take().expect("a refused continuation never ran");
                 self.late += u64::from(answer(handle, n));
@@ -461,7 +461,7 @@ impl Component for Front {
                 capacity,
                 rejected,
             }) => {
-                assert_eq!(rejected.id(), id);
+                assert_eq!(rejected.message.id(), id);
                 if &*target == ctx.name() {
                     assert_eq!(capacity, 3, "the front's own max_pending");
                     counts.refused_own.fetch_add(1, Ordering::Relaxed);
@@ -636,7 +636,11 @@ impl Component for Offloader {
                 capacity,
                 rejected,
             }) => {
-                assert_eq!(rejected(), 3 * n, "the job handed back is the one given");
+                assert_eq!(
+                    (rejected.job)(),
+                    3 * n,
+                    "the job handed back is the one given"
+                );
                 if &*target == ctx.name() {
                     assert_eq!(capacity, 6);
                     c.refused_own.fetch_add(1, Ordering::Relaxed);

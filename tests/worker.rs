@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossbeam::channel::{self, TryRecvError};
-use reactorium::{Error, PoolShutdown, Runtime, SendError, WorkerPool};
+use reactorium::{
+    BoxError, Component, Context, Error, Message, PoolShutdown, Runtime, SendError, WorkerPool,
+};
 use support::{
     occupy_worker, on, run_on, runtime, thread_name, threads_named, wait_until, Remote, SOON,
 };
@@ -107,7 +109,7 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
                 target,
                 capacity,
                 rejected,
-            }) => Ok((target.to_string(), capacity, rejected())),
+            }) => Ok((target.to_string(), capacity, (rejected.job)())),
             Ok(_) => Err("accepted".to_owned()),
             Err(e) => Err(format!("{e:?}")),
         };
@@ -123,6 +125,72 @@ fn spawn_blocking_on_full_pool_hands_job_back_naming_pool() -> Result<()> {
         "the continuation is dropped uncalled"
     );
     drop(gate);
+    rt.stop()?;
+    Ok(())
+}
+
+/// Serves each request by summing its bytes on the pool; the caller's reply handle lives in
+/// the continuation, which answers it whatever the outcome, a refused job's included.
+struct Summer {
+    returned: channel::Sender<u64>,
+}
+
+impl Component for Summer {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let caller = msg.take_reply_handle().ok_or("not a request")?;
+        let data = msg.as_bytes().unwrap_or_default().to_vec();
+        let offloaded = ctx.spawn_blocking(
+            move || data.iter().map(|&b| u64::from(b)).sum::<u64>(),
+            move |_, _, sum| {
+                let _ = match sum {
+                    Ok(sum) => caller.send(Message::typed(sum)),
+                    Err(e) => caller.fail(e),
+                };
+            },
+        );
+        if let Err(refused) = offloaded {
+            let job = refused.run_then(self, ctx);
+            let _ = self.returned.send(job()); // the job handed back, run here to identify it
+        }
+        Ok(())
+    }
+}
+
+/// Issue 12, item 12: a refused `spawn_blocking` hands its continuation back, which answers
+/// the caller "busy" (the pool's `Backpressure`) rather than dropping its reply handle.
+#[test]
+fn a_refused_job_answers_its_caller_busy_through_its_continuation() -> Result<()> {
+    let rt = Runtime::builder()
+        .worker_threads(1)
+        .worker_queue_capacity(1)
+        .build()?;
+    let (returned_tx, returned) = channel::unbounded();
+    rt.deploy_with("summer", on("sum"), move || Summer {
+        returned: returned_tx.clone(),
+    })?;
+    rt.start()?;
+    let gate = occupy_worker(rt.pool())?;
+    rt.pool().execute(|| {})?; // the queue is full
+
+    let outcome = rt
+        .bus()
+        .request("sum", Message::bytes(vec![1, 2, 3]), SOON)?
+        .wait();
+    match outcome {
+        Err(Error::Backpressure { target, capacity }) => {
+            assert_eq!((&*target, capacity), ("worker", 1));
+        }
+        other => panic!("expected the pool's Backpressure, got {other:?}"),
+    }
+    assert_eq!(returned.recv_timeout(SOON)?, 6, "the job came back unrun");
+
+    drop(gate);
+    wait_until("the queue has room", || rt.pool().stats().queued == 0);
+    let sum = rt
+        .bus()
+        .request("sum", Message::bytes(vec![4, 5]), SOON)?
+        .wait()?;
+    assert_eq!(sum.get::<u64>(), Some(&9));
     rt.stop()?;
     Ok(())
 }
@@ -586,7 +654,7 @@ fn runtime_without_workers_holds_no_pool_thread_and_refuses_offloads() -> Result
             },
         ) {
             Err(SendError::Stopped { target, rejected }) => {
-                format!("stopped {target} {}", rejected())
+                format!("stopped {target} {}", (rejected.job)())
             }
             other => format!("unexpected {other:?}"),
         };

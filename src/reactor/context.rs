@@ -10,6 +10,7 @@ use super::mailbox::CLOSED;
 use super::permit::Permit;
 use super::state::{self, Core};
 use super::timer::{self, TimerId};
+use super::unsent::{UnsentJob, UnsentRequest};
 use super::{Reactor, WatchId, Watcher};
 use crate::bus::{PublishReport, SubscriptionId};
 use crate::logs;
@@ -264,7 +265,7 @@ impl<'a, C: Component> Context<'a, C> {
         self.local.pending.len()
     }
 
-    fn stamp(&self, mut msg: Message) -> Message {
+    pub(super) fn stamp(&self, mut msg: Message) -> Message {
         msg.source = Some(self.core.reactor.mailbox.source.clone());
         msg
     }
@@ -306,7 +307,18 @@ impl<'a, C: Component> Context<'a, C> {
     ///   [`SendError::Stopped`] naming this component once it is stopping (from the end of its
     ///   drain, through `Component::stop`): no new request can be made then.
     ///
-    /// In every error case the message is handed back and `then` is dropped uncalled.
+    /// In every error case the work comes back whole, as an [`UnsentRequest`]: the message
+    /// (without its reply handle) and `then`, not called. `?` drops both (it needs `then` to be
+    /// `Send + Sync` to reach a [`BoxError`], as a closure that holds a reply handle or a
+    /// channel's sender is; `.map_err(reactorium::Error::from)?` drops them first otherwise).
+    ///
+    /// # Answering the busy case
+    ///
+    /// A continuation that holds a [`ReplyHandle`] (a request this component serves by asking
+    /// another) is the one place that answers it. When the request is refused, give the
+    /// refusal to the continuation: [`run_then`](SendError::run_then) calls it now with the
+    /// error, so the original requester hears "busy" ([`Error::Backpressure`], a `503` over
+    /// HTTP) instead of [`Error::NoReply`] from a dropped handle.
     ///
     /// # Examples
     ///
@@ -328,24 +340,63 @@ impl<'a, C: Component> Context<'a, C> {
     ///     }
     /// }
     /// ```
+    ///
+    /// Forwarding: a front that answers each request with its backend's answer, whatever
+    /// that is, the backend's refusal included.
+    ///
+    /// ```
+    /// use reactorium::{BoxError, Component, ComponentOptions, Context, Error, Message, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// struct Front;
+    ///
+    /// impl Component for Front {
+    ///     fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+    ///         let Some(caller) = msg.take_reply_handle() else { return Ok(()) };
+    ///         let asked = ctx.request("backend", msg, Duration::from_secs(5),
+    ///             move |_this: &mut Self, _ctx, outcome| {
+    ///                 let _ = match outcome {
+    ///                     Ok(reply) => caller.send(reply),
+    ///                     Err(e) => caller.fail(e),
+    ///                 };
+    ///             });
+    ///         if let Err(refused) = asked {
+    ///             refused.run_then(self, ctx); // `then` answers the caller with the refusal
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new()?;
+    /// rt.deploy_with("front", ComponentOptions::new().subscribe("front"), || Front)?;
+    /// rt.start()?;
+    /// // The backend here is a plain thread's inbox with room for one, and it is full.
+    /// let backend = rt.bus().subscribe_inbox("backend", 1)?;
+    /// rt.bus().send("backend", Message::empty())?;
+    ///
+    /// let busy = rt.bus().request("front", Message::empty(), Duration::from_secs(5))?.wait();
+    /// assert!(matches!(busy, Err(Error::Backpressure { ref target, .. }) if target == "inbox(backend)"));
+    /// # drop(backend);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn request<F>(
         &mut self,
         topic: &str,
         msg: Message,
         timeout: Duration,
         then: F,
-    ) -> Result<MessageId, SendError<Message>>
+    ) -> Result<MessageId, SendError<UnsentRequest<F>>>
     where
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<Message, Error>) + 'static,
     {
         if self.local.settling {
-            return Err(self.stopping(msg));
+            return Err(self.stopping(UnsentRequest { message: msg, then }));
         }
         let id = self.next_id();
         let Some((permit, ticket)) =
             Permit::acquire(&self.core.reactor.mailbox, id, false, Some(timeout))
         else {
-            return Err(self.pending_full(msg));
+            return Err(self.pending_full(UnsentRequest { message: msg, then }));
         };
         let mut msg = self.stamp(msg);
         let request_id = msg.id;
@@ -357,11 +408,11 @@ impl<'a, C: Component> Context<'a, C> {
                     .insert(now, id, Some(timeout), ticket, Cont::Reply(Box::new(then)));
                 Ok(request_id)
             }
-            Err(e) => Err(e.map(|mut m| {
-                if let Some(r) = m.take_reply_handle() {
+            Err(e) => Err(e.map(|mut message| {
+                if let Some(r) = message.take_reply_handle() {
                     r.cancel();
                 }
-                m
+                UnsentRequest { message, then }
             })),
         }
     }
@@ -435,7 +486,10 @@ impl<'a, C: Component> Context<'a, C> {
     /// [`SendError::Stopped`] when the pool has shut down or has no threads
     /// ([`RuntimeBuilder::worker_threads(0)`](crate::RuntimeBuilder::worker_threads)), or
     /// naming this component once it is stopping (from the end of its drain, through
-    /// `Component::stop`). The job is handed back and `then` is dropped uncalled.
+    /// `Component::stop`). The work comes back whole, as an [`UnsentJob`]: the job, not run,
+    /// and `then`, not called; [`run_then`](SendError::run_then) calls `then` with the
+    /// refusal, so a continuation that was to answer a request answers "busy" (see
+    /// [`request`](Context::request), "Answering the busy case").
     ///
     /// # Examples
     ///
@@ -453,7 +507,11 @@ impl<'a, C: Component> Context<'a, C> {
     ///     }
     /// }
     /// ```
-    pub fn spawn_blocking<R, J, F>(&mut self, job: J, then: F) -> Result<u64, SendError<J>>
+    pub fn spawn_blocking<R, J, F>(
+        &mut self,
+        job: J,
+        then: F,
+    ) -> Result<u64, SendError<UnsentJob<J, F>>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
@@ -475,7 +533,7 @@ impl<'a, C: Component> Context<'a, C> {
         timeout: Duration,
         job: J,
         then: F,
-    ) -> Result<u64, SendError<J>>
+    ) -> Result<u64, SendError<UnsentJob<J, F>>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
@@ -489,25 +547,25 @@ impl<'a, C: Component> Context<'a, C> {
         timeout: Option<Duration>,
         job: J,
         then: F,
-    ) -> Result<u64, SendError<J>>
+    ) -> Result<u64, SendError<UnsentJob<J, F>>>
     where
         R: Send + 'static,
         J: FnOnce() -> R + Send + 'static,
         F: FnOnce(&mut C, &mut Context<'_, C>, Result<R, Error>) + 'static,
     {
         if self.local.settling {
-            return Err(self.stopping(job));
+            return Err(self.stopping(UnsentJob { job, then }));
         }
         let id = self.next_id();
         let Some((permit, ticket)) = Permit::acquire(&self.core.reactor.mailbox, id, true, timeout)
         else {
-            return Err(self.pending_full(job));
+            return Err(self.pending_full(UnsentJob { job, then }));
         };
         let slot = match self.core.pool.try_reserve() {
             Ok(slot) => slot,
             Err(e) => {
                 permit.cancel();
-                return Err(e.with(job));
+                return Err(e.with(UnsentJob { job, then }));
             }
         };
         let clock = self.core.settings.clock.clone();

@@ -10,6 +10,7 @@
 //! The wake-up protocol, the stop sequence and the restart protocol are described in
 //! `README.md` beside this file.
 
+mod answer;
 mod context;
 mod dispatch;
 mod idle;
@@ -17,15 +18,18 @@ mod instance;
 mod mailbox;
 mod permit;
 mod run;
+mod run_then;
 mod state;
 mod stop;
 mod timer;
+mod unsent;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use context::{Component, Context, Restarted};
 pub use timer::TimerId;
+pub use unsent::{UnsentJob, UnsentRequest};
 
 pub(crate) use mailbox::{Control, MailboxConfig, MAX_CAPACITY};
 pub(crate) use run::{abandon_queued, abandon_unstarted, spawn, Factory};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::app_error::AppError;
 use super::name::Name;
 
 /// An error from a reactorium call.
@@ -74,6 +75,12 @@ pub enum Error {
         /// Why no reply will come.
         reason: String,
     },
+    /// The responder failed the request with an application error of its own
+    /// ([`Context::reply_err`](crate::Context::reply_err),
+    /// [`ReplyHandle::fail`](crate::ReplyHandle::fail)): its kind, code and message. The
+    /// HTTP front-end answers it with its kind's status
+    /// ([`AppErrorKind`](crate::AppErrorKind) has the table).
+    Application(AppError),
     /// A job on the worker pool panicked; the worker thread survived.
     Panicked {
         /// The panic's message.
@@ -163,6 +170,7 @@ impl fmt::Debug for Error {
             }
             Error::Timeout { after } => f.debug_struct("Timeout").field("after", after).finish(),
             Error::NoReply { reason } => f.debug_struct("NoReply").field("reason", reason).finish(),
+            Error::Application(e) => f.debug_tuple("Application").field(e).finish(),
             Error::Panicked { message } => f
                 .debug_struct("Panicked")
                 .field("message", message)
@@ -213,6 +221,7 @@ impl fmt::Display for Error {
             Error::NoComponent { name } => no_component(f, name),
             Error::Timeout { after } => write!(f, "timed out after {after:?}"),
             Error::NoReply { reason } => write!(f, "no reply will come: {reason}"),
+            Error::Application(e) => e.fmt(f),
             Error::Panicked { message } => write!(f, "job panicked: {message}"),
             Error::WouldDeadlock => f.write_str("blocking wait on a reactor thread"),
             Error::InvalidTopic { topic, reason } => invalid_topic(f, topic, reason),
@@ -225,6 +234,14 @@ impl fmt::Display for Error {
             Error::Io { context, .. } => write!(f, "could not {context}"),
             Error::InvalidState { reason } => f.write_str(reason),
         }
+    }
+}
+
+/// An application error is answered as [`Error::Application`], so
+/// [`ReplyHandle::fail`](crate::ReplyHandle::fail) takes it as it is.
+impl From<AppError> for Error {
+    fn from(e: AppError) -> Error {
+        Error::Application(e)
     }
 }
 

@@ -123,13 +123,33 @@ impl ReplyHandle {
         self.finish(Ok(reply))
     }
 
-    /// Answers the request with an error instead of a reply.
+    /// Answers the request with an error instead of a reply: an application's own
+    /// ([`AppError`](crate::AppError), which the requester gets as
+    /// [`Error::Application`]), or an [`Error`] passed on (a refusal or a timeout of a
+    /// request this responder made in turn, which an HTTP requester answers as `503` or
+    /// `504`).
     ///
     /// # Errors
     ///
     /// As [`ReplyHandle::send`]; nothing is dead-lettered since there is no reply message.
-    pub fn fail(mut self, error: Error) -> Result<(), Error> {
-        self.finish(Err(error))
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{AppError, AppErrorKind, Bus, Error, Message};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let service = bus.subscribe_inbox("orders.place", 8)?;
+    /// let pending = bus.request("orders.place", Message::empty(), Duration::from_secs(1))?;
+    /// let mut req = service.recv()?;
+    /// let out = AppError::new(AppErrorKind::FailedPrecondition, "out_of_stock", "sku A-1 is out of stock");
+    /// req.take_reply_handle().unwrap().fail(out)?;
+    /// assert!(matches!(pending.wait(), Err(Error::Application(e)) if e.code() == "out_of_stock"));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn fail(mut self, error: impl Into<Error>) -> Result<(), Error> {
+        self.finish(Err(error.into()))
     }
 
     /// Releases the reserved reply slot without telling the requester: used when the request

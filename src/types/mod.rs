@@ -3,6 +3,7 @@
 //! crate: the bottom of the module order (`types` → `metrics` → `worker` → `bus` → `reactor`
 //! → `runtime` → `ingress`).
 
+mod app_error;
 mod clock;
 mod dead_letter;
 mod down;
@@ -16,6 +17,7 @@ mod send_error;
 mod thread;
 mod topic;
 
+pub use app_error::{AppError, AppErrorKind};
 pub use clock::{Clock, ManualClock};
 pub use dead_letter::{DeadLetter, DeadLetterReason, Unhandled, DEAD_LETTER_TOPIC};
 pub use down::{Down, DownReason};

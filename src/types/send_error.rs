@@ -14,7 +14,12 @@ use super::name::Name;
 /// [`WorkerPool::execute`](crate::WorkerPool::execute); [`Agent::signal`](crate::Agent::signal).
 /// Each lists which of these cases it can give. As crossbeam's `TrySendError::Full(T)`, the
 /// work comes back so the caller can retry, reroute or drop it knowingly; nothing is dropped
-/// behind its back.
+/// behind its back. The work of a call that takes a continuation is the pair:
+/// [`Context::request`](crate::Context::request) hands back an
+/// [`UnsentRequest`](crate::UnsentRequest) (the message and the continuation),
+/// [`Context::spawn_blocking`](crate::Context::spawn_blocking) an
+/// [`UnsentJob`](crate::UnsentJob); for these, `run_then` calls the continuation with the
+/// refusal.
 ///
 /// These five cases are all there are: a `match` needs no wildcard arm. "Full" and "gone" are
 /// different answers: [`Backpressure`](SendError::Backpressure) means retry later,
@@ -26,7 +31,9 @@ use super::name::Name;
 /// works in a function that returns `reactorium::Error`. It implements
 /// [`std::error::Error`], so with a `Send + Sync` payload (a [`Message`](crate::Message) is)
 /// `?` takes it into `anyhow::Error` as it is, and `downcast` gets it back with the message.
-/// A job closure is not `Sync`: `.map_err(reactorium::Error::from)?` drops it first.
+/// A job or a continuation that is not `Send + Sync` (one that holds an `Rc`) cannot go there:
+/// `.map_err(reactorium::Error::from)?` drops the work first, and
+/// [`map`](SendError::map) keeps part of it (`.map_err(|e| e.map(|u| u.message))?`).
 ///
 /// # Examples
 ///
@@ -110,8 +117,22 @@ impl<T> SendError<T> {
         matches!(self, SendError::Stopped { .. })
     }
 
-    /// The same case with `f(rejected)` in place of the refused work.
-    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
+    /// The same case with `f(rejected)` in place of the refused work: to keep part of it
+    /// and let the rest go, as `.map(|unsent| unsent.message)` keeps the message of a refused
+    /// [`Context::request`](crate::Context::request) and drops its continuation (so `?`
+    /// takes it into `anyhow::Error` whatever the continuation holds).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reactorium::{Bus, Message, SendError};
+    ///
+    /// let bus = Bus::new();
+    /// let err = bus.send("nobody.home", Message::typed(7u8)).unwrap_err();
+    /// let err: SendError<u8> = err.map(|m| *m.get::<u8>().unwrap());
+    /// assert!(matches!(err, SendError::NoSubscriber { rejected: 7, .. }));
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> SendError<U> {
         let (e, rejected) = self.split();
         e.with(f(rejected))
     }

@@ -155,7 +155,7 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
     let id = msg.id();
     let (err, pending_after) = on_driver(&driver, move |ctx| {
         let r = ctx.request(ASK_TOPIC, msg, SOON, |_, _, _| {
-            panic!("a refused request has no continuation")
+            panic!("a refused request's continuation comes back uncalled")
         });
         (r.err(), ctx.pending())
     });
@@ -166,8 +166,9 @@ fn context_request_to_full_responder_names_responder_and_frees_place() -> Result
             rejected,
         }) => {
             assert_eq!((&*target, capacity), ("responder", 2));
-            assert_eq!(rejected.id(), id);
-            assert!(!rejected.expects_reply());
+            // The message and its continuation come back (dropped here, uncalled).
+            assert_eq!(rejected.message.id(), id);
+            assert!(!rejected.message.expects_reply());
         }
         other => panic!("expected Backpressure, got {other:?}"),
     }
@@ -225,7 +226,11 @@ fn spawn_blocking_past_max_pending_names_component() -> Result<()> {
                 rejected,
             } => {
                 assert_eq!((&*target, capacity), ("driver", 2));
-                assert_eq!(rejected(), i, "the job handed back is the one submitted");
+                assert_eq!(
+                    (rejected.job)(),
+                    i,
+                    "the job handed back is the one submitted"
+                );
                 assert_eq!(ran.try_recv().ok(), Some(i));
             }
             other => panic!("expected Backpressure, got {other:?}"),

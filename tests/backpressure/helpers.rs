@@ -35,6 +35,11 @@ impl Messages {
         msg
     }
 
+    /// How many were made.
+    pub(crate) fn made(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
     /// A handed-back message is the one offered (its id, not only its payload), and carries
     /// no reply handle any more.
     pub(crate) fn identify(&self, msg: Message) -> (u64, Option<Message>) {

@@ -1,13 +1,16 @@
 //! Paths into a worker pool's queue: `WorkerPool::execute`, and
-//! `Context::spawn_blocking` from a component.
+//! `Context::spawn_blocking` from a component (whose item is the job with its continuation,
+//! `UnsentJob`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Reactor, Runtime, SendError, WorkerPool};
+use reactorium::{
+    ComponentOptions, Context, Error, Reactor, Runtime, SendError, UnsentJob, WorkerPool,
+};
 
-use crate::helpers::{block_worker, on_driver, sorted, Driver, Job, Jobs};
+use crate::helpers::{block_worker, on_driver, seq_of, sorted, Driver, Job, Jobs};
 use crate::support::{wait_until, DropCounter, SOON};
 use crate::{EnqueuePath, Gone, Tally, CAP};
 
@@ -99,15 +102,23 @@ impl EnqueuePath for PoolExecute {
 
 // ---- Context::spawn_blocking -------------------------------------------------------------
 
+/// A continuation as the path makes it: it reports its own sequence number when called.
+pub(crate) type JobThen =
+    Box<dyn for<'c> FnOnce(&mut Driver, &mut Context<'c, Driver>, Result<(), Error>) + Send>;
+
 /// A "driver" component offloading to a one-thread pool (queue `CAP`) whose worker is held.
 /// Its `max_pending` is larger than the queue, so the pool is what fills.
 pub(crate) struct ContextSpawn {
     jobs: Jobs,
+    /// Each continuation's token (a tracked message it owns), to count its drops.
+    thens: DropCounter,
+    made: u64,
     rt: Runtime,
     driver: Reactor,
     gate: Option<Sender<()>>,
-    outcomes_tx: Sender<bool>,
-    outcomes: Receiver<bool>,
+    /// `(seq, the job's result came)` from each continuation called.
+    outcomes_tx: Sender<(u64, bool)>,
+    outcomes: Receiver<(u64, bool)>,
     commands: u64,
 }
 
@@ -133,6 +144,8 @@ impl ContextSpawn {
         let (outcomes_tx, outcomes) = channel::unbounded();
         ContextSpawn {
             jobs: Jobs::new(),
+            thens: DropCounter::default(),
+            made: 0,
             rt,
             driver,
             gate,
@@ -144,7 +157,7 @@ impl ContextSpawn {
 }
 
 impl EnqueuePath for ContextSpawn {
-    type Item = Job;
+    type Item = UnsentJob<Job, JobThen>;
 
     fn full_target(&self) -> &str {
         "bp-worker"
@@ -158,22 +171,35 @@ impl EnqueuePath for ContextSpawn {
         self.jobs.drops.clone()
     }
 
-    fn make(&mut self, seq: u64) -> Job {
-        self.jobs.make(seq)
-    }
-
-    fn identify(&mut self, job: Job) -> (u64, Option<Job>) {
-        (self.jobs.identify(job), None)
-    }
-
-    fn try_one(&mut self, job: Job) -> Result<(), SendError<Job>> {
+    fn make(&mut self, seq: u64) -> UnsentJob<Job, JobThen> {
+        self.made += 1;
+        let token = self.thens.message(seq);
         let out = self.outcomes_tx.clone();
+        UnsentJob {
+            job: self.jobs.make(seq),
+            then: Box::new(move |_, _, done| {
+                let _ = out.send((seq_of(&token), done.is_ok()));
+            }),
+        }
+    }
+
+    /// Runs the job here (it reports its number); the continuation, which cannot be called
+    /// off the driver, is dropped uncalled.
+    fn identify(
+        &mut self,
+        item: UnsentJob<Job, JobThen>,
+    ) -> (u64, Option<UnsentJob<Job, JobThen>>) {
+        (self.jobs.identify(item.job), None)
+    }
+
+    fn try_one(
+        &mut self,
+        item: UnsentJob<Job, JobThen>,
+    ) -> Result<(), SendError<UnsentJob<Job, JobThen>>> {
         self.commands += 1;
         on_driver(&self.driver, move |ctx| {
             let (before, places) = (ctx.pending(), ctx.reactor().stats().pending);
-            let r = ctx.spawn_blocking(job, move |_, _, done| {
-                let _ = out.send(done.is_ok());
-            });
+            let r = ctx.spawn_blocking(item.job, item.then);
             // A refused job leaves no continuation and no reserved place behind.
             let more = usize::from(r.is_ok());
             assert_eq!(ctx.pending(), before + more);
@@ -189,9 +215,12 @@ impl EnqueuePath for ContextSpawn {
         });
     }
 
-    fn stop_then_try(&mut self, job: Job) -> Result<(), SendError<Job>> {
+    fn stop_then_try(
+        &mut self,
+        item: UnsentJob<Job, JobThen>,
+    ) -> Result<(), SendError<UnsentJob<Job, JobThen>>> {
         self.rt.pool().shutdown(Duration::ZERO);
-        let r = self.try_one(job);
+        let r = self.try_one(item);
         self.gate = None;
         r
     }
@@ -204,14 +233,18 @@ impl EnqueuePath for ContextSpawn {
             sorted(tally.accepted.clone()),
             "each accepted job ran once"
         );
-        // Each accepted job's continuation runs once, on the driver, with the job's result.
+        // Each accepted job's continuation runs once, on the driver, with the job's result:
+        // the continuation made with that job.
+        let mut called = Vec::new();
         for _ in &tally.accepted {
-            let ok = self
+            let (seq, ok) = self
                 .outcomes
                 .recv_timeout(SOON)
                 .expect("each accepted job's continuation runs");
             assert!(ok, "the job's result came back");
+            called.push(seq);
         }
+        assert_eq!(sorted(called), sorted(tally.accepted.clone()));
         let report = self.rt.stop().unwrap();
         assert!(
             self.outcomes.try_recv().is_err(),
@@ -224,5 +257,11 @@ impl EnqueuePath for ContextSpawn {
         assert_eq!(stats.rejected, tally.full, "each Backpressure counted once");
         let driver = self.driver.stats();
         assert_eq!((driver.late_jobs, driver.pending), (0, 0));
+        // Every continuation made was dropped exactly once: run, or handed back and dropped.
+        assert_eq!(
+            self.thens.dropped() as u64,
+            self.made,
+            "continuations made vs dropped"
+        );
     }
 }

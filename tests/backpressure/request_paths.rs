@@ -1,13 +1,22 @@
-//! `Context::request` inside a component: bounded by the requester's `max_pending`.
+//! `Context::request` inside a component: bounded by the requester's `max_pending`. The item
+//! is the request whole, its message and its continuation (`UnsentRequest`): a refusal hands
+//! both back, and each continuation is dropped exactly once, called or not.
 
 use std::sync::{Arc, Mutex};
 
 use crossbeam::channel::{self, Receiver, Sender};
-use reactorium::{ComponentOptions, Message, Reactor, Runtime, SendError, ShutdownReport};
+use reactorium::{
+    ComponentOptions, Context, Error, Message, Reactor, Runtime, SendError, ShutdownReport,
+    UnsentRequest,
+};
 
 use crate::helpers::{on_driver, seq_of, sorted, Cmd, Driver, Messages};
 use crate::support::{wait_until, DropCounter, Probe, SOON};
 use crate::{EnqueuePath, Gone, Tally, CAP};
+
+/// A continuation as the path makes it: it reports its own sequence number when called.
+pub(crate) type Then =
+    Box<dyn for<'c> FnOnce(&mut Driver, &mut Context<'c, Driver>, Result<Message, Error>) + Send>;
 
 pub(crate) const ASK_TOPIC: &str = "bp.ask";
 
@@ -20,8 +29,11 @@ pub(crate) struct ContextRequest {
     driver: Reactor,
     at_stop: Arc<Mutex<Option<Cmd>>>,
     asked: Receiver<(Message, String)>,
-    outcomes_tx: Sender<bool>,
-    outcomes: Receiver<bool>,
+    /// Each continuation's token (a tracked message it owns), to count its drops.
+    thens: DropCounter,
+    /// `(seq, got a reply)` from each continuation called.
+    outcomes_tx: Sender<(u64, bool)>,
+    outcomes: Receiver<(u64, bool)>,
     commands: u64,
     /// Requests accepted and not yet taken from `asked`.
     outstanding: usize,
@@ -65,6 +77,7 @@ impl ContextRequest {
             driver,
             at_stop,
             asked,
+            thens: DropCounter::default(),
             outcomes_tx,
             outcomes,
             commands: 0,
@@ -99,7 +112,7 @@ impl ContextRequest {
 }
 
 impl EnqueuePath for ContextRequest {
-    type Item = Message;
+    type Item = UnsentRequest<Then>;
 
     fn full_target(&self) -> &str {
         "driver"
@@ -114,22 +127,33 @@ impl EnqueuePath for ContextRequest {
         self.msgs.drops.clone()
     }
 
-    fn make(&mut self, seq: u64) -> Message {
-        self.msgs.make(seq)
-    }
-
-    fn identify(&mut self, item: Message) -> (u64, Option<Message>) {
-        self.msgs.identify(item)
-    }
-
-    fn try_one(&mut self, msg: Message) -> Result<(), SendError<Message>> {
+    fn make(&mut self, seq: u64) -> UnsentRequest<Then> {
+        let token = self.thens.message(seq);
         let out = self.outcomes_tx.clone();
+        UnsentRequest {
+            message: self.msgs.make(seq),
+            then: Box::new(move |_, _, reply| {
+                let _ = out.send((seq_of(&token), reply.is_ok()));
+            }),
+        }
+    }
+
+    /// The message tells the sequence number; the continuation, which cannot be called off
+    /// the driver, proves itself when it runs (`finish` matches the numbers it reports).
+    fn identify(&mut self, item: UnsentRequest<Then>) -> (u64, Option<UnsentRequest<Then>>) {
+        let UnsentRequest { message, then } = item;
+        let (seq, message) = self.msgs.identify(message);
+        let message = message.expect("a message comes back for reuse");
+        (seq, Some(UnsentRequest { message, then }))
+    }
+
+    // The refusal carries the message and the continuation: the point of this path.
+    #[allow(clippy::result_large_err)]
+    fn try_one(&mut self, item: UnsentRequest<Then>) -> Result<(), SendError<UnsentRequest<Then>>> {
         self.commands += 1;
         let r = on_driver(&self.driver, move |ctx| {
             let (before, places) = (ctx.pending(), ctx.reactor().stats().pending);
-            let r = ctx.request(ASK_TOPIC, msg, SOON, move |_, _, reply| {
-                let _ = out.send(reply.is_ok());
-            });
+            let r = ctx.request(ASK_TOPIC, item.message, SOON, item.then);
             // A refused request leaves no continuation and no reserved place behind.
             let more = usize::from(r.is_ok());
             assert_eq!(ctx.pending(), before + more);
@@ -153,13 +177,16 @@ impl EnqueuePath for ContextRequest {
         });
     }
 
-    fn stop_then_try(&mut self, msg: Message) -> Result<(), SendError<Message>> {
+    fn stop_then_try(
+        &mut self,
+        item: UnsentRequest<Then>,
+    ) -> Result<(), SendError<UnsentRequest<Then>>> {
         // Asked from the driver's own `stop`: a stopping component makes no new request,
         // whatever its free places or the responder's state.
         self.drop_unanswered();
         let (tx, rx) = channel::bounded(1);
         *self.at_stop.lock().unwrap() = Some(Box::new(move |ctx| {
-            let r = ctx.request(ASK_TOPIC, msg, SOON, |_, _, _| {});
+            let r = ctx.request(ASK_TOPIC, item.message, SOON, item.then);
             let _ = tx.send(r.map(drop));
         }));
         self.report = Some(self.rt.stop().unwrap());
@@ -183,9 +210,20 @@ impl EnqueuePath for ContextRequest {
             tally.accepted.len()
         );
         assert_eq!(report.component("driver").unwrap().handled, self.commands);
-        // Each accepted request's continuation ran once: replied, NoReply or Stopped.
-        let outcomes: Vec<bool> = self.outcomes.try_iter().collect();
-        assert_eq!(outcomes.len(), tally.accepted.len());
+        // Each accepted request's continuation ran once, the one made with it (replied,
+        // NoReply or Stopped); no refused one ran.
+        let ran: Vec<u64> = self.outcomes.try_iter().map(|(seq, _)| seq).collect();
+        assert_eq!(
+            sorted(ran),
+            sorted(tally.accepted.clone()),
+            "the continuations that ran are the accepted requests' own"
+        );
         assert_eq!(self.driver.stats().late_replies, 0);
+        // Every continuation made was dropped exactly once: run, or handed back and dropped.
+        assert_eq!(
+            self.thens.dropped() as u64,
+            self.msgs.made(),
+            "continuations made vs dropped"
+        );
     }
 }

@@ -6,15 +6,15 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam::channel;
 use reactorium::{
-    http_names, BoxError, Component, ComponentOptions, Context, HttpConfig, HttpServer, Message,
-    Routes, Runtime,
+    http_names, AppError, AppErrorKind, BoxError, Component, ComponentOptions, Context, HttpConfig,
+    HttpServer, Message, Routes, Runtime,
 };
 use serde_json::json;
 
 use crate::support::http::{
     assert_error, config, exchange, get, post, serve, with_status, Blocked, Client, Echo,
 };
-use crate::support::{on, wait_until, Probe, SOON};
+use crate::support::{on, wait_until, Forwarder, Probe, SOON};
 
 /// A runtime whose "echo" component answers `echo.>` with [`echo_of`] the request, on routes
 /// with and without parameters.
@@ -332,6 +332,33 @@ fn full_mailbox_is_503_with_retry_after() -> Result<()> {
     gate_tx.send(())?;
     assert_eq!(in_handler.read_response()?.status, 200);
     assert_eq!(queued.read_response()?.status, 200);
+    Ok(())
+}
+
+/// Issue 12, item 12: a component that serves a route by asking another holds the HTTP
+/// request's reply handle in its continuation; when its own request is refused (the
+/// downstream is full), the continuation answers with the refusal, so the client gets `503`
+/// with `Retry-After` ("busy"), not `502` (a dropped handle).
+#[test]
+fn a_forwarder_refused_downstream_is_503_not_502() -> Result<()> {
+    let (returned_tx, returned) = channel::unbounded();
+    let routes = Routes::new().route("GET", "/gw", "gw.get")?;
+    let (rt, server) = serve(config(), routes, |rt| {
+        rt.deploy_with("gateway", on("gw.get"), move || Forwarder {
+            downstream: "backend",
+            returned: returned_tx.clone(),
+        })?;
+        Ok(())
+    })?;
+    let backend = rt.bus().subscribe_inbox("backend", 1)?;
+    rt.bus().send("backend", Message::empty())?; // full
+
+    let r = get(server.local_addr(), "/gw")?;
+    assert_error(&r, 503, "backpressure");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let back = returned.recv_timeout(SOON)?;
+    assert_eq!(back.header(http_names::PATH), Some("/gw"));
+    assert_eq!(backend.len(), 1);
     Ok(())
 }
 
@@ -656,5 +683,67 @@ fn reply_with_an_in_process_value_is_500() -> Result<()> {
         Ok(())
     })?;
     assert_error(&get(server.local_addr(), "/typed")?, 500, "bad_reply");
+    Ok(())
+}
+
+/// Answers `GET /kv/{key}`: `a` exists; other keys fail with an application error whose kind
+/// the key names (`missing` and the rest: not found).
+struct Kv;
+
+impl Component for Kv {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let key = msg.header("http.param.key").unwrap_or("").to_owned();
+        let kind = match key.as_str() {
+            "a" => return Ok(ctx.reply(&mut msg, Message::json(json!({"a": 1})))?),
+            "bad" => AppErrorKind::InvalidArgument,
+            "mine" => AppErrorKind::PermissionDenied,
+            "taken" => AppErrorKind::AlreadyExists,
+            "quota" => AppErrorKind::ResourceExhausted,
+            "bug" => AppErrorKind::Internal,
+            "down" => AppErrorKind::Unavailable,
+            _ => AppErrorKind::NotFound,
+        };
+        ctx.reply_err(
+            &mut msg,
+            AppError::new(kind, format!("kv_{kind}"), format!("key `{key}`: {kind}")),
+        )?;
+        Ok(())
+    }
+}
+
+/// Issue 12, item 13: a component's application error is answered with its kind's status
+/// and the one error shape, carrying the component's code and message; the connection stays
+/// open, as after any response the component chose.
+#[test]
+fn an_application_error_is_its_kinds_status_with_the_components_code_and_message() -> Result<()> {
+    let routes = Routes::new().route("GET", "/kv/{key}", "kv.get")?;
+    let (_rt, server) = serve(config(), routes, |rt| {
+        rt.deploy_with("kv", on("kv.get"), || Kv)?;
+        Ok(())
+    })?;
+    let mut c = Client::connect(server.local_addr())?;
+    for (key, status, reason, code) in [
+        ("missing", 404, "Not Found", "kv_not_found"),
+        ("bad", 400, "Bad Request", "kv_invalid_argument"),
+        ("mine", 403, "Forbidden", "kv_permission_denied"),
+        ("taken", 409, "Conflict", "kv_already_exists"),
+        ("quota", 429, "Too Many Requests", "kv_resource_exhausted"),
+        ("bug", 500, "Internal Server Error", "kv_internal"),
+        ("down", 503, "Service Unavailable", "kv_unavailable"),
+    ] {
+        let r = c.get(&format!("/kv/{key}"))?;
+        assert_error(&r, status, code);
+        assert_eq!(r.reason, reason);
+        let kind = code.strip_prefix("kv_").unwrap();
+        assert_eq!(r.json()["error"]["message"], format!("key `{key}`: {kind}"));
+        assert_eq!(
+            r.header("retry-after"),
+            None,
+            "{key}: the component gave no time"
+        );
+        assert!(!r.closes(), "{key}: the connection stays open");
+    }
+    let r = c.get("/kv/a")?;
+    assert_eq!((r.status, r.json()), (200, json!({"a": 1})));
     Ok(())
 }

@@ -175,6 +175,32 @@ impl Component for Gated {
     }
 }
 
+/// Serves each request by asking `downstream` (with `Context::request`) and answering with
+/// its outcome, whatever it is, as a gateway does: the caller's reply handle lives in the
+/// continuation. When its own request is refused, it has the continuation answer the caller
+/// with the refusal (`run_then`), and sends the message handed back on `returned`.
+pub struct Forwarder {
+    pub downstream: &'static str,
+    pub returned: crossbeam::channel::Sender<Message>,
+}
+
+impl Component for Forwarder {
+    fn handle(&mut self, mut msg: Message, ctx: &mut Context<'_, Self>) -> Result<(), BoxError> {
+        let caller = msg.take_reply_handle().ok_or("not a request")?;
+        let asked = ctx.request(self.downstream, msg, SOON, move |_, _, outcome| {
+            let _ = match outcome {
+                Ok(reply) => caller.send(reply),
+                Err(e) => caller.fail(e),
+            };
+        });
+        if let Err(refused) = asked {
+            let back = refused.run_then(self, ctx);
+            let _ = self.returned.send(back);
+        }
+        Ok(())
+    }
+}
+
 /// A component that runs, on its own reactor thread, the closures a test sends it: a way to
 /// call `Context` methods from a test with the test's logic written inline.
 pub struct Remote;

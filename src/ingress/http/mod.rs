@@ -341,6 +341,7 @@ impl HttpServer {
     /// | outcome | status |
     /// |---|---|
     /// | the component's reply | its `http.status`, default `200` |
+    /// | the component's application error ([`AppError`](crate::AppError)) | its kind's status, `400` to `503` (the table on [`AppErrorKind`](crate::AppErrorKind)), with the component's code and message |
     /// | mailbox full (`Backpressure`) | `503` with `Retry-After` |
     /// | component stopped | `503` with `Retry-After` |
     /// | no subscriber for the topic | `502` |
@@ -357,7 +358,8 @@ impl HttpServer {
     /// | past the connection cap | `503` with `Retry-After` |
     ///
     /// Every error body has one shape:
-    /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`.
+    /// `{"error":{"status":503,"code":"backpressure","message":"..."}}`; an application
+    /// error's `code` and `message` are the component's own.
     ///
     /// A head is malformed (`400`) when it is not HTTP/1.x, its target is not an absolute
     /// path or has a fragment (`#`), a header is not UTF-8, `Content-Length` is not digits

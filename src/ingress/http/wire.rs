@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use super::http_names;
 use super::syntax::{is_field_value, is_token};
-use crate::types::{Error, Message, Payload};
+use crate::types::{AppErrorKind, Error, Message, Payload};
 
 /// The most headers a request may have; more is `431`.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -290,7 +290,27 @@ pub(crate) fn bus_error(e: &Error, retry_after: u64) -> Response {
         Error::NoSubscriber { .. } => Response::error(502, "no_subscriber", &text),
         Error::Timeout { .. } => Response::error(504, "timeout", &text),
         Error::NoReply { .. } => Response::error(502, "no_reply", &text),
+        Error::Application(app) => {
+            Response::error(app_status(app.kind()), app.code(), app.message())
+        }
         _ => Response::error(500, "internal", &text),
+    }
+}
+
+/// The status of an application error's kind: gRPC's published mapping of its status codes
+/// to HTTP (the table on `AppErrorKind`). A new kind must be placed here: the match has no
+/// wildcard inside the crate.
+pub(crate) fn app_status(kind: AppErrorKind) -> u16 {
+    match kind {
+        AppErrorKind::InvalidArgument | AppErrorKind::FailedPrecondition => 400,
+        AppErrorKind::Unauthenticated => 401,
+        AppErrorKind::PermissionDenied => 403,
+        AppErrorKind::NotFound => 404,
+        AppErrorKind::AlreadyExists | AppErrorKind::Aborted => 409,
+        AppErrorKind::ResourceExhausted => 429,
+        AppErrorKind::Internal => 500,
+        AppErrorKind::Unimplemented => 501,
+        AppErrorKind::Unavailable => 503,
     }
 }
 
@@ -549,6 +569,45 @@ mod tests {
             from_reply(&Message::empty().with_header("http.header.X", "a\r\nb")).status,
             500
         );
+    }
+
+    /// Issue 12, item 13: an application's error is answered with its kind's status, its
+    /// code and its message, in the one error shape; a caller's error is a 4xx, the service's
+    /// a 5xx; the reason phrase is known.
+    #[test]
+    fn application_errors_take_their_kind_status_code_and_message() {
+        use crate::types::AppError;
+        let table = [
+            (AppErrorKind::InvalidArgument, 400),
+            (AppErrorKind::FailedPrecondition, 400),
+            (AppErrorKind::Unauthenticated, 401),
+            (AppErrorKind::PermissionDenied, 403),
+            (AppErrorKind::NotFound, 404),
+            (AppErrorKind::AlreadyExists, 409),
+            (AppErrorKind::Aborted, 409),
+            (AppErrorKind::ResourceExhausted, 429),
+            (AppErrorKind::Internal, 500),
+            (AppErrorKind::Unimplemented, 501),
+            (AppErrorKind::Unavailable, 503),
+        ];
+        assert_eq!(
+            table.len(),
+            AppErrorKind::ALL.len(),
+            "every kind is checked"
+        );
+        for (kind, status) in table {
+            let e = Error::Application(AppError::new(kind, "no_such_key", "no key `a`"));
+            let r = bus_error(&e, 1);
+            assert_eq!(r.status, status, "{kind:?}");
+            assert_eq!(kind.is_caller_error(), status < 500, "{kind:?}");
+            assert_ne!(reason(status), "Other", "{status}");
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"error": {"status": status, "code": "no_such_key", "message": "no key `a`"}})
+            );
+            assert!(r.headers.is_empty(), "no Retry-After: {:?}", r.headers);
+        }
     }
 
     #[test]
